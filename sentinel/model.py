@@ -1,0 +1,106 @@
+"""Frozen data types shared by every layer: events, alerts, severities, delivery outcomes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum, IntEnum
+from typing import Any
+
+
+class Severity(IntEnum):
+    """Alert severity, ordered so that ``>=`` means "at least as severe"."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Severity:
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            allowed = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {name!r} (expected one of: {allowed})") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse Okta's ISO-8601 ``published`` (also Panther's ``YYYY-MM-DD hh:mm:ss.fffffffff``) to UTC.
+
+    Raises ValueError for anything else. A timestamp without a zone is taken as UTC, as Okta's are.
+    """
+    if not isinstance(text, str) or not 10 <= len(text) <= 40:
+        raise ValueError("not an ISO-8601 timestamp")
+    cleaned = _FRACTION.sub(r"\1", text.strip(), count=1)  # fromisoformat takes at most 6 digits
+    if cleaned.endswith(("Z", "z")):
+        cleaned = cleaned[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(cleaned)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Fixed-width UTC text (microseconds, ``Z``) so that text order is time order in the store."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Okta System Log event (a LogEvent) as delivered, with its key fields lifted out."""
+
+    uuid: str
+    event_type: str
+    published: datetime
+    data: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """What a rule reports. ``key`` is the idempotency key: the same key means the same alert.
+
+    The engine emits an alert again with the same key when later events fold into it (threshold
+    windows that keep counting, throttled repeats); the store then updates count and last_seen
+    instead of creating (and delivering) a new one.
+    """
+
+    key: str
+    rule_id: str
+    severity: Severity
+    title: str
+    summary: str
+    group_key: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    event_uuids: tuple[str, ...]
+    # Rendering context: a few fields of the triggering event(s), window, runbook, references.
+    context: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Channels named by the rule; None routes by each channel's min_severity.
+    channels: tuple[str, ...] | None = None
+
+
+class DeliveryStatus(str, Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """The result of one attempt to send one alert to one channel. Failure is a value, not an exception."""
+
+    ok: bool
+    detail: str = ""  # masked, safe to log
+    retryable: bool = True
