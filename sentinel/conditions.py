@@ -1,0 +1,411 @@
+"""Field paths, field tests, named selections and the boolean condition over them, compiled at load.
+
+Paths are dotted (``actor.alternateId``); an array matches if any element does; ``target[type=User]``
+keeps the elements whose ``type`` is ``User``; ``target[0]`` picks one position; ``behaviors|kv`` and
+``threatDetections|json`` decode a value Okta packed into a string. A missing field yields no values:
+no match, never an error. Nothing here raises while matching an event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sentinel.operators import DECODERS, MODIFIERS, OPERATORS, Options, Predicate, as_text
+
+EventData = Mapping[str, Any]
+Matcher = Callable[[EventData], bool]
+
+# Arrays wider than this are only looked at up to this many elements (hostile events can be huge).
+MAX_ELEMENTS = 256
+MAX_DEPTH = 32
+
+_EMPTY: tuple[Any, ...] = ()
+
+
+class ConditionError(ValueError):
+    """A rule construct that cannot be compiled; ``key`` is the sub-path where it was found."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+
+# --- field paths ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    kind: str  # "key", "index", "filter", "decode"
+    key: str = ""
+    index: int = 0
+    value: str = ""
+
+
+_SEGMENT = re.compile(r"^([^\[\]|]+)?((?:\[[^\]]*\])*)(?:\|(\w+))?$")
+_BRACKET = re.compile(r"\[([^\]]*)\]")
+
+
+def _split_path(text: str) -> list[str]:
+    """Split on dots that are outside brackets, so ``target[alternateId=a.b@x.com]`` stays whole."""
+    parts, depth, start = [], 0, 0
+    for position, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "." and depth == 0:
+            parts.append(text[start:position])
+            start = position + 1
+    parts.append(text[start:])
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPath:
+    text: str
+    steps: tuple[Step, ...]
+    simple_keys: tuple[str, ...] | None  # set when every step is a plain key: the fast path
+
+    @classmethod
+    def parse(cls, text: str) -> FieldPath:
+        if not isinstance(text, str) or not text.strip():
+            raise ConditionError("a field path must be non-empty text")
+        steps: list[Step] = []
+        for segment in _split_path(text.strip()):
+            match = _SEGMENT.match(segment)
+            if not match or not (match.group(1) or match.group(2)):
+                raise ConditionError(f"bad field path {text!r} at {segment!r}")
+            name, brackets, decoder = match.groups()
+            if name:
+                steps.append(Step("key", key=name))
+            for inner in _BRACKET.findall(brackets or ""):
+                steps.append(_bracket_step(inner, text))
+            if decoder:
+                if decoder not in DECODERS:
+                    known = ", ".join(sorted(DECODERS))
+                    raise ConditionError(f"unknown decoder |{decoder} in {text!r} (known: {known})")
+                steps.append(Step("decode", key=decoder))
+        if len(steps) > MAX_DEPTH:
+            raise ConditionError(f"field path {text!r} is deeper than {MAX_DEPTH}")
+        simple = tuple(s.key for s in steps) if all(s.kind == "key" for s in steps) else None
+        return cls(text.strip(), tuple(steps), simple)
+
+    def values(self, data: Any) -> Sequence[Any]:
+        """Every non-null leaf value this path reaches (leaf arrays are flattened); empty when missing."""
+        if self.simple_keys is not None:
+            node = data
+            for key in self.simple_keys:
+                if type(node) is not dict:
+                    break
+                node = node.get(key)
+            else:
+                if node is None:
+                    return _EMPTY
+                if type(node) is list:
+                    return [v for v in node[:MAX_ELEMENTS] if v is not None]
+                return (node,)
+            if type(node) is not list:
+                return _EMPTY
+            # An array on the way: fall back to the general walk (any-element semantics).
+        return _resolve([data], self.steps)
+
+
+def _bracket_step(inner: str, path: str) -> Step:
+    inner = inner.strip()
+    if re.fullmatch(r"-?\d+", inner):
+        return Step("index", index=int(inner))
+    key, equals, value = inner.partition("=")
+    if not equals or not key.strip():
+        raise ConditionError(f"bad element selector [{inner}] in {path!r} (use [0] or [key=value])")
+    return Step("filter", key=key.strip(), value=value.strip())
+
+
+def _resolve(nodes: list[Any], steps: Sequence[Step]) -> Sequence[Any]:
+    for step in steps:
+        found: list[Any] = []
+        for node in nodes:
+            _apply(step, node, found)
+        if not found:
+            return _EMPTY
+        nodes = found
+    leaves: list[Any] = []
+    for node in nodes:
+        if type(node) is list:
+            leaves.extend(v for v in node[:MAX_ELEMENTS] if v is not None)
+        elif node is not None:
+            leaves.append(node)
+    return leaves
+
+
+def _apply(step: Step, node: Any, found: list[Any]) -> None:
+    kind = step.kind
+    if kind == "key":
+        if type(node) is dict:
+            value = node.get(step.key)
+            if value is not None:
+                found.append(value)
+        elif type(node) is list:
+            for element in node[:MAX_ELEMENTS]:
+                if type(element) is dict:
+                    value = element.get(step.key)
+                    if value is not None:
+                        found.append(value)
+    elif kind == "index":
+        if type(node) is list and -len(node) <= step.index < len(node):
+            found.append(node[step.index])
+    elif kind == "filter":
+        elements = node[:MAX_ELEMENTS] if type(node) is list else [node]
+        for element in elements:
+            if type(element) is dict and as_text(element.get(step.key)) == step.value:
+                found.append(element)
+    elif kind == "decode" and type(node) is str:
+        decoded = DECODERS[step.key](node)
+        if decoded is not None:
+            found.append(decoded)
+
+
+# --- field tests ----------------------------------------------------------------------------------------
+
+
+def _always_false(value: Any) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class FieldTest:
+    """One ``path = matcher`` entry of a selection."""
+
+    path: FieldPath
+    predicates: tuple[Predicate, ...]  # several only with ``all``: each must be met by some value
+    negate: bool = False
+    exists: bool | None = None
+    other: FieldPath | None = None
+    ignore_case: bool = False
+
+    def __call__(self, data: EventData) -> bool:
+        return self.negate != self._test(data)
+
+    def _test(self, data: EventData) -> bool:
+        values = self.path.values(data)
+        if self.exists is not None:
+            return bool(values) == self.exists
+        if not values:
+            return False
+        if self.other is not None:
+            fold = str.casefold if self.ignore_case else str
+            others = {fold(t) for v in self.other.values(data) if (t := as_text(v)) is not None}
+            return any((t := as_text(v)) is not None and fold(t) in others for v in values)
+        if len(self.predicates) == 1:
+            predicate = self.predicates[0]
+            return any(predicate(value) for value in values)
+        return all(any(p(v) for v in values) for p in self.predicates)
+
+
+def compile_field_test(path_text: str, spec: object) -> list[FieldTest]:
+    """``spec`` is a scalar (equals), a list (in-list) or a table of operators and modifiers."""
+    path = FieldPath.parse(path_text)
+    if not isinstance(spec, dict):
+        return [_value_test(path, "equals", spec, Options(), negate=False)]
+    unknown = [k for k in spec if k not in OPERATORS and k not in MODIFIERS]
+    if unknown:
+        raise ConditionError(
+            f"unknown operator {unknown[0]!r} (known: {', '.join(OPERATORS)}; modifiers: {', '.join(MODIFIERS)})",
+            unknown[0],
+        )
+    for modifier in MODIFIERS:
+        if modifier in spec and not isinstance(spec[modifier], bool):
+            raise ConditionError(f"{modifier} must be true or false", modifier)
+    options = Options(ignore_case=bool(spec.get("ignore_case")), all=bool(spec.get("all")))
+    negate = bool(spec.get("not"))
+    operators = [k for k in spec if k in OPERATORS]
+    if not operators:
+        raise ConditionError("names no operator")
+    tests = []
+    for name in operators:
+        operand = spec[name]
+        kind = OPERATORS[name].kind
+        if kind == "exists":
+            if not isinstance(operand, bool):
+                raise ConditionError("exists must be true or false", name)
+            tests.append(FieldTest(path, (_always_false,), negate, exists=operand))
+        elif kind == "field":
+            if not isinstance(operand, str):
+                raise ConditionError("equals_field expects a field path", name)
+            try:
+                other = FieldPath.parse(operand)
+            except ConditionError as error:
+                raise ConditionError(error.message, name) from None
+            tests.append(FieldTest(path, (_always_false,), negate, other=other, ignore_case=options.ignore_case))
+        else:
+            tests.append(_value_test(path, name, operand, options, negate, key=name))
+    return tests
+
+
+def _value_test(
+    path: FieldPath, name: str, operand: object, options: Options, negate: bool, key: str = ""
+) -> FieldTest:
+    compile_operator = OPERATORS[name].compile
+    try:
+        if options.all and isinstance(operand, list) and len(operand) > 1:
+            single = Options(ignore_case=options.ignore_case)
+            predicates = tuple(compile_operator(o, single) for o in operand)
+        else:
+            predicates = (compile_operator(operand, options),)
+    except ValueError as error:
+        raise ConditionError(str(error), key) from None
+    return FieldTest(path, predicates, negate)
+
+
+# --- selections ----------------------------------------------------------------------------------------
+
+
+def compile_selection(spec: object) -> Matcher:
+    """A table (its field tests AND-ed) or a list of tables (OR-ed), as in Sigma."""
+    if isinstance(spec, list):
+        if not spec or not all(isinstance(s, dict) for s in spec):
+            raise ConditionError("a selection list must hold one or more tables")
+        alternatives = []
+        for position, table in enumerate(spec):
+            try:
+                alternatives.append(compile_selection(table))
+            except ConditionError as error:
+                raise ConditionError(error.message, f"[{position}]" + _join("", error.key)) from None
+        return lambda data: any(m(data) for m in alternatives)
+    if not isinstance(spec, dict) or not spec:
+        raise ConditionError("a selection must be a non-empty table of field = matcher")
+    tests: list[FieldTest] = []
+    for path_text, matcher in spec.items():
+        try:
+            tests.extend(compile_field_test(path_text, matcher))
+        except ConditionError as error:
+            raise ConditionError(error.message, _join(_quote(path_text), error.key)) from None
+    frozen = tuple(tests)
+    if len(frozen) == 1:
+        return frozen[0]
+    return lambda data: all(t(data) for t in frozen)
+
+
+def _quote(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+
+
+def _join(head: str, tail: str) -> str:
+    if not tail:
+        return head
+    if tail.startswith("["):
+        return head + tail
+    return f"{head}.{tail}" if head else tail
+
+
+# --- the condition expression ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(\()|(\))|([A-Za-z0-9_*]+))")
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    op: str  # "ref", "and", "or", "not"
+    name: str = ""
+    children: tuple[Node, ...] = ()
+
+    def compile(self, selections: Mapping[str, Matcher]) -> Matcher:
+        if self.op == "ref":
+            return selections[self.name]
+        parts = tuple(child.compile(selections) for child in self.children)
+        if self.op == "not":
+            inner = parts[0]
+            return lambda data: not inner(data)
+        if len(parts) == 1:
+            return parts[0]
+        if self.op == "and":
+            return lambda data: all(p(data) for p in parts)
+        return lambda data: any(p(data) for p in parts)
+
+
+def parse_condition(text: str, names: Sequence[str]) -> Node:
+    """Parse ``sel and not (filter_a or 1 of filter_*)`` into a tree; every name must be a selection."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConditionError("condition must be non-empty text")
+    tokens: list[str] = []
+    position = 0
+    while position < len(text):
+        if text[position:].strip() == "":
+            break
+        match = _TOKEN.match(text, position)
+        if not match:
+            raise ConditionError(f"unexpected {text[position:].strip()[:20]!r} in condition {text!r}")
+        tokens.append(match.group(match.lastindex or 0))
+        position = match.end()
+    parser = _Parser(tokens, tuple(names), text)
+    node = parser.parse_or()
+    if parser.position != len(tokens):
+        raise ConditionError(f"unexpected {tokens[parser.position]!r} in condition {text!r}")
+    return node
+
+
+class _Parser:
+    def __init__(self, tokens: list[str], names: tuple[str, ...], text: str) -> None:
+        self.tokens, self.names, self.text, self.position = tokens, names, text, 0
+
+    def _peek(self) -> str:
+        return self.tokens[self.position].lower() if self.position < len(self.tokens) else ""
+
+    def _take(self) -> str:
+        if self.position >= len(self.tokens):
+            raise ConditionError(f"condition {self.text!r} ends too early")
+        token = self.tokens[self.position]
+        self.position += 1
+        return token
+
+    def parse_or(self) -> Node:
+        children = [self.parse_and()]
+        while self._peek() == "or":
+            self._take()
+            children.append(self.parse_and())
+        return children[0] if len(children) == 1 else Node("or", children=tuple(children))
+
+    def parse_and(self) -> Node:
+        children = [self.parse_not()]
+        while self._peek() == "and":
+            self._take()
+            children.append(self.parse_not())
+        return children[0] if len(children) == 1 else Node("and", children=tuple(children))
+
+    def parse_not(self) -> Node:
+        if self._peek() == "not":
+            self._take()
+            return Node("not", children=(self.parse_not(),))
+        return self.parse_atom()
+
+    def parse_atom(self) -> Node:
+        token = self._take()
+        if token == "(":
+            node = self.parse_or()
+            if self._take() != ")":
+                raise ConditionError(f"missing ')' in condition {self.text!r}")
+            return node
+        if token.lower() in ("1", "any", "all") and self._peek() == "of":
+            self._take()
+            pattern = self._take()
+            matched = self._expand(pattern)
+            refs = tuple(Node("ref", name=n) for n in matched)
+            return Node("and" if token.lower() == "all" else "or", children=refs)
+        if token in ("and", "or", ")") or token.lower() in ("and", "or", "not", "of"):
+            raise ConditionError(f"unexpected {token!r} in condition {self.text!r}")
+        if token not in self.names:
+            raise ConditionError(f"condition names unknown selection {token!r}")
+        return Node("ref", name=token)
+
+    def _expand(self, pattern: str) -> list[str]:
+        if pattern == "them":
+            matched = list(self.names)
+        else:
+            regex = re.compile(re.escape(pattern).replace(r"\*", ".*") + r"\Z")
+            matched = [n for n in self.names if regex.match(n)]
+        if not matched:
+            raise ConditionError(f"{pattern!r} in condition {self.text!r} matches no selection")
+        return matched

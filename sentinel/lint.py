@@ -1,0 +1,43 @@
+"""Warnings about rules that load but will not work as meant (kept apart from load errors)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+from sentinel.rule_model import Rule, RuleSet
+
+
+@lru_cache(maxsize=1)
+def hook_eligible_types() -> frozenset[str]:
+    """The event types an Okta event hook can subscribe to (shipped as package data)."""
+    text = resources.files("sentinel").joinpath("data/hook-eligible-types.txt").read_text(encoding="utf-8")
+    return frozenset(
+        line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    )
+
+
+def lint_rule(rule: Rule) -> list[str]:
+    eligible = hook_eligible_types()
+    warnings = []
+    for position, pattern in enumerate(rule.event_types):
+        where = f"{rule.source}: {rule.id}: event_types[{position}]"
+        if pattern == "*":
+            continue
+        if pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if not any(t.startswith(prefix) for t in eligible):
+                warnings.append(f"{where}: no event type under {pattern!r} can be delivered by an Okta event hook")
+        elif pattern not in eligible:
+            warnings.append(
+                f"{where}: {pattern!r} cannot be delivered by an Okta event hook "
+                "(not event-hook-eligible; needs System Log polling)"
+            )
+    if not rule.tests:
+        warnings.append(f"{rule.source}: {rule.id}: tests: rule has no inline tests")
+    return warnings
+
+
+def lint(ruleset: RuleSet) -> list[str]:
+    """Every warning for every rule, one line each: ``file: rule-id: key: message``."""
+    return [warning for rule in ruleset.rules for warning in lint_rule(rule)]

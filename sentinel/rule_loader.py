@@ -1,0 +1,398 @@
+"""TOML rule files → frozen ``Rule`` objects, collecting every problem as ``file: key.path: message``."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sentinel.conditions import ConditionError, FieldPath, Matcher, compile_selection, parse_condition
+from sentinel.errors import ErrorGroup, RuleError
+from sentinel.model import Severity, format_timestamp
+from sentinel.rule_model import Rule, RuleSet, RuleTest, Threshold
+from sentinel.templates import Template
+
+RULE_KEYS: Mapping[str, str] = {
+    "id": "stable identifier, unique across all loaded files",
+    "title": "alert title template",
+    "summary": "alert summary template",
+    "description": "what the rule detects and why it matters",
+    "severity": "info, low, medium, high or critical",
+    "tags": "MITRE ATT&CK ids and other labels",
+    "references": "links to documentation",
+    "runbook": "first response step",
+    "enabled": "false turns the rule off",
+    "event_types": "event types (exact, prefix.*, or *) the rule reads",
+    "channels": "names of delivery channels (default: route by severity)",
+    "detection": "named selections",
+    "condition": "boolean expression over the selections",
+    "severity_when": "severity by condition, first match wins",
+    "group_by": "fields that key thresholds and throttling",
+    "threshold": "count / distinct count in a window",
+    "throttle": "one alert per group per period",
+    "tests": "inline test cases",
+}
+THRESHOLD_KEYS = ("count", "window", "distinct")
+THROTTLE_KEYS = ("period",)
+SEVERITY_WHEN_KEYS = ("condition", "severity")
+TEST_KEYS = ("name", "event", "events", "event_file", "expect", "expect_severity")
+
+MAX_WINDOW_SECONDS = 7 * 86_400
+TEST_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+class _Problems:
+    """Collects ``RuleError``s for one file; ``key`` paths are joined with dots."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[RuleError] = []
+
+    def add(self, key: str, message: str) -> None:
+        location = f"{self.source}: {key}" if key else self.source
+        self.errors.append(RuleError(message, location))
+
+
+def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[RuleError]]:
+    files: list[Path] = []
+    errors: list[RuleError] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*.toml") if p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(RuleError("no such file or directory", str(path)))
+    return files, errors
+
+
+def load_rules(paths: Iterable[str | Path]) -> RuleSet:
+    """Load every rule under ``paths`` (files or folders of ``*.toml``); raise ``ErrorGroup`` listing all problems."""
+    files, errors = rule_files(paths)
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        problems = _Problems(str(file))
+        for rule, id_key in load_file(file, problems):
+            if rule.id in seen:
+                problems.add(id_key, f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
+                continue
+            seen[rule.id] = str(file)
+            rules.append(rule)
+        errors.extend(problems.errors)
+    if errors:
+        raise ErrorGroup(errors)
+    return RuleSet(rules)
+
+
+def load_file(file: Path, problems: _Problems) -> list[tuple[Rule, str]]:
+    try:
+        document = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        problems.add("", f"cannot read: {error}")
+        return []
+    except tomllib.TOMLDecodeError as error:
+        problems.add("", f"invalid TOML: {error}")
+        return []
+    if "rules" in document:
+        tables = document["rules"]
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            problems.add("rules", "must be an array of tables ([[rules]])")
+            return []
+        extra = [k for k in document if k != "rules"]
+        for key in extra:
+            problems.add(key, "unknown field next to [[rules]]")
+        entries = [(t, f"rules[{i}].") for i, t in enumerate(tables)]
+    else:
+        entries = [(document, "")]
+    loaded = []
+    for table, prefix in entries:
+        rule = _build_rule(table, prefix, file, problems)
+        if rule is not None:
+            loaded.append((rule, prefix + "id"))
+    return loaded
+
+
+def _text(table: Mapping[str, Any], key: str, where: str, problems: _Problems, *, required: bool = False) -> str:
+    value = table.get(key)
+    if value is None:
+        if required:
+            problems.add(where + key, "is required")
+        return ""
+    if not isinstance(value, str):
+        problems.add(where + key, "must be text")
+        return ""
+    return value
+
+
+def _texts(table: Mapping[str, Any], key: str, where: str, problems: _Problems) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.add(where + key, "must be a list of text")
+        return ()
+    return tuple(value)
+
+
+def parse_duration(value: object) -> int:
+    """``90``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"`` → seconds; ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip() and _DURATION.sub("", value).strip() == "":
+        seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+    else:
+        raise ValueError(f"not a duration: {value!r} (use seconds or text like '10m', '1h', '1d')")
+    if not 0 < seconds <= MAX_WINDOW_SECONDS:
+        raise ValueError(f"must be between 1 second and 7 days, got {value!r}")
+    return seconds
+
+
+def _severity(value: object, key: str, problems: _Problems) -> Severity | None:
+    try:
+        if not isinstance(value, str):
+            raise ValueError(f"unknown severity {value!r} (expected one of: info, low, medium, high, critical)")
+        return Severity.parse(value)
+    except ValueError as error:
+        problems.add(key, str(error))
+        return None
+
+
+def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Problems) -> Rule | None:
+    before = len(problems.errors)
+    for key in table:
+        if key not in RULE_KEYS:
+            problems.add(where + key, f"unknown field (known: {', '.join(RULE_KEYS)})")
+    rule_id = _text(table, "id", where, problems, required=True)
+    if rule_id and not _ID.fullmatch(rule_id):
+        problems.add(where + "id", "must be lower-case letters, digits, '.', '_' or '-' (at most 128)")
+    templates = {}
+    for key in ("title", "summary"):
+        text = _text(table, key, where, problems, required=key == "title")
+        try:
+            templates[key] = Template.parse(text or (rule_id if key == "title" else ""))
+        except ConditionError as error:
+            problems.add(where + key, error.message)
+    severity = _severity(table.get("severity"), where + "severity", problems)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.add(where + "enabled", "must be true or false")
+    event_types = _texts(table, "event_types", where, problems)
+    if "event_types" in table and not event_types:
+        problems.add(where + "event_types", "must name at least one event type")
+    elif "event_types" not in table:
+        problems.add(where + "event_types", "is required (exact names, prefix.* or *)")
+    for position, pattern in enumerate(event_types):
+        if not re.fullmatch(r"\*|[A-Za-z0-9_.-]+(\.\*)?", pattern) or "*" in pattern.rstrip("*").rstrip("."):
+            problems.add(f"{where}event_types[{position}]", f"bad event type {pattern!r}")
+    channels = None
+    if "channels" in table:
+        channels = _texts(table, "channels", where, problems)
+    matcher, selections = _detection(table, where, problems)
+    severity_when = _severity_when(table, where, selections, problems)
+    group_by = _group_by(table, where, problems)
+    threshold = _threshold(table.get("threshold"), where + "threshold", problems)
+    throttle = _throttle(table.get("throttle"), where + "throttle", problems)
+    tests = _tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
+    if len(problems.errors) > before or severity is None or matcher is None:
+        return None
+    return Rule(
+        id=rule_id,
+        title=templates["title"],
+        summary=templates["summary"],
+        description=_text(table, "description", where, problems),
+        severity=severity,
+        event_types=event_types,
+        matcher=matcher,
+        severity_when=severity_when,
+        tags=_texts(table, "tags", where, problems),
+        references=_texts(table, "references", where, problems),
+        runbook=_text(table, "runbook", where, problems),
+        enabled=bool(enabled),
+        channels=channels,
+        group_by=group_by,
+        threshold=threshold,
+        throttle_seconds=throttle,
+        tests=tests,
+        source=str(file),
+    )
+
+
+def _match_all(data: Mapping[str, Any]) -> bool:
+    return True
+
+
+def _detection(table: Mapping[str, Any], where: str, problems: _Problems) -> tuple[Matcher | None, dict[str, Matcher]]:
+    detection = table.get("detection", {})
+    selections: dict[str, Matcher] = {}
+    if not isinstance(detection, dict):
+        problems.add(where + "detection", "must be a table of named selections")
+        return None, selections
+    for name, spec in detection.items():
+        key = f"{where}detection.{name}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.add(key, "selection names are letters, digits and '_'")
+            continue
+        try:
+            selections[name] = compile_selection(spec)
+        except ConditionError as error:
+            problems.add(f"{key}.{error.key}" if error.key else key, error.message)
+    condition = table.get("condition")
+    if condition is None:
+        if not detection:
+            return _match_all, selections
+        if len(detection) == 1:
+            condition = next(iter(detection))
+        else:
+            problems.add(where + "condition", "is required when there is more than one selection")
+            return None, selections
+    if len(selections) != len(detection):
+        return None, selections  # already reported; avoid a misleading "unknown selection"
+    try:
+        return parse_condition(condition, list(selections)).compile(selections), selections
+    except ConditionError as error:
+        problems.add(where + "condition", error.message)
+        return None, selections
+
+
+def _severity_when(
+    table: Mapping[str, Any], where: str, selections: Mapping[str, Matcher], problems: _Problems
+) -> tuple[tuple[Matcher, Severity], ...]:
+    entries = table.get("severity_when", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        problems.add(where + "severity_when", "must be an array of tables ([[severity_when]])")
+        return ()
+    result = []
+    for position, entry in enumerate(entries):
+        key = f"{where}severity_when[{position}]"
+        for extra in (k for k in entry if k not in SEVERITY_WHEN_KEYS):
+            problems.add(f"{key}.{extra}", "unknown field (known: condition, severity)")
+        severity = _severity(entry.get("severity"), key + ".severity", problems)
+        try:
+            matcher = parse_condition(entry.get("condition", ""), list(selections)).compile(selections)
+        except ConditionError as error:
+            problems.add(key + ".condition", error.message)
+            continue
+        if severity is not None:
+            result.append((matcher, severity))
+    return tuple(result)
+
+
+def _group_by(table: Mapping[str, Any], where: str, problems: _Problems) -> tuple[FieldPath, ...]:
+    paths = []
+    for position, text in enumerate(_texts(table, "group_by", where, problems)):
+        try:
+            paths.append(FieldPath.parse(text))
+        except ConditionError as error:
+            problems.add(f"{where}group_by[{position}]", error.message)
+    return tuple(paths)
+
+
+def _threshold(spec: object, key: str, problems: _Problems) -> Threshold | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        problems.add(key, "must be a table with count and window")
+        return None
+    for extra in (k for k in spec if k not in THRESHOLD_KEYS):
+        problems.add(f"{key}.{extra}", f"unknown field (known: {', '.join(THRESHOLD_KEYS)})")
+    count = spec.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
+        problems.add(key + ".count", "must be a whole number from 1 to 100000")
+        count = None
+    try:
+        window = parse_duration(spec.get("window"))
+    except ValueError as error:
+        problems.add(key + ".window", str(error))
+        window = None
+    distinct = None
+    if "distinct" in spec:
+        try:
+            distinct = FieldPath.parse(spec["distinct"])
+        except ConditionError as error:
+            problems.add(key + ".distinct", error.message)
+    if count is None or window is None:
+        return None
+    return Threshold(count, window, distinct)
+
+
+def _throttle(spec: object, key: str, problems: _Problems) -> int | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        problems.add(key, "must be a table with period")
+        return None
+    for extra in (k for k in spec if k not in THROTTLE_KEYS):
+        problems.add(f"{key}.{extra}", "unknown field (known: period)")
+    try:
+        return parse_duration(spec.get("period"))
+    except ValueError as error:
+        problems.add(key + ".period", str(error))
+        return None
+
+
+def _tests(
+    entries: object, key: str, file: Path, event_types: tuple[str, ...], rule_id: str, problems: _Problems
+) -> tuple[RuleTest, ...]:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        problems.add(key, "must be an array of tables ([[tests]])")
+        return ()
+    default_type = next((t for t in event_types if "*" not in t), None)
+    tests = []
+    for position, entry in enumerate(entries):
+        where = f"{key}[{position}]"
+        for extra in (k for k in entry if k not in TEST_KEYS):
+            problems.add(f"{where}.{extra}", f"unknown field (known: {', '.join(TEST_KEYS)})")
+        events = _test_events(entry, where, file, problems)
+        expect = entry.get("expect")
+        if not isinstance(expect, bool | int) or (not isinstance(expect, bool) and expect < 0):
+            problems.add(where + ".expect", "must be true, false or a number of alerts")
+            continue
+        expect_severity = None
+        if "expect_severity" in entry:
+            expect_severity = _severity(entry["expect_severity"], where + ".expect_severity", problems)
+        filled = []
+        for index, event in enumerate(events):
+            event = dict(event)
+            event.setdefault("uuid", f"test-{rule_id}-{position}-{index}")
+            event.setdefault("published", format_timestamp(TEST_EPOCH + timedelta(seconds=index)))
+            if "eventType" not in event:
+                if default_type is None:
+                    problems.add(where, "events need an eventType (the rule names no exact type)")
+                event["eventType"] = default_type or ""
+            filled.append(event)
+        name = entry.get("name") if isinstance(entry.get("name"), str) else f"test {position + 1}"
+        tests.append(RuleTest(str(name), tuple(filled), expect, expect_severity, f"{file}: {where}"))
+    return tuple(tests)
+
+
+def _test_events(entry: Mapping[str, Any], where: str, file: Path, problems: _Problems) -> list[dict[str, Any]]:
+    given = [k for k in ("event", "events", "event_file") if k in entry]
+    if len(given) != 1:
+        problems.add(where, "needs exactly one of event, events or event_file")
+        return []
+    if "event" in entry:
+        events = [entry["event"]]
+    elif "events" in entry:
+        events = entry["events"] if isinstance(entry["events"], list) else [None]
+    else:
+        name = entry["event_file"]
+        if not isinstance(name, str):
+            problems.add(where + ".event_file", "must be a file name")
+            return []
+        try:
+            loaded = json.loads((file.parent / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            problems.add(where + ".event_file", f"cannot read {name}: {error}")
+            return []
+        events = loaded if isinstance(loaded, list) else [loaded]
+    if not events or not all(isinstance(e, dict) for e in events):
+        problems.add(where + "." + given[0], "must be one event table, or a non-empty list of them")
+        return []
+    return events

@@ -1,0 +1,75 @@
+"""Run a rule's inline tests through the real engine, each test with only that rule and fresh state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sentinel.engine import EngineState, evaluate
+from sentinel.model import Event, parse_timestamp
+from sentinel.rule_model import Rule, RuleSet, RuleTest
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    rule_id: str
+    test: RuleTest
+    passed: bool
+    detail: str  # what happened, for the failure line
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """An Event from a LogEvent dict; ValueError names the first missing or bad key field."""
+    uuid, event_type, published = data.get("uuid"), data.get("eventType"), data.get("published")
+    if not isinstance(uuid, str) or not uuid:
+        raise ValueError("uuid: missing or not text")
+    if not isinstance(event_type, str) or not event_type:
+        raise ValueError("eventType: missing or not text")
+    try:
+        moment = parse_timestamp(published)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"published: not an ISO-8601 timestamp: {published!r}") from None
+    return Event(uuid=uuid, event_type=event_type, published=moment, data=dict(data))
+
+
+def run_test(rule: Rule, test: RuleTest) -> TestResult:
+    ruleset = RuleSet([_enabled(rule)])
+    state = EngineState()
+    try:
+        events = sorted((event_from_dict(e) for e in test.events), key=lambda e: e.published)
+    except ValueError as error:
+        return TestResult(rule.id, test, False, f"bad test event: {error}")
+    keys: dict[str, Any] = {}
+    for event in events:
+        alerts, state = evaluate(ruleset, event, state, event.published)
+        for alert in alerts:
+            keys[alert.key] = alert
+    count = len(keys)
+    if isinstance(test.expect, bool):
+        passed = (count > 0) == test.expect
+        wanted = "an alert" if test.expect else "no alert"
+    else:
+        passed = count == test.expect
+        wanted = f"{test.expect} alert(s)"
+    detail = f"expected {wanted}, got {count}"
+    if passed and test.expect_severity is not None and keys:
+        severities = {a.severity for a in keys.values()}
+        if severities != {test.expect_severity}:
+            passed = False
+            got = ", ".join(sorted(s.label for s in severities))
+            detail = f"expected severity {test.expect_severity.label}, got {got}"
+    return TestResult(rule.id, test, passed, detail)
+
+
+def run_tests(ruleset: RuleSet) -> list[TestResult]:
+    """Every inline test of every rule (disabled rules included: their tests still document them)."""
+    return [run_test(rule, test) for rule in ruleset.rules for test in rule.tests]
+
+
+def _enabled(rule: Rule) -> Rule:
+    if rule.enabled:
+        return rule
+    from dataclasses import replace
+
+    return replace(rule, enabled=True)

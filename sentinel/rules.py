@@ -1,0 +1,19 @@
+"""The rule language's public face: load TOML rule files into a frozen, indexed ``RuleSet``; lint it."""
+
+from __future__ import annotations
+
+from sentinel.lint import hook_eligible_types, lint
+from sentinel.rule_loader import RULE_KEYS, load_rules, parse_duration
+from sentinel.rule_model import Rule, RuleSet, RuleTest, Threshold
+
+__all__ = [
+    "RULE_KEYS",
+    "Rule",
+    "RuleSet",
+    "RuleTest",
+    "Threshold",
+    "hook_eligible_types",
+    "lint",
+    "load_rules",
+    "parse_duration",
+]
