@@ -1,9 +1,159 @@
-"""Placeholder: commands are added by the work that owns them."""
+"""``sentinel serve``, ``sentinel check``, ``sentinel events``."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
 import click
+
+from sentinel import log as sentinel_log
+from sentinel.cli.common import config_option, error_lines, fail, load_settings
+from sentinel.config import SECRET_ENV, Settings
+from sentinel.errors import SentinelError
+from sentinel.secret import Secret
+from sentinel.store import open_for_cli
+from sentinel.store.events import list_events
+
+log = logging.getLogger("sentinel")
+
+
+def _local_secret(path: Path) -> tuple[Secret, bool]:
+    """Read the local-use secret file, creating it (mode 0600) with a random value if missing."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text(encoding="utf-8").strip()
+        if not value:
+            fail(f"{path}: the secret file is empty; delete it to have a new one generated")
+        return Secret(value), False
+    value = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return Secret(value), True
+
+
+def _with_local_secret(settings: Settings, path: Path) -> Settings:
+    if settings.okta.secrets:
+        click.echo(f"{SECRET_ENV} is set; ignoring --secret-file {path}", err=True)
+        return settings
+    secret, created = _local_secret(path)
+    url = f"http://{settings.server.host}:{settings.server.port}/hooks/okta"
+    header = settings.okta.auth_header
+    if created:
+        # Printed once, to the terminal of the person who asked for it; never logged.
+        click.echo(f"Generated a local Okta secret in {path} (kept out of git).\n"
+                   f"  In Okta's Event Hook, set the header {header}: {secret.reveal()}")
+    else:
+        click.echo(f"Using the local Okta secret in {path} (its content is the {header} header value).")
+    click.echo(f"  Try it: curl -H \"{header}: $(cat {path})\" -H 'x-okta-verification-challenge: hello' {url}")
+    return dataclasses.replace(settings, okta=dataclasses.replace(settings.okta, secrets=(secret,)))
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from sentinel.app import create_app
+    from sentinel.service import Service
+
+    sentinel_log.configure(settings.logging.level, settings.logging.format)
+    for secret in settings.okta.secrets:
+        sentinel_log.register_secret(secret.reveal())
+    for channel in settings.channels.values():
+        for url in channel.urls:
+            sentinel_log.register_secret(url.reveal())
+    if not settings.okta.secrets:
+        log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
+                    "reach %s:%d can post events", settings.server.host, settings.server.port)
+    service = Service(settings)
+    config = uvicorn.Config(
+        create_app(service), host=settings.server.host, port=settings.server.port, log_config=None,
+        access_log=False, lifespan="on", timeout_keep_alive=5, server_header=False,
+    )
+    server = uvicorn.Server(config)
+    log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
+             settings.server.port, settings.storage.path)
+    server.run()
 
 
 def register(main: click.Group) -> None:
-    """Add this module's commands to ``main``."""
+    @main.command()
+    @config_option
+    @click.option("--host", help="Listen address (overrides [server] host).")
+    @click.option("--port", type=click.IntRange(1, 65535), help="Listen port (overrides [server] port).")
+    @click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
+                  help="For local use: read the Okta secret from this file, generating it if missing. "
+                       f"Ignored when {SECRET_ENV} is set.")
+    def serve(config_path: Path, host: str | None, port: int | None, secret_file: Path | None) -> None:
+        """Run the daemon: receive Okta Event Hooks, detect, alert."""
+        settings = load_settings(config_path)
+        server = settings.server
+        settings = dataclasses.replace(settings, server=dataclasses.replace(
+            server, host=host or server.host, port=port or server.port))
+        if secret_file is not None:
+            settings = _with_local_secret(settings, secret_file)
+        if not settings.okta.secrets and not settings.okta.allow_unauthenticated:
+            fail([f"{config_path}: okta: no Okta secret configured: set {SECRET_ENV} (or the systemd "
+                  "credential 'okta-secret'); for local use pass --secret-file; to run without "
+                  "authentication set [okta] allow_unauthenticated = true"])
+        _serve(settings)
+
+    @main.command()
+    @config_option
+    def check(config_path: Path) -> None:
+        """Validate the configuration, rules and channels; exit 1 with every problem."""
+        settings = load_settings(config_path)
+        problems: list[str] = []
+        from sentinel.service import build_evaluator, check_channels
+
+        try:
+            evaluator = build_evaluator(settings)
+        except SentinelError as e:
+            problems.extend(error_lines(e))
+            evaluator = None
+        problems.extend(check_channels(settings))
+        if problems:
+            fail(problems)
+        rules = getattr(evaluator, "rule_count", 0)
+        auth = "secret set" if settings.okta.secrets else (
+            "NO secret (allow_unauthenticated)" if settings.okta.allow_unauthenticated else
+            f"no secret yet ({SECRET_ENV} must be set to serve)")
+        click.echo(f"ok: {config_path}: {rules} rules, {len(settings.channels)} channels, auth: {auth}")
+
+    @main.command()
+    @config_option
+    @click.option("--last", default=20, show_default=True, type=click.IntRange(1, 100_000),
+                  help="How many of the newest events.")
+    @click.option("--type", "event_type", help="Only this eventType (a trailing * matches a prefix).")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
+    def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
+        """List stored events, oldest first."""
+        settings = load_settings(config_path)
+        try:
+            conn = open_for_cli(settings.storage.path)
+        except FileNotFoundError as e:
+            fail(str(e))
+        try:
+            rows = list_events(conn, last, event_type)
+        finally:
+            conn.close()
+        for row in rows:
+            if as_json:
+                click.echo(json.dumps(row, ensure_ascii=False))
+            else:
+                click.echo(_event_line(row))
+
+
+
+def _event_line(row: dict[str, Any]) -> str:
+    body = row["body"]
+    actor = body.get("actor") if isinstance(body.get("actor"), dict) else {}
+    outcome = body.get("outcome") if isinstance(body.get("outcome"), dict) else {}
+    status = "evaluated" if row["evaluated_at"] else "pending"
+    return "  ".join([row["published"], row["event_type"], str(actor.get("alternateId", "-")),
+                      str(outcome.get("result", "-")), row["uuid"], status])

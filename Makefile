@@ -1,0 +1,39 @@
+# Two commands from a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= sentinel.toml
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall when the project's metadata changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+# Starts the daemon on the shipped config. With no SENTINEL_OKTA_SECRET set, a local secret is
+# generated in .okta-secret (git-ignored) and the header value to paste into Okta is printed.
+run: $(VENV)/.installed-run
+	$(BIN)/sentinel serve --config $(CONFIG) --secret-file .okta-secret
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check sentinel tests
+	$(BIN)/mypy sentinel
+
+test: lint
+	$(BIN)/sentinel rules test --config $(CONFIG)
+	$(BIN)/pytest -q
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,169 @@
+"""HTTP: the Okta hook endpoint and health checks. Checks, parses, persists, answers — nothing else.
+
+Order on POST: declared size (413) → auth, constant time (401) → content type (415) → body read with
+the cap enforced while reading (413) → parse (400) → durable store (503 on failure) → 204.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sentinel.errors import PayloadError, StoreError
+from sentinel.okta import VERIFICATION_HEADER, parse_delivery, valid_challenge, verification_answer
+from sentinel.service import Service
+from sentinel.store.events import ingest
+
+log = logging.getLogger("sentinel.intake")
+BODY_READ_TIMEOUT_SECONDS = 10.0
+READY_CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _error(status: int, message: str, path: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if path:
+        body["path"] = path
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(service: Service) -> Starlette:
+    settings = service.settings
+    okta = settings.okta
+    header = okta.auth_header.lower()
+    max_body = settings.server.max_body_bytes
+    metrics = service.metrics
+    clock = service.clock
+
+    def reject(reason: str, status: int, message: str, request: Request, path: str | None = None) -> Response:
+        metrics.requests_rejected.labels(reason).inc()
+        client = request.client.host if request.client else "?"
+        log.warning("rejected %s %s from %s: %d %s", request.method, request.url.path, client, status, reason)
+        return _error(status, message, path)
+
+    def authorized(request: Request) -> bool:
+        if not okta.secrets:
+            return okta.allow_unauthenticated
+        presented = request.headers.get(header)
+        if presented is None:
+            return False
+        candidate = presented.encode("utf-8", "surrogateescape")
+        # Check every secret so the time taken does not say which one (or whether any) is close.
+        results = [secret.matches(candidate) for secret in okta.secrets]
+        return any(results)
+
+    async def read_body(request: Request) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def okta_hook(request: Request) -> Response:
+        if request.method == "GET":
+            if not authorized(request):
+                return reject("auth", 401, "missing or wrong authentication header", request)
+            challenge = request.headers.get(VERIFICATION_HEADER)
+            if not valid_challenge(challenge):
+                return reject("no_challenge", 400, f"missing or oversized {VERIFICATION_HEADER} header", request)
+            log.info("answered Okta verification challenge")
+            return JSONResponse(verification_answer(challenge or ""))
+
+        started = clock.monotonic()
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
+            return reject("too_large", 413, f"body larger than {max_body} bytes", request)
+        if not authorized(request):
+            return reject("auth", 401, "missing or wrong authentication header", request)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            return reject("content_type", 415, "Content-Type must be application/json", request)
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+                body = await read_body(request)
+        except _TooLarge:
+            return reject("too_large", 413, f"body larger than {max_body} bytes", request)
+        except TimeoutError:
+            return reject("slow_body", 408, "body not received in time", request)
+        except ClientDisconnect:
+            metrics.requests_rejected.labels("disconnect").inc()
+            return Response(status_code=400)
+        try:
+            delivery = parse_delivery(body)
+        except PayloadError as e:
+            return reject("bad_payload", 400, str(e), request, e.location)
+        received_at = clock.now()
+        try:
+            result = await service.store.write(
+                lambda conn: ingest(conn, delivery.events, delivery.quarantined, received_at))
+        except StoreError as e:
+            service.health.store_ok = False
+            log.error("store failed: %s", e)
+            return reject("store", 503, "could not store the events; retry", request)
+        service.health.store_ok = True
+        elapsed_ms = (clock.monotonic() - started) * 1000
+        metrics.events_received.inc(result.new)
+        metrics.events_duplicate.inc(result.duplicate)
+        metrics.events_quarantined.inc(result.quarantined)
+        metrics.ingest_seconds.observe(elapsed_ms / 1000)
+        if result.new:
+            metrics.last_event_time.set(received_at.timestamp())
+            service.detector.wake()
+        level = logging.WARNING if result.quarantined else logging.INFO
+        log.log(level, "okta delivery: %d events (%d new, %d duplicate, %d quarantined) in %.1f ms",
+                len(delivery.events) + result.quarantined, result.new, result.duplicate, result.quarantined,
+                elapsed_ms)
+        return Response(status_code=204)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        problems: list[str] = []
+        try:
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
+                await service.store.write(lambda conn: conn.execute("SELECT 1").fetchone())
+            service.health.store_ok = True
+        except (StoreError, TimeoutError) as e:
+            service.health.store_ok = False
+            problems.append(f"store not writable: {e or 'timed out'}")
+        health = service.health
+        if not health.rules_loaded:
+            problems.append("rules not loaded")
+        body = {
+            "status": "ok" if not problems else "unavailable",
+            "store": "ok" if health.store_ok else "failing",
+            "rules_loaded": health.rules_loaded,
+            "last_reload": "ok" if health.last_reload_ok else f"failed: {health.last_reload_error}",
+            "problems": problems,
+        }
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    routes = [
+        Route("/hooks/okta", okta_hook, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,37 @@
+"""Helpers shared by CLI commands: loading config with one clear line per problem."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from sentinel.config import Settings, load_config
+from sentinel.errors import ErrorGroup, SentinelError
+
+DEFAULT_CONFIG = "sentinel.toml"
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
+    show_default=True, envvar="SENTINEL_CONFIG", help="Configuration file.")
+
+
+def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
+    for line in [lines] if isinstance(lines, str) else lines:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+def error_lines(error: SentinelError) -> list[str]:
+    if isinstance(error, ErrorGroup):
+        return [str(e) for e in error.errors]
+    return [str(error)]
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        return load_config(path)
+    except ErrorGroup as e:
+        fail(error_lines(e))

@@ -1,0 +1,41 @@
+"""Prometheus metrics. One registry per running daemon (not the global one), so tests can run many."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events_received = Counter("sentinel_events_received", "Events accepted and stored (new)", registry=r)
+        self.events_duplicate = Counter("sentinel_events_duplicate", "Events already stored (Okta re-delivery)",
+                                        registry=r)
+        self.events_quarantined = Counter("sentinel_events_quarantined", "Malformed events kept in quarantine",
+                                          registry=r)
+        self.requests_rejected = Counter("sentinel_requests_rejected", "Hook requests rejected, by reason",
+                                         ["reason"], registry=r)
+        self.ingest_seconds = Histogram(
+            "sentinel_ingest_seconds", "Time to check, parse and durably store one delivery", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+        self.events_pending = Gauge("sentinel_events_pending", "Events stored but not yet evaluated", registry=r)
+        self.oldest_pending_age = Gauge("sentinel_oldest_pending_event_age_seconds",
+                                        "Age of the oldest event waiting for evaluation", registry=r)
+        self.evaluation_seconds = Histogram("sentinel_evaluation_seconds", "Time to evaluate one batch of events",
+                                            registry=r)
+        self.events_evaluated = Counter("sentinel_events_evaluated", "Events evaluated by the rule engine",
+                                        registry=r)
+        self.alerts = Counter("sentinel_alerts", "Alerts raised, by rule and severity", ["rule", "severity"],
+                              registry=r)
+        self.deliveries = Counter("sentinel_deliveries", "Delivery attempts, by channel and status",
+                                  ["channel", "status"], registry=r)
+        self.dead_deliveries = Gauge("sentinel_dead_deliveries", "Deliveries that gave up, by channel",
+                                     ["channel"], registry=r)
+        self.rule_state_groups = Gauge("sentinel_rule_state_groups", "Live groups in threshold/throttle state",
+                                       registry=r)
+        self.rule_state_dropped = Gauge("sentinel_rule_state_groups_dropped",
+                                        "Groups dropped because the group cap was reached", registry=r)
+        self.last_event_time = Gauge("sentinel_last_event_received_timestamp_seconds",
+                                     "When the newest event was received (Unix time)", registry=r)
+        self.reload = Counter("sentinel_reloads", "Config/rule reloads, by result", ["result"], registry=r)
+        self.rules_loaded = Gauge("sentinel_rules_loaded", "Rules in the active rule set", registry=r)

@@ -1,0 +1,131 @@
+"""The Okta Event Hook protocol, pure: the verification answer and parsing a delivery body.
+
+A body that is not a delivery at all is a :class:`PayloadError` naming the JSON path (the caller
+answers 400). A delivery whose individual events are malformed keeps the good events and returns the
+bad ones as :class:`Quarantined` entries, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sentinel.errors import PayloadError
+from sentinel.model import Event, parse_timestamp
+
+VERIFICATION_HEADER = "x-okta-verification-challenge"
+MAX_CHALLENGE_LENGTH = 512
+MAX_UUID_LENGTH = 128
+MAX_EVENT_TYPE_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An event element that could not be accepted, kept verbatim for inspection."""
+
+    path: str
+    reason: str
+    raw: str  # the element as JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    events: tuple[Event, ...]
+    quarantined: tuple[Quarantined, ...]
+
+
+def verification_answer(challenge: str) -> dict[str, str]:
+    """The JSON body Okta expects back from the one-time verification GET."""
+    return {"verification": challenge}
+
+
+def valid_challenge(challenge: str | None) -> bool:
+    return bool(challenge) and len(challenge or "") <= MAX_CHALLENGE_LENGTH
+
+
+def parse_delivery(body: bytes) -> Delivery:
+    """Parse an Event Hook POST body into events (good ones) and quarantined elements (bad ones)."""
+    try:
+        doc = json.loads(body)
+    except UnicodeDecodeError:
+        raise PayloadError("body is not UTF-8 text", "$") from None
+    except json.JSONDecodeError as e:
+        raise PayloadError(f"malformed JSON at line {e.lineno} column {e.colno}", "$") from None
+    except RecursionError:
+        raise PayloadError("JSON nested too deeply", "$") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(f"must be a JSON object, not {_json_type(doc)}", "$")
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError("missing" if data is None else f"must be an object, not {_json_type(data)}", "data")
+    raw_events = data.get("events")
+    if not isinstance(raw_events, list):
+        problem = "missing" if raw_events is None else f"must be an array, not {_json_type(raw_events)}"
+        raise PayloadError(problem, "data.events")
+
+    events: list[Event] = []
+    quarantined: list[Quarantined] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_events):
+        path = f"data.events[{index}]"
+        try:
+            event = parse_event(raw, path)
+        except PayloadError as e:
+            quarantined.append(Quarantined(path=e.location, reason=e.message, raw=_dump(raw)))
+            continue
+        if event.uuid in seen:  # the same event twice in one batch: keep the first
+            continue
+        seen.add(event.uuid)
+        events.append(event)
+    return Delivery(events=tuple(events), quarantined=tuple(quarantined))
+
+
+def parse_event(raw: Any, path: str = "event") -> Event:
+    """Check the fields Sentinel relies on; everything else is kept as delivered."""
+    if not isinstance(raw, dict):
+        raise PayloadError(f"must be an object, not {_json_type(raw)}", path)
+    uuid = _text(raw, "uuid", path, MAX_UUID_LENGTH)
+    event_type = _text(raw, "eventType", path, MAX_EVENT_TYPE_LENGTH)
+    published_text = _text(raw, "published", path, 40)
+    try:
+        published = parse_timestamp(published_text)
+    except ValueError:
+        raise PayloadError("not an ISO-8601 timestamp", f"{path}.published") from None
+    return Event(uuid=uuid, event_type=event_type, published=published, data=raw)
+
+
+def _text(raw: Mapping[str, Any], key: str, path: str, limit: int) -> str:
+    value = raw.get(key)
+    where = f"{path}.{key}"
+    if value is None:
+        raise PayloadError("missing", where)
+    if not isinstance(value, str):
+        raise PayloadError(f"must be a string, not {_json_type(value)}", where)
+    if not value.strip():
+        raise PayloadError("must not be empty", where)
+    if len(value) > limit:
+        raise PayloadError(f"longer than {limit} characters", where)
+    return value
+
+
+def _dump(raw: Any) -> str:
+    try:
+        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return repr(raw)[:10_000]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,102 @@
+"""Alerts, their delivery rows, and rule state, written with the events they came from.
+
+``record_evaluation`` is one transaction: the alerts a batch of events produced, a delivery row per
+alert × routed channel, the rule-state changes, and the events marked evaluated. A crash before it
+commits means the batch is evaluated again from the same state; after it, never again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sentinel.model import Alert, format_timestamp
+from sentinel.store.events import mark_evaluated
+
+# An alert that folds in many events keeps the first ones (the count keeps growing).
+MAX_EVENT_UUIDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    evaluated: int
+    new_alerts: list[int]  # ids of alerts created (their deliveries were queued)
+    new_keys: list[str]
+    updated_alerts: int
+
+
+def record_evaluation(
+    conn: sqlite3.Connection,
+    event_uuids: Sequence[str],
+    alerts: Sequence[Alert],
+    route: Callable[[Alert], Sequence[str]],
+    state_changes: Mapping[str, str],
+    state_deleted: Iterable[str],
+    at: datetime,
+) -> EvaluationResult:
+    now = format_timestamp(at)
+    new_ids: list[int] = []
+    new_keys: list[str] = []
+    updated = 0
+    for alert in alerts:
+        row = conn.execute("SELECT id, event_uuids FROM alerts WHERE key = ?", (alert.key,)).fetchone()
+        if row is None:
+            alert_id = _insert_alert(conn, alert, now)
+            new_ids.append(alert_id)
+            new_keys.append(alert.key)
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, "
+                "created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+                [(alert_id, channel, now, now, now) for channel in route(alert)],
+            )
+        else:
+            _fold_into(conn, row[0], json.loads(row[1] or "[]"), alert, now)
+            updated += 1
+    if state_changes:
+        conn.executemany("INSERT OR REPLACE INTO rule_state (key, value) VALUES (?, ?)", state_changes.items())
+    conn.executemany("DELETE FROM rule_state WHERE key = ?", [(k,) for k in state_deleted])
+    evaluated = mark_evaluated(conn, event_uuids, at)
+    return EvaluationResult(evaluated=evaluated, new_alerts=new_ids, new_keys=new_keys, updated_alerts=updated)
+
+
+def _insert_alert(conn: sqlite3.Connection, alert: Alert, now: str) -> int:
+    cursor = conn.execute(
+        "INSERT INTO alerts (key, rule_id, severity, severity_rank, title, summary, group_key, first_seen, "
+        "last_seen, count, event_uuids, context, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (alert.key, alert.rule_id, alert.severity.label, int(alert.severity), alert.title, alert.summary,
+         alert.group_key, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen), alert.count,
+         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context), now, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _fold_into(conn: sqlite3.Connection, alert_id: int, known: list[str], alert: Alert, now: str) -> None:
+    """A later emission of the same alert key: keep the widest time span and the largest count."""
+    merged = known + [u for u in alert.event_uuids if u not in set(known)]
+    conn.execute(
+        "UPDATE alerts SET count = max(count, ?), first_seen = min(first_seen, ?), last_seen = max(last_seen, ?), "
+        "event_uuids = ?, updated_at = ? WHERE id = ?",
+        (alert.count, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen),
+         json.dumps(merged[:MAX_EVENT_UUIDS]), now, alert_id),
+    )
+
+
+def load_rule_state(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in conn.execute("SELECT key, value FROM rule_state")]
+
+
+def alert_row(row: sqlite3.Row | tuple[Any, ...], columns: Sequence[str]) -> dict[str, Any]:
+    record = dict(zip(columns, row, strict=True))
+    for key in ("event_uuids", "context"):
+        if isinstance(record.get(key), str):
+            record[key] = json.loads(record[key])
+    return record
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))

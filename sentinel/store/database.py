@@ -1,0 +1,179 @@
+"""Opening the SQLite file, and the one writer thread that groups commits across requests.
+
+Every write is a job ``fn(conn) -> T`` submitted to one thread that owns the write connection. The
+thread takes every job waiting, runs each inside its own SAVEPOINT of one transaction and commits
+once (WAL, ``synchronous=FULL``), so concurrent requests share one fsync without giving up
+durability. A job that raises is rolled back alone; a commit that fails fails every job in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sentinel.errors import StoreError
+
+T = TypeVar("T")
+log = logging.getLogger("sentinel.store")
+
+# Okta waits ~3 s; a write stuck behind a lock must give up in time for a 503 that Okta retries.
+BUSY_TIMEOUT_MS = 2000
+MAX_JOBS_PER_COMMIT = 256
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with Sentinel's settings. ``isolation_level=None``: we issue BEGIN/COMMIT ourselves."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def describe(error: BaseException) -> str:
+    """A short, secret-free reason for a store failure (SQLite messages carry no payload data)."""
+    if isinstance(error, sqlite3.Error):
+        return f"{error.__class__.__name__}: {error}"
+    return error.__class__.__name__
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+class Writer:
+    """The single thread that owns the write connection."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sentinel-writer", daemon=True)
+        self._conn: sqlite3.Connection | None = None
+        self.commits = 0
+        self.jobs_done = 0
+
+    def start(self) -> None:
+        self._conn = connect(self._path)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+        job = _Job(fn)
+        self._jobs.put(job)
+        return job.future
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def stop(self) -> None:
+        """Finish every job already submitted, then close the connection."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_JOBS_PER_COMMIT:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._commit(conn, batch)
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            self._fail(batch, e)
+            return
+        try:
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job.fn(conn)
+                except Exception as e:  # a failed job is rolled back alone
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((job, None, e))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((job, value, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._fail(batch, e)
+            return
+        self.commits += 1
+        self.jobs_done += len(batch)
+        for job, value, error in results:
+            if error is None:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(error)
+
+    @staticmethod
+    def _fail(batch: list[_Job], error: BaseException) -> None:
+        log.error("store commit failed (%d jobs): %s", len(batch), describe(error))
+        for job in batch:
+            job.future.set_exception(StoreError(f"could not persist: {describe(error)}"))
+
+
+class Reader:
+    """One thread with its own read connection (WAL lets it read while the writer commits)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-reader")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self._path)
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            return fn(self._connection())
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def stop(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        self._pool.submit(close).result()
+        self._pool.shutdown(wait=True)

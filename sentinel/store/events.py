@@ -1,0 +1,100 @@
+"""Events and quarantine: ingest (duplicate-safe on ``uuid``), the pending queue, listing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sentinel.model import Event, format_timestamp, parse_timestamp
+from sentinel.okta import Quarantined
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    new: int
+    duplicate: int
+    quarantined: int
+
+
+def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Sequence[Quarantined],
+           received_at: datetime) -> IngestResult:
+    """Store events (``INSERT OR IGNORE`` on uuid, so Okta's re-deliveries add nothing) and quarantine."""
+    received = format_timestamp(received_at)
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO events (uuid, event_type, published, received_at, body) VALUES (?, ?, ?, ?, ?)",
+        [(e.uuid, e.event_type, format_timestamp(e.published), received,
+          json.dumps(e.data, ensure_ascii=False, separators=(",", ":"))) for e in events],
+    )
+    new = conn.total_changes - before
+    if quarantined:
+        conn.executemany(
+            "INSERT INTO quarantine (received_at, path, reason, body) VALUES (?, ?, ?, ?)",
+            [(received, q.path, q.reason, q.raw) for q in quarantined],
+        )
+    return IngestResult(new=new, duplicate=len(events) - new, quarantined=len(quarantined))
+
+
+def _event_from_row(uuid: str, event_type: str, published: str, body: str) -> Event:
+    return Event(uuid=uuid, event_type=event_type, published=parse_timestamp(published), data=json.loads(body))
+
+
+def pending_events(conn: sqlite3.Connection, limit: int) -> list[Event]:
+    """Events not yet evaluated, oldest ``published`` first (Okta does not deliver in order)."""
+    rows = conn.execute(
+        "SELECT uuid, event_type, published, body FROM events WHERE evaluated_at IS NULL "
+        "ORDER BY published, uuid LIMIT ?", (limit,)).fetchall()
+    return [_event_from_row(*row) for row in rows]
+
+
+def mark_evaluated(conn: sqlite3.Connection, uuids: Sequence[str], at: datetime) -> int:
+    """Mark events evaluated; only still-pending ones count, so a repeat is harmless."""
+    stamp = format_timestamp(at)
+    before = conn.total_changes
+    conn.executemany("UPDATE events SET evaluated_at = ? WHERE uuid = ? AND evaluated_at IS NULL",
+                     [(stamp, u) for u in uuids])
+    return conn.total_changes - before
+
+
+def pending_summary(conn: sqlite3.Connection) -> tuple[int, str | None]:
+    """How many events wait for evaluation, and the ``received_at`` of the oldest."""
+    count, oldest = conn.execute(
+        "SELECT count(*), min(received_at) FROM events WHERE evaluated_at IS NULL").fetchone()
+    return int(count), oldest
+
+
+def last_received(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT max(received_at) FROM events").fetchone()
+    return row[0] if row else None
+
+
+def list_events(conn: sqlite3.Connection, last: int, event_type: str | None = None) -> list[dict[str, Any]]:
+    """The newest ``last`` events by ``published`` (newest last), optionally of one type or prefix."""
+    where, args = "", []
+    if event_type:
+        if event_type.endswith("*"):
+            where, args = "WHERE event_type LIKE ? ESCAPE '\\'", [_like_prefix(event_type[:-1])]
+        else:
+            where, args = "WHERE event_type = ?", [event_type]
+    rows = conn.execute(
+        f"SELECT uuid, event_type, published, received_at, evaluated_at, body FROM events {where} "
+        "ORDER BY published DESC, uuid DESC LIMIT ?", (*args, last)).fetchall()
+    return [
+        {"uuid": r[0], "event_type": r[1], "published": r[2], "received_at": r[3], "evaluated_at": r[4],
+         "body": json.loads(r[5])}
+        for r in reversed(rows)
+    ]
+
+
+def list_quarantine(conn: sqlite3.Connection, last: int) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT id, received_at, path, reason, body FROM quarantine ORDER BY id DESC LIMIT ?",
+                        (last,)).fetchall()
+    return [{"id": r[0], "received_at": r[1], "path": r[2], "reason": r[3], "body": r[4]} for r in reversed(rows)]
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
