@@ -1,0 +1,53 @@
+"""The built-in ``log`` channel: one JSON line per alert appended to a file, plus one log line.
+
+Needs no external account, so ``make run`` shows alerts arriving. The write is flushed and fsynced
+before the delivery counts as sent, so "sent" means "on disk".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from sentinel.model import Alert, DeliveryOutcome, Severity
+from sentinel.render import DEFAULT_OPTIONS, RenderOptions, log_record
+
+log = logging.getLogger("sentinel.alerts")
+
+
+class LogChannel:
+    kind = "log"
+
+    def __init__(self, name: str, path: Path, min_severity: Severity = Severity.INFO,
+                 options: RenderOptions = DEFAULT_OPTIONS) -> None:
+        self.name = name
+        self.path = path
+        self.min_severity = min_severity
+        self.options = options
+
+    def describe(self) -> list[str]:
+        return [f"log://{self.path}"]
+
+    async def send(self, alert: Alert) -> DeliveryOutcome:
+        record = log_record(alert, self.options)
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True)
+        try:
+            await asyncio.to_thread(self._append, line)
+        except OSError as e:
+            return DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
+        log.info("alert %s [%s] %s: %s", record["rule_id"], record["severity"], record["title"],
+                 record["sentence"], extra={"channel": self.name})
+        return DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")
+
+    async def send_each(self, alert: Alert) -> list[tuple[str, DeliveryOutcome]]:
+        return [(f"log://{self.path}", await self.send(alert))]
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
