@@ -245,13 +245,11 @@ def _detection(table: Mapping[str, Any], where: str, problems: _Problems) -> tup
             problems.add(f"{key}.{error.key}" if error.key else key, error.message)
     condition = table.get("condition")
     if condition is None:
-        if not detection:
-            return _match_all, selections
-        if len(detection) == 1:
-            condition = next(iter(detection))
-        else:
-            problems.add(where + "condition", "is required when there is more than one selection")
+        # No condition: every event of the rule's types matches; selections may still drive severity_when.
+        if detection and "severity_when" not in table:
+            problems.add(where + "condition", "is required when the rule has selections")
             return None, selections
+        return _match_all, selections
     if len(selections) != len(detection):
         return None, selections  # already reported; avoid a misleading "unknown selection"
     try:
