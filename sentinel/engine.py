@@ -69,6 +69,11 @@ class EngineState:
     def group_count(self) -> int:
         return len(self.groups)
 
+    @property
+    def dropped_groups(self) -> int:
+        """Live groups thrown away because ``max_groups`` was reached (their windows were lost)."""
+        return self.evicted_groups
+
     def take_changes(self) -> tuple[dict[str, str], set[str]]:
         """Group key → JSON text for groups changed since the last call, and keys deleted since then."""
         changed = {k: json.dumps(self.groups[k], separators=(",", ":")) for k in self._changed if k in self.groups}
