@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -241,14 +241,3 @@ def build_channels(settings: Any, policy: RetryPolicy = RetryPolicy()) -> dict[s
     if errors:
         raise ErrorGroup(errors)
     return channels
-
-
-def route(alert: Alert, channels: Mapping[str, Any], fallback: str | None = None) -> list[str]:
-    """Channel names for an alert: the rule's own list, else every channel whose min_severity it meets.
-
-    ``channels`` maps names to anything with ``min_severity`` (settings or Channel objects). The
-    fallback channel only receives dead-letter reports unless a rule names it.
-    """
-    if alert.channels is not None:
-        return [n for n in alert.channels if n in channels]
-    return [n for n, c in channels.items() if n != fallback and alert.severity >= c.min_severity]

@@ -345,7 +345,7 @@ def subject(f: Facts) -> str:
 
 
 def plain_text(f: Facts) -> str:
-    lines = [f.sentence]
+    lines = [subject(f), f.sentence]
     if f.summary and f.summary != f.title:
         lines.append(f.summary)
     lines.append("")

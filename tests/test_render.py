@@ -1,0 +1,151 @@
+"""The renderer: every message states the facts an on-call engineer needs, safely, within limits."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from apprise.plugins.slack import NotifySlack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel import render
+from sentinel.model import Severity
+from sentinel.render import RenderOptions
+from helpers_capture import sample_alert
+
+OPTIONS = RenderOptions(tz=ZoneInfo("Europe/Berlin"), tz_name="Europe/Berlin", org_url="https://acme.okta.com")
+UUID = "f1e2d3c4-0000-4000-8000-000000000001"
+FACTS = [
+    "CRITICAL", "Super administrator granted", "user.account.privilege.grant", "mallory@example.com",
+    "bob@example.com", "Super administrator", "203.0.113.9", "Lisbon", "Portugal", "Firefox/133.0",
+    "SUCCESS", "2026-11-26 10:15:30 UTC", "2026-11-26 11:15:30 CET", UUID,
+    "Confirm the grant with the actor's manager",
+    f"https://acme-admin.okta.com/report/system_log_2?search={UUID}",
+]
+
+
+def test_render_is_pure_no_io_library_imports() -> None:
+    tree = ast.parse(Path(render.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    forbidden = {"apprise", "tenacity", "starlette", "uvicorn", "sqlite3", "sqlite_utils", "click", "os",
+                 "socket", "zoneinfo", "time", "logging", "sentinel.clock"}
+    assert not {m for m in imported if m.split(".")[0] in forbidden or m in forbidden}
+    code = ("import sys, sentinel.render; bad = [m for m in ('apprise','tenacity','starlette','sqlite3') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_every_format_states_every_fact() -> None:
+    alert = sample_alert()
+    slack = render.slack_message(alert, OPTIONS)
+    mail = render.email_message(alert, OPTIONS)
+    pd = render.pagerduty_message(alert, OPTIONS)
+    record = json.dumps(render.log_record(alert, OPTIONS))
+    slack_text = slack.header + slack.text
+    for fact in FACTS:
+        assert fact in slack_text.replace("\\", ""), fact
+        assert fact in mail.text, fact
+        assert fact.replace("'", "&#x27;") in mail.html, fact
+        assert fact in pd.title + json.dumps(dict(pd.details)), fact
+        assert fact in record or fact.lower() in record, fact
+    sentence = "Mallory Admin (mallory@example.com) granted admin privileges to Bob Builder (bob@example.com)"
+    assert sentence in mail.text
+    assert mail.subject == "[CRITICAL] Super administrator granted"
+
+
+def test_without_org_url_or_timezone_there_is_no_link_and_no_local_time() -> None:
+    text = render.email_message(sample_alert()).text
+    assert "system_log_2" not in text and "Local time" not in text
+    assert "2026-11-26 10:15:30 UTC" in text
+
+
+def test_okta_admin_link_forms() -> None:
+    assert render.okta_event_link("https://acme.okta.com", "a b") == \
+        "https://acme-admin.okta.com/report/system_log_2?search=a%20b"
+    assert render.okta_event_link("https://acme.oktapreview.com/", "u").startswith("https://acme-admin.oktapreview")
+    assert render.okta_event_link("https://acme-admin.okta.com", "u").startswith("https://acme-admin.okta.com/")
+    assert render.okta_event_link("https://login.acme.example", "u") == \
+        "https://login.acme.example/report/system_log_2?search=u"
+    assert render.okta_event_link("javascript:alert(1)", "u") is None
+    assert render.okta_event_link(None, "u") is None
+
+
+def test_slack_text_cannot_ping_channel_or_inject_links() -> None:
+    hostile = {"actor": {"alternateId": "<!channel> [click](https://evil.example) \\<!here>",
+                         "displayName": "x\n*Severity:* INFO"}}
+    slack = render.slack_message(sample_alert(context=hostile), OPTIONS)
+    converted = NotifySlack._commonmark_to_slack(slack.text)  # what Apprise sends to Slack
+    assert "<!channel>" not in converted and "<!here>" not in converted
+    assert "<https://evil.example" not in converted
+    assert "&lt;!channel&gt;" in converted
+    # A newline in event text cannot forge a line of its own.
+    assert "\n*Severity:* INFO" not in converted
+    assert "<https://acme-admin.okta.com/report/system_log_2?search=" in converted  # our own link works
+
+
+def test_slack_limits_hold_for_huge_values_and_link_survives() -> None:
+    huge = {"runbook": "&<>" * 3000, "user_agent": "A" * 5000,
+            "targets": [{"type": "User", "alternateId": f"u{i}@x" + "&" * 200} for i in range(200)]}
+    slack = render.slack_message(sample_alert(title="T" * 400, context=huge), OPTIONS)
+    converted = NotifySlack._commonmark_to_slack(slack.text)
+    assert len(converted) <= render.SLACK_TEXT_LIMIT
+    assert len(slack.header) <= render.SLACK_HEADER_LIMIT
+    assert "(truncated)" in slack.text
+    assert converted.endswith(f"search={UUID}|View in Okta System Log>")
+
+
+def test_threshold_alert_says_how_many_over_what_window_for_which_group() -> None:
+    samples = [{"uuid": f"u-{i}", "published": f"2026-11-26T10:0{i}:00Z",
+                "actor": {"alternateId": f"user{i}@example.com"}, "ip": "198.51.100.7"} for i in range(8)]
+    alert = sample_alert(
+        count=25, group_key="198.51.100.7", title="Password spray",
+        first_seen=sample_alert().first_seen - timedelta(minutes=9),
+        context={"window_seconds": 600, "group_fields": ["client.ipAddress"], "samples": samples},
+    )
+    text = render.email_message(alert, OPTIONS).text
+    assert "25 events within 10 min for client.ipAddress = 198.51.100.7" in text
+    assert "user0@example.com" in text and "user4@example.com" in text and "user5@example.com" not in text
+    assert "25 events" in render.slack_message(alert, OPTIONS).text
+
+
+def test_pagerduty_severity_dedup_and_summary_limit() -> None:
+    mapping = {Severity.CRITICAL: "critical", Severity.HIGH: "error", Severity.MEDIUM: "warning",
+               Severity.LOW: "warning", Severity.INFO: "info"}
+    for severity, expected in mapping.items():
+        assert render.pagerduty_message(sample_alert(severity=severity)).severity == expected
+    pd = render.pagerduty_message(sample_alert(context={"actor": {"alternateId": "a" * 5000}}))
+    assert len(pd.title) + 2 + len(pd.body) <= render.PAGERDUTY_SUMMARY_LIMIT
+    assert pd.dedup_key == "okta-admin-grant:bob@example.com"
+    assert len(render.dedup_key("r", "g" * 1000)) <= render.PAGERDUTY_DEDUP_LIMIT
+
+
+def test_email_html_escapes_event_text() -> None:
+    mail = render.email_message(sample_alert(context={"user_agent": "<script>alert(1)</script>"}))
+    assert "<script>" not in mail.html and "&lt;script&gt;" in mail.html
+
+
+context_values = st.one_of(st.none(), st.text(max_size=400), st.integers(), st.lists(st.text(max_size=20)),
+                           st.dictionaries(st.text(max_size=10), st.text(max_size=50), max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["event_type", "actor", "targets", "client_ip", "city", "country",
+                                        "user_agent", "outcome_result", "outcome_reason", "published", "uuid",
+                                        "runbook", "window_seconds", "group_fields", "samples", "references"]),
+                       context_values), st.text(max_size=300))
+def test_any_context_renders_within_limits(context: dict[str, object], title: str) -> None:
+    alert = sample_alert(context=context, title=title)
+    slack = render.slack_message(alert, OPTIONS)
+    assert len(NotifySlack._commonmark_to_slack(slack.text)) <= render.SLACK_TEXT_LIMIT
+    assert len(slack.header) <= render.SLACK_HEADER_LIMIT
+    assert "\n" not in render.email_message(alert, OPTIONS).subject
+    pd = render.pagerduty_message(alert, OPTIONS)
+    assert len(pd.title) + 2 + len(pd.body) <= render.PAGERDUTY_SUMMARY_LIMIT
+    json.dumps(render.log_record(alert, OPTIONS))
