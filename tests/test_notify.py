@@ -136,7 +136,7 @@ def test_500_is_retried_with_backoff_then_delivered(server: CaptureServer) -> No
 def test_500_forever_is_a_retryable_failure_value_and_only_failed_urls_are_retried(
         server: CaptureServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    retry, sleeps = policy(attempts=3)
+    retry, _ = policy(attempts=3)
     channel = AppriseChannel("mixed", [SLACK, f"json://127.0.0.1:{server.port}/ok"], policy=retry)
     server.fail("/services/", 99)
     outcome = asyncio.run(channel.send(sample_alert()))
@@ -171,7 +171,7 @@ def test_build_channels_from_settings_builds_each_kind(tmp_path: Path) -> None:
     assert channels["chat"].min_severity is Severity.HIGH
     assert channels["chat"].describe()[0].startswith("slack://T...2/A...D/T...7")
     bad = SimpleNamespace(**{**vars(settings), "channels": {"x": ChannelSettings("x", urls=(Secret("zz://"),))}})
-    with pytest.raises(ErrorGroup, match="sentinel.toml: channels.x.urls"):
+    with pytest.raises(ErrorGroup, match=r"sentinel\.toml: channels\.x\.urls"):
         build_channels(bad)
 
 

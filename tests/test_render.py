@@ -11,13 +11,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from apprise.plugins.slack import NotifySlack
+from helpers_capture import sample_alert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel import render
 from sentinel.model import Severity
 from sentinel.render import RenderOptions
-from helpers_capture import sample_alert
 
 OPTIONS = RenderOptions(tz=ZoneInfo("Europe/Berlin"), tz_name="Europe/Berlin", org_url="https://acme.okta.com")
 UUID = "f1e2d3c4-0000-4000-8000-000000000001"
