@@ -385,8 +385,9 @@ class _Parser:
         token = self._take()
         if token == "(":
             node = self.parse_or()
-            if self._take() != ")":
+            if self._peek() != ")":
                 raise ConditionError(f"missing ')' in condition {self.text!r}")
+            self._take()
             return node
         if token.lower() in ("1", "any", "all") and self._peek() == "of":
             self._take()

@@ -19,8 +19,8 @@ import re2
 
 Predicate = Callable[[Any], bool]
 
-# Event strings longer than this are cut before they are looked at: a rule has no business reading megabytes.
-MAX_TEXT_CHARS = 65_536
+# Event strings longer than this are cut before they are looked at (hook bodies are capped near 1 MiB anyway).
+MAX_TEXT_CHARS = 1_048_576
 MAX_PATTERN_CHARS = 4_096
 MAX_REGEX_MEMORY = 8 << 20
 MAX_DECODE_CHARS = 65_536

@@ -1,0 +1,157 @@
+"""Field paths, selections and the condition expression: parsing, semantics, and never raising."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel.conditions import ConditionError, FieldPath, compile_selection, parse_condition
+
+DATA = Path(__file__).parent / "data" / "rules"
+GRANT = json.loads((DATA / "privilege-grant-roletargets.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("actor.alternateId", ["admin.user@example.com"]),
+        ("target.type", ["User", "ROLE_ASSIGNED", "ROLE"]),  # any element of an array
+        ("target[type=ROLE].displayName", ["Help Desk Administrator"]),  # element filter
+        ("target[type=URL Pattern].id", []),
+        ("target[0].alternateId", ["jonathan_smith@example.com"]),  # position
+        ("target[-1].id", ["HelpDeskAdmin"]),
+        ("target[9].id", []),
+        ("client.ipAddress", []),  # null is missing
+        ("no.such.field", []),
+        ("actor.alternateId.deeper", []),  # walking into a string
+    ],
+)
+def test_paths(path, expected):
+    assert list(FieldPath.parse(path).values(GRANT)) == expected
+
+
+def test_decoding_packed_strings():
+    event = {
+        "debugContext": {
+            "debugData": {
+                "behaviors": "{New Geo-Location=NEGATIVE, New Device=POSITIVE}",
+                "threatDetections": '{"Password Spray":"HIGH","Login Failures":"MEDIUM"}',
+                "logOnlySecurityData": '{"risk":{"level":"LOW"},"behaviors":{"New IP":"POSITIVE"}}',
+            }
+        }
+    }
+    assert FieldPath.parse("debugContext.debugData.behaviors|kv.New Device").values(event) == ["POSITIVE"]
+    assert FieldPath.parse("debugContext.debugData.threatDetections|json.Password Spray").values(event) == ["HIGH"]
+    assert FieldPath.parse("debugContext.debugData.logOnlySecurityData|json.behaviors.New IP").values(event) == [
+        "POSITIVE"
+    ]
+    assert list(FieldPath.parse("debugContext.debugData.behaviors|json.x").values(event)) == []
+
+
+def test_dots_inside_a_filter_value_do_not_split_the_path():
+    event = {"target": [{"alternateId": "a.b@x.com", "id": "1"}, {"alternateId": "c@x.com", "id": "2"}]}
+    assert FieldPath.parse("target[alternateId=a.b@x.com].id").values(event) == ["1"]
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", "a[b]", "a|rot13", "a[=x]", "target[type=User"])
+def test_bad_paths_are_rejected(bad):
+    with pytest.raises(ConditionError):
+        FieldPath.parse(bad)
+
+
+def test_selection_table_is_and_list_is_or():
+    both = compile_selection({"eventType": "user.session.start", "outcome.result": "FAILURE"})
+    either = compile_selection([{"eventType": "a"}, {"eventType": "b"}])
+    assert both({"eventType": "user.session.start", "outcome": {"result": "FAILURE"}})
+    assert not both({"eventType": "user.session.start", "outcome": {"result": "SUCCESS"}})
+    assert either({"eventType": "b"}) and not either({"eventType": "c"})
+
+
+def test_negation_exists_all_and_field_comparison():
+    not_system = compile_selection({"actor.alternateId": {"contains": "system@okta.com", "not": True}})
+    assert not_system({"actor": {"alternateId": "jane@example.com"}})
+    assert not_system({})  # a negated test on a missing field matches
+    assert not not_system({"actor": {"alternateId": "system@okta.com"}})
+
+    has_hash = compile_selection({"debugContext.debugData.dtHash": {"exists": True}})
+    no_ua = compile_selection({"client.userAgent.rawUserAgent": {"exists": False}})
+    assert has_hash({"debugContext": {"debugData": {"dtHash": "abc"}}})
+    assert not has_hash({"debugContext": {"debugData": {"dtHash": None}}})
+    assert no_ua({"client": {}})
+
+    all_roles = compile_selection({"target.displayName": {"equals": ["A", "B"], "all": True}})
+    assert all_roles({"target": [{"displayName": "A"}, {"displayName": "B"}]})
+    assert not all_roles({"target": [{"displayName": "A"}]})
+
+    self_grant = compile_selection({"actor.alternateId": {"equals_field": "target[type=User].alternateId"}})
+    assert self_grant({"actor": {"alternateId": "a@x"}, "target": [{"type": "User", "alternateId": "a@x"}]})
+    assert not self_grant({"actor": {"alternateId": "a@x"}, "target": [{"type": "User", "alternateId": "b@x"}]})
+    assert not self_grant({"actor": {"alternateId": "a@x"}})
+
+
+def test_unknown_operator_names_the_key():
+    with pytest.raises(ConditionError) as caught:
+        compile_selection({"outcome.result": {"contians": "x"}})
+    assert caught.value.key == '"outcome.result".contians'
+    assert "unknown operator 'contians'" in caught.value.message
+
+
+def test_condition_grammar():
+    names = ["selection", "filter_a", "filter_b", "extra"]
+    sel = {n: (lambda v, n=n: n in v) for n in names}
+    tree = parse_condition("selection and not 1 of filter_*", names).compile(sel)
+    assert tree({"selection"})
+    assert not tree({"selection", "filter_b"})
+    grouped = parse_condition("(selection or extra) and not (filter_a and filter_b)", names).compile(sel)
+    assert grouped({"extra", "filter_a"})
+    assert not grouped({"extra", "filter_a", "filter_b"})
+    assert parse_condition("all of them", names).compile(sel)(set(names))
+    assert not parse_condition("all of filter_*", names).compile(sel)({"filter_a"})
+    assert parse_condition("NOT selection", names).compile(sel)(set())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("selection and", "ends too early"),
+        ("selection filter_a", "unexpected 'filter_a'"),
+        ("(selection", "missing ')'"),
+        ("nosuch", "unknown selection 'nosuch'"),
+        ("1 of nope_*", "matches no selection"),
+        ("selection && filter_a", "unexpected '&& filter_a'"),
+        ("", "non-empty"),
+    ],
+)
+def test_condition_errors(text, message):
+    with pytest.raises(ConditionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_condition(text, ["selection", "filter_a"])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+hostile_events = st.dictionaries(
+    st.sampled_from(["actor", "target", "client", "debugContext", "outcome", "eventType", "x"]), json_values
+)
+SELECTION = compile_selection(
+    {
+        "target[type=User].alternateId": {"regex": "^a", "ignore_case": True},
+        "target[0].id": {"cidr": "10.0.0.0/8", "not": True},
+        "debugContext.debugData.behaviors|kv.New IP": {"equals": "POSITIVE", "not": True},
+        "debugContext.debugData.threatDetections|json.x": {"gt": 1, "not": True},
+        "actor.alternateId": {"equals_field": "target.alternateId", "not": True},
+        "client.zone": {"glob": "*", "not": True},
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_events)
+def test_matching_never_raises_on_hostile_events(event):
+    assert SELECTION(event) in (True, False)
