@@ -326,9 +326,10 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
         raw_urls = r.string_list(table, "urls", path, ())
         urls = tuple(Secret(_expand(u, f"{path}.urls[{i}]", r, env)) for i, u in enumerate(raw_urls))
         log_path = r.get(table, "path", path, str, None, _non_empty)
-        if kind == "apprise" and not raw_urls and "urls" not in table:
+        declared_kind = table.get("kind", "apprise")
+        if declared_kind == "apprise" and not raw_urls and "urls" not in table:
             r.fail(path, "an apprise channel needs 'urls' (a list of Apprise URLs)")
-        if kind == "log" and log_path is None:
+        if declared_kind == "log" and log_path is None:
             r.fail(path, "a log channel needs 'path' (the JSON-lines file alerts are appended to)")
         channels[name] = ChannelSettings(
             name=name, kind=kind, urls=urls,

@@ -105,7 +105,11 @@ class Writer:
                     stopping = True
                     break
                 batch.append(nxt)
-            self._commit(conn, batch)
+            try:
+                self._commit(conn, batch)
+            except Exception:  # the writer must outlive any one bad batch
+                log.exception("store writer: unexpected error")
+                self._fail([j for j in batch if not j.future.done()], StoreError("writer error"))
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
@@ -117,6 +121,9 @@ class Writer:
             return
         try:
             for job in batch:
+                # A caller that gave up (timeout, client gone) cancelled its future: skip its job.
+                if not job.future.set_running_or_notify_cancel():
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(conn)
@@ -147,7 +154,10 @@ class Writer:
     def _fail(batch: list[_Job], error: BaseException) -> None:
         log.error("store commit failed (%d jobs): %s", len(batch), describe(error))
         for job in batch:
-            job.future.set_exception(StoreError(f"could not persist: {describe(error)}"))
+            if job.future.cancelled():
+                continue
+            if job.future.running() or job.future.set_running_or_notify_cancel():
+                job.future.set_exception(StoreError(f"could not persist: {describe(error)}"))
 
 
 class Reader:

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon import Daemon, write_config
+
+DATA = Path(__file__).parent / "data"
+
+
+def make_event(uuid: str, event_type: str = "user.session.start", published: str = "2024-05-01T10:00:00.000Z",
+               **fields: Any) -> dict[str, Any]:
+    event = {
+        "uuid": uuid, "eventType": event_type, "published": published, "version": "0", "severity": "INFO",
+        "displayMessage": "User login to Okta",
+        "actor": {"id": "00u1", "type": "User", "alternateId": "alice@example.com", "displayName": "Alice"},
+        "client": {"ipAddress": "203.0.113.7", "userAgent": {"rawUserAgent": "curl/8"}},
+        "outcome": {"result": "SUCCESS"}, "target": [],
+    }
+    event.update(fields)
+    return event
+
+
+def envelope(*events: dict[str, Any]) -> dict[str, Any]:
+    return {"eventType": "com.okta.event_hook", "eventTypeVersion": "1.0", "cloudEventsVersion": "0.1",
+            "source": "https://example.okta.com/api/v1/eventHooks/who0", "eventId": "e-1",
+            "eventTime": "2024-05-01T10:00:01.000Z", "contentType": "application/json",
+            "data": {"events": list(events)}}
+
+
+def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list[Any]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] if len(row) == 1 else row for row in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(write_config(tmp_path)).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def envelope_sample() -> dict[str, Any]:
+    return json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))

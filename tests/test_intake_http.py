@@ -1,0 +1,289 @@
+"""The Okta endpoint of the real daemon, over real HTTP: verification, auth, bad input, durability."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import envelope, make_event, stored
+from daemon import SECRET, Daemon, write_config
+
+
+def db_of(d: Daemon) -> Path:
+    return d.config.parent / "state" / "sentinel.db"
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- verification -------------------------------------------------------------------------------
+
+def test_verification_challenge_is_echoed(daemon: Daemon) -> None:
+    r = httpx.get(f"{daemon.url}/hooks/okta",
+                  headers={"Authorization": SECRET, "X-Okta-Verification-Challenge": "abc-123"})
+    assert r.status_code == 200
+    assert r.json() == {"verification": "abc-123"}
+    assert r.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("auth", [None, "wrong", SECRET + "x", ""])
+def test_verification_needs_auth(daemon: Daemon, auth: str | None) -> None:
+    headers = {"x-okta-verification-challenge": "abc"}
+    if auth is not None:
+        headers["Authorization"] = auth
+    assert httpx.get(f"{daemon.url}/hooks/okta", headers=headers).status_code == 401
+
+
+def test_verification_without_challenge_is_400(daemon: Daemon) -> None:
+    r = httpx.get(f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET})
+    assert r.status_code == 400
+    assert "x-okta-verification-challenge" in r.json()["error"]
+
+
+# -- auth on delivery ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("auth", [None, "wrong", SECRET.upper(), "Bearer " + SECRET])
+def test_delivery_with_bad_auth_is_401_and_stores_nothing(daemon: Daemon, auth: str | None) -> None:
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = auth
+    r = daemon.post(envelope(make_event("u-1")), headers=headers)
+    assert r.status_code == 401
+    assert stored(db_of(daemon)) == []
+    assert daemon.alive()
+
+
+def test_current_and_previous_secrets_both_work_during_rotation(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path), secret="new-secret-value",
+               env={"SENTINEL_OKTA_SECRET_PREVIOUS": "old-secret-value"}).start()
+    try:
+        for i, secret in enumerate(["new-secret-value", "old-secret-value"]):
+            r = d.post(envelope(make_event(f"rot-{i}")),
+                       headers={"Authorization": secret, "Content-Type": "application/json"})
+            assert r.status_code == 204, r.text
+        r = d.post(envelope(make_event("rot-x")),
+                   headers={"Authorization": "other", "Content-Type": "application/json"})
+        assert r.status_code == 401
+        assert stored(db_of(d)) == ["rot-0", "rot-1"]
+    finally:
+        d.stop()
+
+
+def test_custom_auth_header_name(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path, extra='[okta]\nauth_header = "X-Sentinel-Key"\n')).start()
+    try:
+        ok = d.post(envelope(make_event("h-1")), headers={"X-Sentinel-Key": SECRET, "Content-Type": "application/json"})
+        assert ok.status_code == 204
+        wrong_header = d.post(envelope(make_event("h-2")),
+                              headers={"Authorization": SECRET, "Content-Type": "application/json"})
+        assert wrong_header.status_code == 401
+    finally:
+        d.stop()
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def test_non_json_content_type_is_415(daemon: Daemon) -> None:
+    r = daemon.post(json.dumps(envelope(make_event("ct-1"))),
+                    headers={"Authorization": SECRET, "Content-Type": "text/plain"})
+    assert r.status_code == 415
+    assert stored(db_of(daemon)) == []
+
+
+def test_declared_oversized_body_is_413(daemon: Daemon) -> None:
+    big = json.dumps(envelope(make_event("big", displayMessage="x" * (1024 * 1024 + 10))))
+    r = daemon.post(big)
+    assert r.status_code == 413
+    assert stored(db_of(daemon)) == []
+    assert daemon.alive()
+
+
+def test_oversized_streamed_body_is_cut_off_while_reading(daemon: Daemon) -> None:
+    """No Content-Length (chunked): the cap must hold while reading, not after."""
+    chunk = b"x" * 65536
+    sent = 0
+
+    def body():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        yield b'{"data": {"events": [{"uuid": "stream", "displayMessage": "'
+        for _ in range(64):  # 4 MiB offered in total
+            sent += len(chunk)
+            yield chunk
+        yield b'"}]}}'
+
+    r = httpx.post(f"{daemon.url}/hooks/okta", content=body(), headers=daemon.headers(), timeout=10)
+    assert r.status_code == 413
+    assert stored(db_of(daemon)) == []
+    assert daemon.alive()
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    (b"{not json", "$"),
+    (b"[1, 2]", "$"),
+    (b'"text"', "$"),
+    (b"{}", "data"),
+    (b'{"data": []}', "data"),
+    (b'{"data": {}}', "data.events"),
+    (b'{"data": {"events": {"uuid": "x"}}}', "data.events"),
+    (b'{"data": {"events": null}}', "data.events"),
+    (b"\xff\xfe", "$"),
+    (b"[" * 100_000, "$"),
+])
+def test_malformed_body_is_400_naming_the_path(daemon: Daemon, body: bytes, path: str) -> None:
+    r = daemon.post(body)
+    assert r.status_code == 400, r.text
+    assert r.json()["path"] == path
+    assert stored(db_of(daemon)) == []
+    assert daemon.alive()
+
+
+def test_bad_events_are_quarantined_and_good_ones_kept(daemon: Daemon) -> None:
+    good = make_event("good-1")
+    bad = [
+        {"eventType": "user.session.start", "published": "2024-05-01T10:00:00Z"},  # no uuid
+        {"uuid": "no-type", "published": "2024-05-01T10:00:00Z"},
+        {"uuid": 42, "eventType": "x", "published": "2024-05-01T10:00:00Z"},
+        {"uuid": "bad-time", "eventType": "x", "published": "yesterday"},
+        "not an object",
+    ]
+    r = daemon.post(envelope(good, *bad))
+    assert r.status_code == 204
+    db = db_of(daemon)
+    assert stored(db) == ["good-1"]
+    reasons = stored(db, "SELECT path, reason FROM quarantine ORDER BY id")
+    assert reasons == [
+        ("data.events[1].uuid", "missing"),
+        ("data.events[2].eventType", "missing"),
+        ("data.events[3].uuid", "must be a string, not a number"),
+        ("data.events[4].published", "not an ISO-8601 timestamp"),
+        ("data.events[5]", "must be an object, not a string"),
+    ]
+    assert "5 quarantined" in daemon.log()
+
+
+def test_real_okta_sample_is_accepted(daemon: Daemon, envelope_sample: dict) -> None:  # type: ignore[type-arg]
+    assert daemon.post(envelope_sample).status_code == 204
+    assert stored(db_of(daemon)) == ["f1d0b993-cc19-11ed-a688-db22c99ef6c4"]
+
+
+# -- durability and idempotency -----------------------------------------------------------------
+
+def test_same_delivery_twice_stores_each_event_once(daemon: Daemon) -> None:
+    body = envelope(make_event("d-1"), make_event("d-2"), make_event("d-1"))
+    assert daemon.post(body).status_code == 204
+    assert daemon.post(body).status_code == 204
+    assert stored(db_of(daemon)) == ["d-1", "d-2"]
+    assert "(0 new, 2 duplicate, 0 quarantined)" in daemon.log()
+
+
+def test_200_concurrent_posts_store_every_event(daemon: Daemon) -> None:
+    def post(i: int) -> int:
+        events = [make_event(f"c-{i}-{j}", published=f"2024-05-01T10:{i % 60:02d}:{j:02d}.000Z") for j in range(3)]
+        return daemon.post(envelope(*events)).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        codes = list(pool.map(post, range(200)))
+    assert codes == [204] * 200
+    assert len(stored(db_of(daemon))) == 600
+    # Every stored event gets evaluated by the detector loop.
+    assert wait_for(lambda: stored(db_of(daemon), "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+
+
+def test_store_locked_answers_503_then_recovers(daemon: Daemon) -> None:
+    db = db_of(daemon)
+    assert daemon.post(envelope(make_event("before"))).status_code == 204
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        r = daemon.post(envelope(make_event("while-locked")))
+        assert r.status_code == 503
+        ready = httpx.get(f"{daemon.url}/readyz", timeout=10)
+        assert ready.status_code == 503
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert daemon.post(envelope(make_event("while-locked"))).status_code == 204  # Okta's retry succeeds
+    assert stored(db) == ["before", "while-locked"]
+    assert httpx.get(f"{daemon.url}/readyz").status_code == 200
+
+
+def test_sigkill_right_after_204_loses_nothing_and_event_is_evaluated_after_restart(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path)).start()
+    # Keep the detector from evaluating before the kill: hold the reader out with no lock needed —
+    # the kill comes straight after the answer, so the event is usually still pending; either way
+    # it must be stored and, after the restart, evaluated.
+    r = d.post(envelope(make_event("crash-1"), make_event("crash-2")))
+    assert r.status_code == 204
+    d.kill()
+    db = db_of(d)
+    assert stored(db) == ["crash-1", "crash-2"]
+    d.start()
+    try:
+        assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+    finally:
+        d.stop()
+
+
+def test_pending_events_from_before_a_crash_are_evaluated_at_start(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path)).start()
+    d.stop()
+    db = db_of(d)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO events (uuid, event_type, published, received_at, body) VALUES "
+                 "('left-1', 'user.session.start', '2024-05-01T10:00:00.000000Z', '2024-05-01T10:00:01.000000Z', ?)",
+                 (json.dumps(make_event("left-1")),))
+    conn.commit()
+    conn.close()
+    d.start()
+    try:
+        assert wait_for(lambda: stored(db, "SELECT evaluated_at IS NOT NULL FROM events") == [1])
+    finally:
+        d.stop()
+
+
+# -- observability ------------------------------------------------------------------------------
+
+def test_health_and_readiness(daemon: Daemon) -> None:
+    assert httpx.get(f"{daemon.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{daemon.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["store"] == "ok"
+
+
+def test_logs_never_contain_the_secret(daemon: Daemon) -> None:
+    daemon.post(envelope(make_event("l-1")))
+    daemon.post(envelope(make_event("l-2")), headers={"Authorization": "wrong-" + SECRET,
+                                                      "Content-Type": "application/json"})
+    httpx.get(f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET, "x-okta-verification-challenge": "c"})
+    daemon.stop()
+    log = daemon.log()
+    assert "okta delivery: 1 events (1 new, 0 duplicate, 0 quarantined)" in log
+    assert "rejected POST /hooks/okta" in log
+    assert SECRET not in log
+
+
+def test_slow_loris_body_is_dropped_without_storing(daemon: Daemon) -> None:
+    """A client that sends headers and then a trickle of body must not hold a request open forever."""
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as s:
+        s.sendall(f"POST /hooks/okta HTTP/1.1\r\nHost: x\r\nAuthorization: {SECRET}\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+        started = time.monotonic()
+        s.settimeout(30)
+        answer = s.recv(200)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert waited < 25
+    assert stored(db_of(daemon)) == []
+    assert daemon.alive()
