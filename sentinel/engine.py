@@ -41,6 +41,8 @@ FUTURE_SKEW = timedelta(minutes=10)
 
 
 def to_micros(moment: datetime) -> int:
+    if moment.tzinfo is None:  # Okta's timestamps are UTC; never compare naive with aware
+        moment = moment.replace(tzinfo=UTC)
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
@@ -180,7 +182,7 @@ def _published(micros: int) -> str:
 def _make_alert(
     rule: Rule, event: Event, data: Mapping[str, Any], key: str, group_key: str, record: Mapping[str, Any]
 ) -> Alert:
-    context = event_context(data, event.event_type, event.uuid, _published(to_micros(event.published)))
+    context = event_context(data, event.event_type, event.uuid, format_timestamp(event.published))
     context.update(
         rule_id=rule.id,
         description=rule.description,
@@ -295,10 +297,10 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     bisect.insort(entries, [micros, event.uuid, distinct])
     if episode is not None and micros >= episode["start"] + hold:
         # The episode is over: what it consumed is gone, and it must not swallow later windows.
-        entries[:] = [e for e in entries if e[0] >= episode["start"] + hold]
+        del entries[: bisect.bisect_left(entries, [episode["start"] + hold])]
         group["episode"] = episode = None
     newest = entries[-1][0]
-    entries[:] = [e for e in entries if e[0] >= newest - window]
+    del entries[: bisect.bisect_left(entries, [newest - window])]
     if len(entries) > MAX_ENTRIES_PER_GROUP:
         state.dropped_entries += len(entries) - MAX_ENTRIES_PER_GROUP
         del entries[: len(entries) - MAX_ENTRIES_PER_GROUP]

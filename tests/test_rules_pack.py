@@ -4,18 +4,22 @@ non-matching case, and it agrees with Panther's public test cases except where d
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sentinel.engine import EngineState, evaluate
-from sentinel.model import Severity
+from sentinel.model import Event, Severity
 from sentinel.rule_tests import event_from_dict, run_tests
 from sentinel.rules import RuleSet, lint, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules"
 PANTHER = Path(__file__).parent / "data" / "panther-okta-cases.jsonl"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 REQUIRED_DETECTIONS = {
     "okta-user-reported-suspicious-activity", "okta-org-rate-limit-warning", "okta-org-rate-limit-violation",
@@ -97,3 +101,30 @@ def test_single_panther_events_alert_end_to_end(pack):
         assert bool(alerts) is case["sentinel_expected"], case["test_name"]
         checked += 1
     assert checked >= 15
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=25,
+)
+okta_keys = st.sampled_from(
+    ["actor", "target", "client", "debugContext", "outcome", "displayMessage", "securityContext", "transaction"]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_pack_never_raises_on_hostile_events(pack, data):
+    rule = data.draw(st.sampled_from(pack.rules))
+    event_type = next(t for t in rule.event_types if "*" not in t)
+    body = data.draw(st.dictionaries(okta_keys, json_values))
+    body["debugContext"] = data.draw(st.one_of(json_values, st.fixed_dictionaries({"debugData": json_values})))
+    body["outcome"] = data.draw(st.one_of(json_values, st.just({"result": "FAILURE"})))
+    state = EngineState()
+    for index in range(3):
+        event = Event(f"h{index}", event_type, T0 + timedelta(seconds=index), dict(body))
+        _, state = evaluate(pack, event, state, event.published)
+    assert state.match_errors == 0
+    for text in state.take_changes()[0].values():
+        json.loads(text)
