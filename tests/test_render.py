@@ -15,7 +15,7 @@ from helpers_capture import sample_alert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel import render
+from sentinel import render, render_facts
 from sentinel.model import Severity
 from sentinel.render import RenderOptions
 
@@ -31,9 +31,11 @@ FACTS = [
 
 
 def test_render_is_pure_no_io_library_imports() -> None:
-    tree = ast.parse(Path(render.__file__).read_text())
-    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported: set[str] = set()
+    for module in (render, render_facts):
+        tree = ast.parse(Path(module.__file__ or "").read_text())
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     forbidden = {"apprise", "tenacity", "starlette", "uvicorn", "sqlite3", "sqlite_utils", "click", "os",
                  "socket", "zoneinfo", "time", "logging", "sentinel.clock"}
     assert not {m for m in imported if m.split(".")[0] in forbidden or m in forbidden}
