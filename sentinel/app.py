@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -149,9 +150,12 @@ def create_app(service: Service) -> Starlette:
             "store": "ok" if health.store_ok else "failing",
             "rules_loaded": health.rules_loaded,
             "last_reload": "ok" if health.last_reload_ok else f"failed: {health.last_reload_error}",
+            "rules": service.metrics_rules(),
             "problems": problems,
         }
         return JSONResponse(body, status_code=200 if not problems else 503)
+
+    metrics_endpoint = metrics_route(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -166,4 +170,28 @@ def create_app(service: Service) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
+    if settings.metrics.enabled and settings.metrics.listen is None:
+        routes.append(metrics_endpoint)
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def metrics_route(service: Service) -> Route:
+    """``/metrics`` in Prometheus text format, behind a bearer token when configured."""
+    settings = service.settings.metrics
+    token = settings.token if settings.require_token else None
+
+    async def metrics(request: Request) -> Response:
+        if token is not None:
+            presented = request.headers.get("authorization", "")
+            if not token.matches(presented.removeprefix("Bearer ").encode("utf-8", "surrogateescape")) \
+                    or not presented.startswith("Bearer "):
+                service.metrics.requests_rejected.labels("metrics_auth").inc()
+                return _error(401, "missing or wrong bearer token")
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Route("/metrics", metrics, methods=["GET"])
+
+
+def create_metrics_app(service: Service) -> Starlette:
+    """A separate listener for ``[metrics] listen``: only ``/metrics``."""
+    return Starlette(routes=[metrics_route(service)])

@@ -5,21 +5,42 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from sentinel.engine import EngineState, evaluate
 from sentinel.model import Alert, Event
+from sentinel.rule_model import RuleSet
 
 
-class NullEvaluator:
-    """No rules: every event is simply marked evaluated."""
+class RuleEvaluator:
+    def __init__(self, ruleset: RuleSet, max_groups: int, state: EngineState | None = None) -> None:
+        self.ruleset = ruleset
+        self.max_groups = max_groups
+        self.state = state if state is not None else EngineState(max_groups)
 
-    group_count = 0
-    dropped_groups = 0
-    rule_count = 0
+    @property
+    def rule_count(self) -> int:
+        return len(self.ruleset.rules)
+
+    @property
+    def group_count(self) -> int:
+        return self.state.group_count
+
+    @property
+    def dropped_groups(self) -> int:
+        return self.state.dropped_groups
 
     def evaluate(self, event: Event, now: datetime) -> list[Alert]:
-        return []
+        alerts, self.state = evaluate(self.ruleset, event, self.state, now)
+        return alerts
 
     def take_changes(self) -> tuple[dict[str, str], set[str]]:
-        return {}, set()
+        return self.state.take_changes()
 
     def restore(self, rows: Iterable[tuple[str, str]]) -> None:
-        return None
+        self.state = EngineState.restore(rows, self.max_groups)
+
+    def successor(self, ruleset: RuleSet, max_groups: int) -> RuleEvaluator:
+        """The evaluator for a reloaded rule set, carrying the live state over (groups of rules that
+        are gone simply expire)."""
+        if max_groups != self.max_groups:
+            self.state.max_groups = max_groups
+        return RuleEvaluator(ruleset, max_groups, self.state)

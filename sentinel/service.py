@@ -1,25 +1,36 @@
-"""The running daemon's parts and their lifecycle: store, detector, dispatchers, reload, shutdown."""
+"""The running daemon's parts and their lifecycle: store, detector, dispatchers, monitor, reload, stop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from sentinel import systemd
 from sentinel.clock import Clock, SystemClock
 from sentinel.config import Settings
-from sentinel.detector import Detector, Evaluator
+from sentinel.detector import Detector
 from sentinel.dispatch import Dispatcher, start_dispatchers
-from sentinel.errors import ErrorGroup
-from sentinel.evaluator import NullEvaluator
+from sentinel.errors import ErrorGroup, SentinelError
+from sentinel.evaluator import RuleEvaluator
+from sentinel.lint import lint
 from sentinel.metrics import Metrics
-from sentinel.model import Alert
-from sentinel.notify import build_channels
+from sentinel.model import Alert, parse_timestamp
+from sentinel.monitor import feed_alert
+from sentinel.notify import Channel, build_channels
 from sentinel.routing import route
+from sentinel.rules import load_rules
 from sentinel.store import Store
+from sentinel.store.alerts import record_evaluation
+from sentinel.store.deliveries import dead_count
+from sentinel.store.events import last_received, pending_summary
 
 log = logging.getLogger("sentinel.service")
+MONITOR_INTERVAL_SECONDS = 5.0
+# Settings a reload cannot change in a running process.
+RESTART_ONLY = ("server", "okta", "storage", "metrics")
 
 
 @dataclass
@@ -31,33 +42,68 @@ class Health:
     problems: list[str] = field(default_factory=list)
 
 
-def build_evaluator(settings: Settings) -> Evaluator:
+def build_evaluator(settings: Settings) -> RuleEvaluator:
     """The rule set named by the config, ready to evaluate. Raises ErrorGroup if any rule is invalid."""
-    return NullEvaluator()
+    return RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
+
+
+def check_channels(settings: Settings) -> list[str]:
+    """Problems with the configured channels (URLs Apprise cannot load), one line each."""
+    try:
+        build_channels(settings)
+    except ErrorGroup as e:
+        return [str(error) for error in e.errors]
+    return []
 
 
 class Service:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None,
+                 reload_settings: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.store = Store(settings.storage.path)
         self.health = Health()
-        self.detector = Detector(self.store, build_evaluator(settings), self._route, self.clock, self.metrics,
+        self._reload_settings = reload_settings
+        # Rules and channels are built (and checked) before anything starts; both raise ErrorGroup.
+        evaluator = build_evaluator(settings)
+        self.channels: dict[str, Channel] = build_channels(settings)
+        self._log_lint(evaluator)
+        self.detector = Detector(self.store, evaluator, self._route, self.clock, self.metrics,
                                  on_alerts=self._alerts_created)
+        self.metrics.rules_loaded.set(evaluator.rule_count)
         self._stop = asyncio.Event()
+        self._dispatch_stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        # Channels are built (and their URLs checked) before anything starts; raises ErrorGroup.
-        self.channels = build_channels(settings)
+        self._dispatch_tasks: list[asyncio.Task[None]] = []
         self.dispatchers: list[Dispatcher] = []
+        self._reload_lock = asyncio.Lock()
+        self._silent_since: datetime | None = None
+
+    @staticmethod
+    def _log_lint(evaluator: RuleEvaluator) -> None:
+        for warning in lint(evaluator.ruleset):
+            log.warning("rule warning: %s", warning)
+        log.info("loaded %d rules", evaluator.rule_count)
 
     def _route(self, alert: Alert) -> Sequence[str]:
         return route(alert, self.settings.channels, self.settings.delivery.fallback_channel)
 
     def _alerts_created(self, alert_ids: list[int]) -> None:
-        """Hook for dispatchers: new deliveries are waiting."""
         for dispatcher in self.dispatchers:
             dispatcher.wake()
+
+    def _start_dispatchers(self) -> None:
+        self._dispatch_stop = asyncio.Event()
+        self.dispatchers, self._dispatch_tasks = start_dispatchers(
+            self.channels, self.store, self.clock, self._dispatch_stop, budget=self.settings.delivery.retry_budget,
+            fallback=self.settings.delivery.fallback_channel, metrics=self.metrics)
+
+    async def _stop_dispatchers(self) -> None:
+        self._dispatch_stop.set()
+        if self._dispatch_tasks:
+            await asyncio.gather(*self._dispatch_tasks, return_exceptions=True)
+        self._dispatch_tasks = []
 
     async def start(self) -> None:
         applied = self.store.start(self.clock.now())
@@ -68,24 +114,103 @@ class Service:
         self.health.rules_loaded = True
         self._tasks.append(asyncio.create_task(self.detector.run(self._stop), name="detector"))
         # One task per channel; pending deliveries left by a previous run are picked up at once.
-        self.dispatchers, tasks = start_dispatchers(
-            self.channels, self.store, self.clock, self._stop, budget=self.settings.delivery.retry_budget,
-            fallback=self.settings.delivery.fallback_channel, metrics=self.metrics)
-        self._tasks.extend(tasks)
+        self._start_dispatchers()
+        self._tasks.append(asyncio.create_task(self._monitor(), name="monitor"))
+
+    def metrics_rules(self) -> int:
+        return int(getattr(self.detector.evaluator, "rule_count", 0))
+
+    def healthy(self) -> bool:
+        """For the systemd watchdog: the loop runs (we are called from it) and the writer thread lives."""
+        return self.store.healthy() and not any(t.done() for t in self._tasks)
+
+    async def reload(self) -> bool:
+        """Re-read config and rules; swap them in only if everything is valid. Never drops an event:
+        the detector finishes its batch with the old rules and takes the new ones for the next."""
+        if self._reload_settings is None:
+            return False
+        async with self._reload_lock:
+            systemd.reloading("reloading configuration and rules")
+            try:
+                settings = self._reload_settings()
+                evaluator = build_evaluator(settings)
+                channels = build_channels(settings)
+            except SentinelError as e:
+                errors = e.errors if isinstance(e, ErrorGroup) else (e,)
+                for error in errors:
+                    log.error("reload rejected: %s", error)
+                self.health.last_reload_ok = False
+                self.health.last_reload_error = f"{len(errors)} problem(s); first: {errors[0]}"
+                self.metrics.reload.labels("failed").inc()
+                systemd.ready("reload failed; running on the previous configuration")
+                return False
+            for section in RESTART_ONLY:
+                if getattr(settings, section) != getattr(self.settings, section):
+                    log.warning("reload: [%s] changed; it takes effect at the next restart", section)
+            current = self.detector.evaluator
+            if isinstance(current, RuleEvaluator):
+                evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
+            self._log_lint(evaluator)
+            await self._stop_dispatchers()
+            self.settings = _keep_restart_only(settings, self.settings)
+            self.channels = channels
+            self.detector.swap(evaluator, self._route)
+            self._start_dispatchers()
+            self.metrics.rules_loaded.set(evaluator.rule_count)
+            self.health.last_reload_ok = True
+            self.health.last_reload_error = ""
+            self.metrics.reload.labels("ok").inc()
+            log.info("reloaded: %d rules, %d channels", evaluator.rule_count, len(channels))
+            systemd.ready(f"running: {evaluator.rule_count} rules")
+            return True
+
+    async def _monitor(self) -> None:
+        """Refresh the gauges that come from the store, and watch the feed for silence."""
+        while not self._stop.is_set():
+            try:
+                await self._monitor_once()
+            except Exception as e:  # monitoring must never take the daemon down
+                log.warning("monitor: %s", e)
+            try:
+                await asyncio.wait_for(self._stop.wait(), MONITOR_INTERVAL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def _monitor_once(self) -> None:
+        now = self.clock.now()
+        names = list(self.channels)
+        (pending, oldest), last, dead = await self.store.read(
+            lambda conn: (pending_summary(conn), last_received(conn), {n: dead_count(conn, n) for n in names}))
+        self.metrics.events_pending.set(pending)
+        self.metrics.oldest_pending_age.set((now - parse_timestamp(oldest)).total_seconds() if oldest else 0)
+        for channel, count in dead.items():
+            self.metrics.dead_deliveries.labels(channel).set(count)
+        if last is not None:
+            self.metrics.last_event_time.set(parse_timestamp(last).timestamp())
+        minutes = self.settings.monitor.feed_silence_minutes
+        if minutes <= 0:
+            return
+        alert, self._silent_since = feed_alert(parse_timestamp(last) if last else None, self._silent_since, now,
+                                               timedelta(minutes=minutes))
+        if alert is not None:
+            log.warning("%s", alert.title)
+            route_alert = self._route
+            result = await self.store.write(
+                lambda conn: record_evaluation(conn, [], [alert], route_alert, {}, set(), now))
+            self._alerts_created(result.new_alerts)
 
     async def stop(self) -> None:
         """Finish the current batch, stop the loops, close the store; pending work stays stored."""
+        systemd.stopping("finishing the current batch")
         self._stop.set()
+        await self._stop_dispatchers()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.store.close()
 
 
-def check_channels(settings: Settings) -> list[str]:
-    """Problems with the configured channels (URLs Apprise cannot load), one line each."""
-    try:
-        build_channels(settings)
-    except ErrorGroup as e:
-        return [str(error) for error in e.errors]
-    return []
+def _keep_restart_only(new: Settings, old: Settings) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(new, **{section: getattr(old, section) for section in RESTART_ONLY})

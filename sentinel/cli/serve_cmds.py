@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import secrets
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from sentinel import log as sentinel_log
+from sentinel import systemd
 from sentinel.cli.common import config_option, error_lines, fail, load_settings
-from sentinel.config import SECRET_ENV, Settings
+from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
 from sentinel.secret import Secret
 from sentinel.store import open_for_cli
@@ -55,30 +61,77 @@ def _with_local_secret(settings: Settings, path: Path) -> Settings:
     return dataclasses.replace(settings, okta=dataclasses.replace(settings.okta, secrets=(secret,)))
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     import uvicorn
 
-    from sentinel.app import create_app
+    from sentinel.app import create_app, create_metrics_app
     from sentinel.service import Service
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
-    for secret in settings.okta.secrets:
-        sentinel_log.register_secret(secret.reveal())
-    for channel in settings.channels.values():
-        for url in channel.urls:
-            sentinel_log.register_secret(url.reveal())
+    _register_secrets(settings)
     if not settings.okta.secrets:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
-    service = Service(settings)
-    config = uvicorn.Config(
-        create_app(service), host=settings.server.host, port=settings.server.port, log_config=None,
-        access_log=False, lifespan="on", timeout_keep_alive=5, server_header=False,
-    )
-    server = uvicorn.Server(config)
-    log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
-             settings.server.port, settings.storage.path)
-    server.run()
+    try:
+        service = Service(settings, reload_settings=reload_settings)
+    except SentinelError as e:
+        fail(error_lines(e))
+
+    class QuietServer(uvicorn.Server):
+        """The metrics listener: the main server alone handles SIGTERM/SIGINT (the last handler
+        installed would otherwise win, and the main server would never hear the signal)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
+        return kind(uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+            timeout_keep_alive=5, server_header=False))
+
+    server = server_for(create_app(service), settings.server.host, settings.server.port)
+    metrics_server = None
+    if settings.metrics.enabled and settings.metrics.listen:
+        host, _, port = settings.metrics.listen.rpartition(":")
+        metrics_server = server_for(create_metrics_app(service), host.strip("[]"), int(port), QuietServer)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        serving = asyncio.create_task(server.serve(), name="http")
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if serving.done():  # start-up failed (port taken, store unusable): uvicorn has logged why
+            await serving
+            sys.exit(3)
+        extra = asyncio.create_task(metrics_server.serve(), name="metrics") if metrics_server else None
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(service.reload()))
+        stop = asyncio.Event()
+        watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
+        log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
+                 settings.server.port, settings.storage.path)
+        systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
+                      f"{service.metrics_rules()} rules")
+        try:
+            await serving
+        finally:
+            stop.set()
+            if metrics_server is not None and extra is not None:
+                metrics_server.should_exit = True
+                await extra
+            await watchdog
+
+    asyncio.run(main())
+
+
+def _register_secrets(settings: Settings) -> None:
+    for secret in settings.okta.secrets:
+        sentinel_log.register_secret(secret.reveal())
+    if settings.metrics.token is not None:
+        sentinel_log.register_secret(settings.metrics.token.reveal())
+    for channel in settings.channels.values():
+        for url in channel.urls:
+            sentinel_log.register_secret(url.reveal())
 
 
 def register(main: click.Group) -> None:
@@ -101,7 +154,17 @@ def register(main: click.Group) -> None:
             fail([f"{config_path}: okta: no Okta secret configured: set {SECRET_ENV} (or the systemd "
                   "credential 'okta-secret'); for local use pass --secret-file; to run without "
                   "authentication set [okta] allow_unauthenticated = true"])
-        _serve(settings)
+
+        def reload_settings() -> Settings:
+            # Same overrides as at start; raises ErrorGroup, which the service reports and survives.
+            fresh = load_config(config_path)
+            fresh = dataclasses.replace(fresh, server=settings.server)
+            if secret_file is not None and not fresh.okta.secrets:
+                fresh = dataclasses.replace(fresh, okta=settings.okta)
+            _register_secrets(fresh)
+            return fresh
+
+        _serve(settings, reload_settings)
 
     @main.command()
     @config_option

@@ -44,6 +44,9 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._reader.run(fn)
 
+    def healthy(self) -> bool:
+        return self._writer.alive()
+
     @property
     def commits(self) -> int:
         return self._writer.commits

@@ -81,6 +81,9 @@ class Writer:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.wrap_future(self.submit(fn))
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Finish every job already submitted, then close the connection."""
         if self._thread.is_alive():

@@ -1,0 +1,49 @@
+"""Self-monitoring: Okta tells nobody when hook deliveries stop, so Sentinel watches its own feed.
+
+``feed_alert`` is pure: given when the newest event arrived, the time now and the allowed silence, it
+says whether a "feed silent" or "feed restored" alert is due. Alert keys are derived from the last
+event time, so a restart never raises the same alert twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sentinel.model import Alert, Severity, format_timestamp
+
+SILENT_RULE = "sentinel.feed_silent"
+RESTORED_RULE = "sentinel.feed_restored"
+
+
+def feed_alert(last_received: datetime | None, silent_since: datetime | None, now: datetime,
+               allowed: timedelta) -> tuple[Alert | None, datetime | None]:
+    """Returns (alert to raise or None, the new ``silent_since`` marker)."""
+    if last_received is None:
+        return None, silent_since
+    quiet = now - last_received
+    if silent_since is None and quiet >= allowed:
+        minutes = int(quiet.total_seconds() // 60)
+        alert = _alert(SILENT_RULE, Severity.HIGH, last_received, now,
+                       f"No Okta events received for {minutes} minutes",
+                       f"The last event arrived at {format_timestamp(last_received)}. Okta does not report failed "
+                       "hook deliveries: check the Event Hook's status in the Okta Admin Console (Workflow > "
+                       "Event Hooks), the reverse proxy, and this host's network.")
+        return alert, last_received
+    if silent_since is not None and last_received > silent_since:
+        gap = int((last_received - silent_since).total_seconds() // 60)
+        alert = _alert(RESTORED_RULE, Severity.INFO, silent_since, now, "Okta events are arriving again",
+                       f"Events resumed at {format_timestamp(last_received)} after a gap of {gap} minutes. Events "
+                       "from the gap are not replayed by Okta; back-fill from the System Log API if needed.")
+        return alert, None
+    return None, silent_since
+
+
+def _alert(rule_id: str, severity: Severity, anchor: datetime, now: datetime, title: str, summary: str) -> Alert:
+    stamp = format_timestamp(anchor)
+    return Alert(
+        key=f"{rule_id}:{stamp}", rule_id=rule_id, severity=severity, title=title, summary=summary,
+        group_key="okta-feed", first_seen=anchor, last_seen=now, count=1, event_uuids=(),
+        context={"event_type": "sentinel.self_monitoring", "description": summary,
+                 "runbook": "Check the Okta Event Hook (Admin Console > Workflow > Event Hooks) and the path "
+                            "from Okta to this host; see README 'Self-monitoring'."},
+    )
