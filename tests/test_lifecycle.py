@@ -1,0 +1,226 @@
+"""Running as a service: reload on SIGHUP, clean stop on SIGTERM, sd_notify, /metrics, feed silence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import envelope, make_event, stored
+from daemon import Daemon, free_port, write_config
+
+LOCK_RULE = """
+id = "test-lock"
+title = "locked {actor.alternateId}"
+severity = "high"
+event_types = ["user.account.lock"]
+
+[[tests]]
+name = "lock"
+event = { eventType = "user.account.lock" }
+expect = true
+
+[[tests]]
+name = "other"
+event = { eventType = "user.session.start" }
+expect = false
+"""
+
+SESSION_RULE = LOCK_RULE.replace("test-lock", "test-session").replace("locked", "session of").replace(
+    '["user.account.lock"]', '["user.session.start"]').replace(
+    '{ eventType = "user.account.lock" }\nexpect = true', '{ eventType = "user.session.start" }\nexpect = true'
+).replace('{ eventType = "user.session.start" }\nexpect = false', '{ eventType = "user.account.lock" }\nexpect = false')
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def alert_rules(folder: Path) -> list[str]:
+    path = folder / "state" / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["rule_id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path)
+    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
+    d = Daemon(config).start()
+    yield d
+    d.stop()
+
+
+def test_alert_reaches_the_log_channel(ruled: Daemon) -> None:
+    assert ruled.post(envelope(make_event("lk-1", "user.account.lock"))).status_code == 204
+    assert wait_for(lambda: alert_rules(ruled.config.parent) == ["test-lock"])
+
+
+def test_sighup_with_valid_rules_swaps_them_in(ruled: Daemon) -> None:
+    folder = ruled.config.parent
+    assert ruled.post(envelope(make_event("s-1", "user.session.start"))).status_code == 204
+    (folder / "rules" / "session.toml").write_text(SESSION_RULE)
+    assert ruled.proc is not None
+    ruled.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded: 2 rules" in ruled.log())
+    assert ruled.post(envelope(make_event("s-2", "user.session.start"))).status_code == 204
+    assert wait_for(lambda: alert_rules(folder) == ["test-session"])
+    # The event from before the reload was evaluated once, with the old rules: no alert for it.
+    time.sleep(0.5)
+    assert alert_rules(folder) == ["test-session"]
+    assert httpx.get(f"{ruled.url}/readyz").json()["last_reload"] == "ok"
+
+
+def test_sighup_with_broken_rules_keeps_the_old_set_and_says_why(ruled: Daemon) -> None:
+    folder = ruled.config.parent
+    (folder / "rules" / "broken.toml").write_text('id = "b"\ntitle = "t"\nseverity = "urgent"\n')
+    assert ruled.proc is not None
+    ruled.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload rejected" in ruled.log())
+    assert "broken.toml: severity: unknown severity 'urgent'" in ruled.log()
+    ready = httpx.get(f"{ruled.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["last_reload"].startswith("failed: ")
+    metrics = httpx.get(f"{ruled.url}/metrics").text
+    assert 'sentinel_reloads_total{result="failed"} 1.0' in metrics
+    # Still running on the old rules.
+    assert ruled.post(envelope(make_event("after-bad", "user.account.lock"))).status_code == 204
+    assert wait_for(lambda: alert_rules(folder) == ["test-lock"])
+    (folder / "rules" / "broken.toml").unlink()
+    ruled.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: httpx.get(f"{ruled.url}/readyz").json()["last_reload"] == "ok")
+
+
+def test_sigterm_stops_cleanly_and_keeps_everything(ruled: Daemon) -> None:
+    events = [make_event(f"t-{i}", "user.account.lock", published=f"2024-05-01T10:00:{i:02d}Z") for i in range(20)]
+    assert ruled.post(envelope(*events)).status_code == 204
+    code = ruled.stop()
+    assert code in (0, -signal.SIGTERM)
+    db = ruled.config.parent / "state" / "sentinel.db"
+    assert len(stored(db)) == 20
+    log = ruled.log()
+    assert "Traceback" not in log
+    assert "Application shutdown complete" in log
+    # Whatever was not evaluated or delivered before the stop is still queued, and finishes after a start.
+    ruled.start()
+    assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+    assert wait_for(lambda: stored(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == [0])
+
+
+def test_systemd_notify_protocol(tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    config = write_config(tmp_path)
+    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
+    d = Daemon(config, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"})
+    messages: list[str] = []
+
+    def drain(until: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            if until in messages[-1]:
+                return True
+        return False
+
+    try:
+        d.start()
+        assert drain("READY=1"), messages
+        assert d.alive()  # READY is sent only once the server answers
+        assert drain("WATCHDOG=1"), messages
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        assert drain("RELOADING=1"), messages
+        assert drain("READY=1"), messages
+        d.proc.send_signal(signal.SIGTERM)
+        assert drain("STOPPING=1"), messages
+    finally:
+        d.stop()
+        sock.close()
+    ready = [m for m in messages if m.startswith("READY=1")]
+    assert len(ready) == 2
+    assert sum(m.startswith("WATCHDOG=1") for m in messages) >= 1
+
+
+def test_metrics_count_what_happens(ruled: Daemon) -> None:
+    ruled.post(envelope(make_event("m-1", "user.account.lock"), make_event("m-2")))
+    ruled.post(envelope(make_event("m-1", "user.account.lock")))
+    ruled.post(envelope(make_event("m-3")), headers={"Authorization": "nope", "Content-Type": "application/json"})
+    assert wait_for(lambda: alert_rules(ruled.config.parent) == ["test-lock"])
+
+    def value(name: str) -> float | None:
+        for line in httpx.get(f"{ruled.url}/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return None
+
+    assert value("sentinel_events_received_total") == 2
+    assert value("sentinel_events_duplicate_total") == 1
+    assert value('sentinel_requests_rejected_total{reason="auth"}') == 1
+    assert value('sentinel_alerts_total{rule="test-lock",severity="high"}') == 1
+    assert wait_for(lambda: value('sentinel_deliveries_total{channel="log",status="sent"}') == 1)
+    assert value("sentinel_rules_loaded") == 1
+    assert value("sentinel_ingest_seconds_count") == 2
+    assert wait_for(lambda: value("sentinel_events_pending") == 0)
+
+
+def test_metrics_on_their_own_address_behind_a_token(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\nrequire_token = true\n')
+    d = Daemon(config, env={"SENTINEL_METRICS_TOKEN": "metrics-token-123456"}).start()
+    try:
+        assert httpx.get(f"{d.url}/metrics").status_code == 404
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert wait_for(lambda: _status(url) == 401)
+        assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx.get(url, headers={"Authorization": "Bearer metrics-token-123456"})
+        assert ok.status_code == 200 and "sentinel_events_received_total" in ok.text
+    finally:
+        d.stop()
+    assert "metrics-token-123456" not in d.log()
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=1).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def test_bad_channel_url_fails_start_with_a_clear_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra='[channels.bad]\nurls = ["nosuchscheme://secret-part@host"]\n')
+    d = Daemon(config)
+    with pytest.raises(RuntimeError) as info:
+        d.start()
+    assert "channels.bad.urls[0]" in str(info.value)
+    assert "Traceback" not in str(info.value)
+    assert "secret-part" not in str(info.value)
+
+
+def test_json_logs(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path, extra='[logging]\nformat = "json"\n')).start()
+    try:
+        d.post(envelope(make_event("j-1")))
+    finally:
+        d.stop()
+    lines = [json.loads(line) for line in d.log().splitlines() if line.startswith("{")]
+    assert any("okta delivery: 1 events" in entry["message"] for entry in lines)
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in lines)
+
+
