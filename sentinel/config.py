@@ -29,6 +29,19 @@ METRICS_TOKEN_ENV = "SENTINEL_METRICS_TOKEN"
 METRICS_TOKEN_CREDENTIAL = "metrics-token"
 
 CHANNEL_KINDS = ("apprise", "log")
+# Every key the file may hold, by table ("channels" holds one table of CHANNEL_KEYS per channel).
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    "server": frozenset({"host", "port", "max_body_bytes"}),
+    "okta": frozenset({"auth_header", "allow_unauthenticated", "org_url"}),
+    "storage": frozenset({"path"}),
+    "rules": frozenset({"paths", "max_groups"}),
+    "delivery": frozenset({"retry_budget_hours", "timezone", "fallback_channel"}),
+    "channels": frozenset(),
+    "monitor": frozenset({"feed_silence_minutes"}),
+    "metrics": frozenset({"enabled", "listen", "require_token"}),
+    "logging": frozenset({"format", "level"}),
+}
+CHANNEL_KEYS = frozenset({"kind", "urls", "min_severity", "path"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -129,7 +142,7 @@ class _Reader:
             return {}
         return value
 
-    def unknown(self, table: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    def unknown(self, table: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
         for key in table:
             if key not in allowed:
                 where = f"{path}.{key}" if path else key
@@ -268,11 +281,10 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     env = os.environ if environ is None else environ
     errors: list[ConfigError] = []
     r = _Reader(errors, file)
-    r.unknown(doc, {"server", "okta", "storage", "rules", "delivery", "channels", "monitor", "metrics",
-                    "logging"}, "")
+    r.unknown(doc, set(SECTION_KEYS), "")
 
     t = r.table(doc, "server", "server")
-    r.unknown(t, {"host", "port", "max_body_bytes"}, "server")
+    r.unknown(t, SECTION_KEYS["server"], "server")
     server = ServerSettings(
         host=r.get(t, "host", "server", str, "127.0.0.1", _non_empty),
         port=r.get(t, "port", "server", int, 8080, _between(1, 65535)),
@@ -280,7 +292,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     )
 
     t = r.table(doc, "okta", "okta")
-    r.unknown(t, {"auth_header", "allow_unauthenticated", "org_url"}, "okta")
+    r.unknown(t, SECTION_KEYS["okta"], "okta")
     current = _secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
     previous = _secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
     org_url = r.get(t, "org_url", "okta", str, None, _org_url)
@@ -294,18 +306,18 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
         r.fail("okta", f"{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not; set the new secret too")
 
     t = r.table(doc, "storage", "storage")
-    r.unknown(t, {"path"}, "storage")
+    r.unknown(t, SECTION_KEYS["storage"], "storage")
     storage = StorageSettings(path=_resolve(base, r.get(t, "path", "storage", str, "sentinel.db", _non_empty)))
 
     t = r.table(doc, "rules", "rules")
-    r.unknown(t, {"paths", "max_groups"}, "rules")
+    r.unknown(t, SECTION_KEYS["rules"], "rules")
     rules = RulesSettings(
         paths=tuple(_resolve(base, p) for p in r.string_list(t, "paths", "rules", ("rules",))),
         max_groups=r.get(t, "max_groups", "rules", int, 100_000, _between(1, 10_000_000)),
     )
 
     t = r.table(doc, "delivery", "delivery")
-    r.unknown(t, {"retry_budget_hours", "timezone", "fallback_channel"}, "delivery")
+    r.unknown(t, SECTION_KEYS["delivery"], "delivery")
     delivery = DeliverySettings(
         retry_budget=timedelta(hours=r.get(t, "retry_budget_hours", "delivery", float, 24.0, _positive)),
         timezone=r.get(t, "timezone", "delivery", str, None, _timezone),
@@ -321,7 +333,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
         if not isinstance(table, dict):
             r.fail(path, f"must be a table, not {_type_name(table)}")
             continue
-        r.unknown(table, {"kind", "urls", "min_severity", "path"}, path)
+        r.unknown(table, CHANNEL_KEYS, path)
         kind = r.get(table, "kind", path, str, "apprise", _one_of(*CHANNEL_KINDS))
         raw_urls = r.string_list(table, "urls", path, ())
         urls = tuple(Secret(_expand(u, f"{path}.urls[{i}]", r, env)) for i, u in enumerate(raw_urls))
@@ -338,12 +350,12 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
         )
 
     t = r.table(doc, "monitor", "monitor")
-    r.unknown(t, {"feed_silence_minutes"}, "monitor")
+    r.unknown(t, SECTION_KEYS["monitor"], "monitor")
     monitor = MonitorSettings(
         feed_silence_minutes=r.get(t, "feed_silence_minutes", "monitor", int, 0, _non_negative))
 
     t = r.table(doc, "metrics", "metrics")
-    r.unknown(t, {"enabled", "listen", "require_token"}, "metrics")
+    r.unknown(t, SECTION_KEYS["metrics"], "metrics")
     require_token = r.get(t, "require_token", "metrics", bool, False)
     token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
     if require_token and token is None:
@@ -356,7 +368,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     )
 
     t = r.table(doc, "logging", "logging")
-    r.unknown(t, {"format", "level"}, "logging")
+    r.unknown(t, SECTION_KEYS["logging"], "logging")
     logging_settings = LoggingSettings(
         format=r.get(t, "format", "logging", str, "text", _one_of("text", "json")),
         level=r.get(t, "level", "logging", str, "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -1,0 +1,58 @@
+"""Docs are tested: the README shows the two set-up commands first and names every command, config key
+and shipped rule, so nothing a user can type or set is undocumented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sentinel.cli import main
+from sentinel.config import CHANNEL_KEYS, SECTION_KEYS
+from sentinel.rules import load_rules
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def command_paths(group: click.Group, prefix: str = "sentinel") -> list[str]:
+    paths = []
+    for name, command in group.commands.items():
+        path = f"{prefix} {name}"
+        if isinstance(command, click.Group):
+            paths.extend(command_paths(command, path))
+            if command.invoke_without_command:
+                paths.append(path)
+        else:
+            paths.append(path)
+    return paths
+
+
+def test_setup_commands_come_first() -> None:
+    quick_start = README.index("## Quick start")
+    assert README.index("make run") > quick_start
+    assert README.index("make test") > quick_start
+    assert README.index("make run") < README.index("## Point Okta at it")
+
+
+def test_every_cli_command_is_in_the_readme() -> None:
+    missing = [p for p in command_paths(main) if f"`{p}" not in README]
+    assert missing == []
+
+
+def test_every_config_key_is_in_the_readme() -> None:
+    keys = [f"[{section}] {key}" for section, names in SECTION_KEYS.items() for key in sorted(names)]
+    keys += [f"[channels.NAME] {key}" for key in sorted(CHANNEL_KEYS)]
+    missing = [k for k in keys if f"`{k}`" not in README]
+    assert missing == []
+
+
+def test_every_shipped_rule_is_in_the_readme() -> None:
+    ids = [rule.id for rule in load_rules([ROOT / "rules"]).rules]
+    assert [i for i in ids if f"`{i}`" not in README] == []
+
+
+def test_secret_variables_are_documented() -> None:
+    for name in ("SENTINEL_OKTA_SECRET", "SENTINEL_OKTA_SECRET_PREVIOUS", "SENTINEL_METRICS_TOKEN",
+                 "okta-secret", "okta-secret-previous", "metrics-token"):
+        assert f"`{name}`" in README, name
