@@ -8,6 +8,7 @@ bad ones as :class:`Quarantined` entries, so nothing is silently dropped.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,9 @@ VERIFICATION_HEADER = "x-okta-verification-challenge"
 MAX_CHALLENGE_LENGTH = 512
 MAX_UUID_LENGTH = 128
 MAX_EVENT_TYPE_LENGTH = 256
+# A JSON escape of a UTF-16 surrogate (U+D800..U+DFFF). Paired ones decode to one character; a lone one
+# decodes to a str that cannot be encoded as UTF-8, so SQLite could never store it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +72,13 @@ def parse_delivery(body: bytes) -> Delivery:
     events: list[Event] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
+    maybe_surrogates = _SURROGATE_ESCAPE.search(body) is not None
     for index, raw in enumerate(raw_events):
         path = f"data.events[{index}]"
         try:
             event = parse_event(raw, path)
+            if maybe_surrogates and not _encodable(raw):
+                raise PayloadError("contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF): not Unicode text", path)
         except PayloadError as e:
             quarantined.append(Quarantined(path=e.location, reason=e.message, raw=_dump(raw)))
             continue
@@ -110,9 +117,22 @@ def _text(raw: Mapping[str, Any], key: str, path: str, limit: int) -> str:
     return value
 
 
+def _encodable(raw: Any) -> bool:
+    """Whether every string in ``raw`` (keys included) can be written as UTF-8."""
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def _dump(raw: Any) -> str:
     try:
-        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # lone surrogates: keep them as \uXXXX escapes (ASCII JSON)
+        return json.dumps(raw, ensure_ascii=True, separators=(",", ":"))
     except (ValueError, RecursionError):
         return repr(raw)[:10_000]
 
