@@ -48,12 +48,18 @@ def parse_timestamp(text: str) -> datetime:
     parsed = datetime.fromisoformat(cleaned)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("timestamp out of range") from None
 
 
 def format_timestamp(moment: datetime) -> str:
-    """Fixed-width UTC text (microseconds, ``Z``) so that text order is time order in the store."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text (microseconds, ``Z``) so that text order is time order in the store.
+
+    Not ``strftime("%Y")``: it does not pad years before 1000, and the text would neither sort nor parse.
+    """
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
