@@ -29,6 +29,7 @@ from sentinel.store.events import last_received, pending_summary
 
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
+DISPATCH_STOP_GRACE_SECONDS = 5.0
 # Settings a reload cannot change in a running process.
 RESTART_ONLY = ("server", "okta", "storage", "metrics")
 
@@ -100,8 +101,13 @@ class Service:
             fallback=self.settings.delivery.fallback_channel, metrics=self.metrics)
 
     async def _stop_dispatchers(self) -> None:
+        """Let sends in flight finish for a moment, then cancel them: a cancelled delivery stays
+        pending in the store and is sent again later, so stopping never waits on a slow channel."""
         self._dispatch_stop.set()
         if self._dispatch_tasks:
+            _, slow = await asyncio.wait(self._dispatch_tasks, timeout=DISPATCH_STOP_GRACE_SECONDS)
+            for task in slow:
+                task.cancel()
             await asyncio.gather(*self._dispatch_tasks, return_exceptions=True)
         self._dispatch_tasks = []
 

@@ -69,15 +69,18 @@ def test_alert_reaches_the_log_channel(ruled: Daemon) -> None:
 def test_sighup_with_valid_rules_swaps_them_in(ruled: Daemon) -> None:
     folder = ruled.config.parent
     assert ruled.post(envelope(make_event("s-1", "user.session.start"))).status_code == 204
+    db = folder / "state" / "sentinel.db"
+    assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
     (folder / "rules" / "session.toml").write_text(SESSION_RULE)
     assert ruled.proc is not None
     ruled.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reloaded: 2 rules" in ruled.log())
     assert ruled.post(envelope(make_event("s-2", "user.session.start"))).status_code == 204
     assert wait_for(lambda: alert_rules(folder) == ["test-session"])
-    # The event from before the reload was evaluated once, with the old rules: no alert for it.
+    # The event evaluated before the reload is not evaluated again by the new rules.
     time.sleep(0.5)
     assert alert_rules(folder) == ["test-session"]
+    assert stored(db, "SELECT count(*) FROM alerts") == [1]
     assert httpx.get(f"{ruled.url}/readyz").json()["last_reload"] == "ok"
 
 

@@ -98,6 +98,14 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        async def reload_when_started() -> None:
+            await started.wait()
+            await service.reload()
+
+        # Installed before the server starts: a SIGHUP's default action would kill the process.
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
         serving = asyncio.create_task(server.serve(), name="http")
         while not server.started and not serving.done():
             await asyncio.sleep(0.02)
@@ -105,11 +113,11 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             await serving
             sys.exit(3)
         extra = asyncio.create_task(metrics_server.serve(), name="metrics") if metrics_server else None
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(service.reload()))
         stop = asyncio.Event()
         watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
         log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
                  settings.server.port, settings.storage.path)
+        started.set()
         systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
                       f"{service.metrics_rules()} rules")
         try:
@@ -121,7 +129,10 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
                 await extra
             await watchdog
 
-    asyncio.run(main())
+    # The loop uvicorn would pick itself (uvloop when installed): ``server.serve()`` inside a plain
+    # ``asyncio.run`` would otherwise run on the slower stdlib loop.
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(main())
 
 
 def _register_secrets(settings: Settings) -> None:
@@ -144,6 +155,8 @@ def register(main: click.Group) -> None:
                        f"Ignored when {SECRET_ENV} is set.")
     def serve(config_path: Path, host: str | None, port: int | None, secret_file: Path | None) -> None:
         """Run the daemon: receive Okta Event Hooks, detect, alert."""
+        # A reload requested while starting is moot (the config is read below): don't die of it.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         settings = load_settings(config_path)
         server = settings.server
         settings = dataclasses.replace(settings, server=dataclasses.replace(
