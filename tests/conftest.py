@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,16 @@ def envelope(*events: dict[str, Any]) -> dict[str, Any]:
             "source": "https://example.okta.com/api/v1/eventHooks/who0", "eventId": "e-1",
             "eventTime": "2024-05-01T10:00:01.000Z", "contentType": "application/json",
             "data": {"events": list(events)}}
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
+    """Poll until ``predicate()`` is true; for effects of background loops (detector, dispatchers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list[Any]:

@@ -11,21 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import envelope, make_event, stored
+from conftest import envelope, make_event, stored, wait_for
 from daemon import SECRET, Daemon, write_config
 
 
 def db_of(d: Daemon) -> Path:
     return d.config.parent / "state" / "sentinel.db"
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- verification -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import envelope, make_event, stored
+from conftest import envelope, make_event, stored, wait_for
 from daemon import Daemon, free_port, write_config
 
 LOCK_RULE = """
@@ -34,15 +34,6 @@ SESSION_RULE = LOCK_RULE.replace("test-lock", "test-session").replace("locked", 
     '["user.account.lock"]', '["user.session.start"]').replace(
     '{ eventType = "user.account.lock" }\nexpect = true', '{ eventType = "user.session.start" }\nexpect = true'
 ).replace('{ eventType = "user.session.start" }\nexpect = false', '{ eventType = "user.account.lock" }\nexpect = false')
-
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def alert_rules(folder: Path) -> list[str]:

@@ -195,6 +195,10 @@ def register(main: click.Group) -> None:
         problems.extend(check_channels(settings))
         if problems:
             fail(problems)
+        from sentinel.rules import lint
+
+        for warning in lint(evaluator.ruleset) if evaluator is not None else []:
+            click.echo(f"warning: {warning}", err=True)
         rules = getattr(evaluator, "rule_count", 0)
         auth = "secret set" if settings.okta.secrets else (
             "NO secret (allow_unauthenticated)" if settings.okta.allow_unauthenticated else
