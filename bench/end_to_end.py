@@ -1,0 +1,174 @@
+"""End to end: from the Okta POST to the alert's arrival at a notification endpoint, at 100 alerts/s.
+
+What is measured: the real daemon (``python -m sentinel serve``, default rule pack, WAL + FULL) gets one
+``system.api_token.create`` event per POST (the default pack alerts on each one) at a fixed rate of 100
+POSTs/s, open loop. Its only channel is ``json://`` (Apprise's JSON webhook) pointing at a capture server
+in this process, which timestamps each arrival and finds the event's uuid in the message. Latency is
+arrival time minus the POST's scheduled send time, so it covers the whole path: intake and durable
+commit, the detector, the alert and its delivery row, the dispatcher, rendering and Apprise's HTTP POST.
+
+Baseline: the same capture server's answer time to a direct POST (the floor the network and the
+capture server add), printed for comparison.
+
+Target: p99 < 250 ms, and every alert delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import (
+    SECRET,
+    Connection,
+    Processes,
+    Report,
+    arguments,
+    envelope,
+    free_port,
+    make_event,
+    open_loop,
+    percentile,
+    pin_to,
+    request_bytes,
+    run_async,
+    sentinel_config,
+    start_sentinel,
+    table,
+    template,
+)
+
+RATE = 100
+HEADERS = {"Content-Type": "application/json", "Authorization": SECRET}
+
+
+class Capture:
+    """A minimal HTTP server on the benchmark's event loop that records when each alert arrives."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+        self.arrivals: dict[str, float] = {}
+        self.requests = 0
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length) if length else b""
+                arrived = time.perf_counter()
+                self.requests += 1
+                for found in self.pattern.findall(body):
+                    self.arrivals.setdefault(found.decode(), arrived)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def measure(port: int, capture: Capture, prefix: str, seconds: float) -> tuple[dict[int, float], int]:
+    base = template("privilege-grant.json")
+    sent: dict[int, float] = {}
+
+    def make(i: int) -> bytes:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        event = make_event(base, f"e2e-{prefix}-{i}", stamp, event_type="system.api_token.create",
+                           user=f"admin{i % 50}@example.com", result="SUCCESS")
+        event["target"] = [{"type": "Token", "displayName": f"token-{i}", "alternateId": "unknown"}]
+        return request_bytes("/hooks/okta", json.dumps(envelope([event])).encode(), HEADERS)
+
+    def on_sent(i: int, scheduled: float) -> None:
+        sent[i] = scheduled
+
+    result = await open_loop(port, make, RATE, seconds, on_sent=on_sent)
+    deadline = time.perf_counter() + 30
+    while len(capture.arrivals) < len(sent) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    return sent, result.errors
+
+
+async def floor(capture: Capture, n: int) -> list[float]:
+    """Answer times of the capture server itself (new connection each time, as Apprise does)."""
+    times = []
+    body = b'{"title":"x","message":"floor","type":"info"}'
+    for _ in range(n):
+        started = time.perf_counter()
+        conn = await Connection.open(capture.port)
+        await conn.send(request_bytes("/floor", body, {"Content-Type": "application/json"}))
+        conn.close()
+        times.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.005)
+    return sorted(times)
+
+
+def main() -> None:
+    args = arguments(__doc__)
+    seconds = 8.0 if args.quick else 30.0
+    pin_to(1)  # client and capture server on CPU 1, the daemon on CPU 0
+    prefix = uuid.uuid4().hex[:12]
+    capture = Capture(re.compile(rb"e2e-[0-9a-f]{12}-\d+"))
+    report = Report("end_to_end")
+
+    async def run() -> tuple[dict[int, float], int, list[float]]:
+        await capture.start()
+        try:
+            with tempfile.TemporaryDirectory(prefix="sentinel-bench-e2e-") as tmp, Processes() as procs:
+                folder = Path(tmp)
+                port = free_port()
+                channels = (f'[channels.capture]\nurls = ["json://127.0.0.1:{capture.port}/alerts"]\n'
+                            'min_severity = "info"\n')
+                config = sentinel_config(folder, port, channels=channels)
+                await asyncio.to_thread(start_sentinel, procs, folder, config, port, cpu=0)
+                # Warm-up (first Apprise send, imports): not counted.
+                await measure(port, capture, "0" * 12, 1.0)
+                capture.arrivals.clear()
+                sent, errors = await measure(port, capture, prefix, seconds)
+                base = await floor(capture, 100)
+                return sent, errors, base
+        finally:
+            capture.close()
+
+    print(f"end_to_end: {RATE} alerts/s for {seconds:.0f} s, json:// channel to a local capture server; "
+          "daemon on CPU 0, client and capture server on CPU 1", flush=True)
+    sent, errors, base = run_async(run())
+    latencies = sorted((capture.arrivals[f"e2e-{prefix}-{i}"] - t) * 1000 for i, t in sent.items()
+                       if f"e2e-{prefix}-{i}" in capture.arrivals)
+    missing = len(sent) - len(latencies)
+    print()
+    print(table(["path", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"], [
+        ["POST -> alert at capture server", len(latencies), f"{percentile(latencies, 50):.1f}",
+         f"{percentile(latencies, 90):.1f}", f"{percentile(latencies, 99):.1f}",
+         f"{latencies[-1]:.1f}" if latencies else "-"],
+        ["baseline: direct POST to capture server", len(base), f"{percentile(base, 50):.2f}",
+         f"{percentile(base, 90):.2f}", f"{percentile(base, 99):.2f}", f"{base[-1]:.2f}"],
+    ]))
+    print(f"alerts sent {len(sent):,}, arrived {len(latencies):,}, missing {missing}, POST errors {errors}")
+    print()
+    report.add("end-to-end p99 at 100 alerts/s", percentile(latencies, 99) if latencies else float("inf"), 250, "ms",
+               higher_is_better=False)
+    report.add("end-to-end alerts missing or POST errors", float(missing + errors), 0, "", higher_is_better=False)
+    report.write(args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Ingest: ``POST /hooks/okta`` under load, against a bare Starlette endpoint measured in the same run.
+
+What is measured
+- Maximum rate (closed loop, 32 keep-alive connections) for deliveries of 1, 10 and 50 events, each
+  request carrying new event uuids (so every event is really inserted, never ignored as a duplicate).
+  Sentinel is the real daemon (``python -m sentinel serve``) with the default rule pack, its detector
+  evaluating in the background, WAL + ``synchronous=FULL`` with group commits, log level INFO.
+- Latency at a fixed rate of 1,000 requests/s of 10-event deliveries, open loop: request i is sent at
+  ``start + i/1000`` whatever happened to earlier ones, and latency is counted from that scheduled time,
+  so a stall cannot hide behind a slowed-down client (no coordinated omission).
+
+Baseline: ``bench/bare_app.py``, a Starlette endpoint that reads and ``json.loads`` the same body and
+answers 204, on the same uvicorn settings (uvloop + httptools when installed, one worker). Each server
+runs pinned to CPU 0; the load generator (``wrk`` if installed, else this script's asyncio client)
+runs pinned to CPU 1.
+
+Targets: Sentinel >= 60% of the baseline's request rate for each batch size; p99 < 50 ms at 1,000 req/s.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import (
+    PLACEHOLDER,
+    SECRET,
+    Processes,
+    Report,
+    arguments,
+    batch_template,
+    closed_loop,
+    free_port,
+    open_loop,
+    pin_to,
+    request_bytes,
+    run_async,
+    sentinel_config,
+    start_bare,
+    start_sentinel,
+    table,
+    taskset,
+)
+
+BATCHES = (1, 10, 50)
+CONNECTIONS = 32
+FIXED_RATE = 1000
+HEADERS = {"Content-Type": "application/json", "Authorization": SECRET}
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "SECRET"
+local prefix, template
+local counter = 0
+function init(args)
+  prefix = args[1]
+  local f = io.open(args[2], "rb")
+  template = f:read("*a")
+  f:close()
+end
+function request()
+  counter = counter + 1
+  local body = template:gsub("PLACEHOLDER", prefix .. "-" .. counter)
+  return wrk.format(nil, nil, nil, body)
+end
+""".replace("SECRET", SECRET).replace("PLACEHOLDER", PLACEHOLDER)
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def run_wrk(work: Path, port: int, body_file: Path, seconds: float) -> dict[str, float]:
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT, encoding="utf-8")
+    prefix = uuid.uuid4().hex[:12]
+    argv = [*taskset(1), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:.0f}s", "--latency", "-s", str(script),
+            f"http://127.0.0.1:{port}/hooks/okta", "--", prefix, str(body_file)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    result = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(re.search(r"\n\s+50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"\n\s+99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "errors": 0.0,
+    }
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["errors"] = float(bad.group(1)) if bad else 0.0
+    if sock:
+        result["errors"] += sum(float(x) for x in sock.groups())
+    return result
+
+
+def run_python(port: int, body: str, seconds: float) -> dict[str, float]:
+    def make(i: int) -> bytes:
+        return request_bytes("/hooks/okta", body.replace(PLACEHOLDER, f"{prefix}-{i}").encode(), HEADERS)
+
+    prefix = uuid.uuid4().hex[:12]
+    result = run_async(closed_loop(port, make, CONNECTIONS, seconds))
+    return {"rps": result.rate, "p50": result.p(50), "p99": result.p(99), "errors": float(result.errors)}
+
+
+def stored_events(folder: Path) -> int:
+    db = folder / "state" / "sentinel.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    args = arguments(__doc__)
+    seconds = 3.0 if args.quick else 10.0
+    fixed_seconds = 5.0 if args.quick else 20.0
+    pin_to(1)  # this process (the fixed-rate client, or the fallback load generator) on CPU 1
+    use_wrk = shutil.which("wrk") is not None
+    tool = "wrk (Debian), 1 thread, 32 connections" if use_wrk else "Python asyncio client, 32 connections"
+    print(f"ingest: load generator: {tool}; {seconds:.0f} s per run; servers pinned to CPU 0", flush=True)
+    report = Report("ingest")
+    report.notes.append(f"load generator: {tool}")
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp, Processes() as procs:
+        work = Path(tmp)
+        for size in BATCHES:
+            body = batch_template(size)
+            body_file = work / f"body-{size}.json"
+            body_file.write_text(body, encoding="utf-8")
+            for server in ("bare", "sentinel"):
+                folder = work / f"{server}-{size}"
+                folder.mkdir()
+                port = free_port()
+                if server == "bare":
+                    proc = start_bare(procs, folder, port, cpu=0)
+                else:
+                    proc = start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+                if use_wrk:
+                    run_wrk(work, port, body_file, 2)  # warm-up
+                    result = run_wrk(work, port, body_file, seconds)
+                else:
+                    run_python(port, body, 2)
+                    result = run_python(port, body, seconds)
+                procs.stop(proc)
+                if server == "sentinel":
+                    result["stored"] = stored_events(folder)
+                results[(server, size)] = result
+                print(f"  {server:8} batch {size:2}: {result['rps']:8,.0f} req/s  p50 {result['p50']:6.2f} ms  "
+                      f"p99 {result['p99']:6.2f} ms  errors {result['errors']:.0f}", flush=True)
+
+        fixed: dict[str, dict[str, float]] = {}
+        body10 = batch_template(10)
+        for server in ("bare", "sentinel"):
+            folder = work / f"{server}-fixed"
+            folder.mkdir()
+            port = free_port()
+            if server == "bare":
+                proc = start_bare(procs, folder, port, cpu=0)
+            else:
+                proc = start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+            prefix = uuid.uuid4().hex[:12]
+
+            def make(i: int, prefix: str = prefix) -> bytes:
+                return request_bytes("/hooks/okta", body10.replace(PLACEHOLDER, f"{prefix}-{i}").encode(), HEADERS)
+
+            run_async(open_loop(port, make, FIXED_RATE, 1.0))  # warm-up
+            time.sleep(0.5)
+            res = run_async(open_loop(port, make, FIXED_RATE, fixed_seconds))
+            procs.stop(proc)
+            fixed[server] = {"rate": res.rate, "p50": res.p(50), "p99": res.p(99), "p999": res.p(99.9),
+                             "max": res.latencies_ms[-1] if res.latencies_ms else float("nan"),
+                             "errors": float(res.errors), "lag": res.max_lag_ms}
+            print(f"  {server:8} fixed {FIXED_RATE}/s x 10 events: p50 {res.p(50):.2f} ms  p99 {res.p(99):.2f} ms  "
+                  f"errors {res.errors}  (client max start lag {res.max_lag_ms:.1f} ms)", flush=True)
+
+    rows = []
+    for size in BATCHES:
+        bare, sent = results[("bare", size)], results[("sentinel", size)]
+        ratio = 100 * sent["rps"] / bare["rps"] if bare["rps"] else 0.0
+        rows.append([size, bare["rps"], sent["rps"], f"{ratio:.0f}%", sent["rps"] * size,
+                     f"{bare['p50']:.2f}/{bare['p99']:.2f}", f"{sent['p50']:.2f}/{sent['p99']:.2f}",
+                     int(sent["errors"]), int(sent["stored"])])
+    print()
+    print(f"Maximum rate, closed loop ({tool}, {seconds:.0f} s each)")
+    print(table(["batch", "bare req/s", "sentinel req/s", "ratio", "sentinel events/s", "bare p50/p99 ms",
+                 "sentinel p50/p99 ms", "errors", "events stored"], rows))
+    print()
+    print(f"Fixed rate {FIXED_RATE} req/s x 10 events, open loop, {fixed_seconds:.0f} s (latency from scheduled send)")
+    print(table(["server", "req/s done", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"],
+                [[s, f["rate"], f"{f['p50']:.2f}", f"{f['p99']:.2f}", f"{f['p999']:.2f}", f"{f['max']:.1f}",
+                  int(f["errors"])] for s, f in fixed.items()]))
+    print()
+    for size in BATCHES:
+        bare, sent = results[("bare", size)], results[("sentinel", size)]
+        report.add(f"ingest rate vs bare, batch {size}", 100 * sent["rps"] / bare["rps"], 60, "%")
+    report.add("ingest errors (non-204, socket)", sum(results[("sentinel", s)]["errors"] for s in BATCHES) +
+               fixed["sentinel"]["errors"], 0, "", higher_is_better=False)
+    report.add("ingest p99 at 1,000 req/s x 10 events", fixed["sentinel"]["p99"], 50, "ms", higher_is_better=False)
+    report.write(args.json)
+
+
+if __name__ == "__main__":
+    main()
