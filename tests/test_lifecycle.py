@@ -217,3 +217,45 @@ def test_json_logs(tmp_path: Path) -> None:
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in lines)
 
 
+
+
+THRESHOLD_RULE = """
+id = "test-three-failures"
+title = "three failures for {actor.alternateId}"
+severity = "medium"
+event_types = ["user.session.start"]
+group_by = ["actor.alternateId"]
+condition = "failed"
+
+[detection.failed]
+"outcome.result" = "FAILURE"
+
+[threshold]
+count = 3
+window = "10m"
+"""
+
+
+def test_threshold_state_survives_a_restart(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "rules" / "three.toml").write_text(THRESHOLD_RULE)
+    db = tmp_path / "state" / "sentinel.db"
+
+    def failure(uuid: str, second: int) -> dict:  # type: ignore[type-arg]
+        return make_event(uuid, published=f"2024-05-01T10:00:{second:02d}Z", outcome={"result": "FAILURE"})
+
+    d = Daemon(config).start()
+    try:
+        assert d.post(envelope(failure("f-1", 1), failure("f-2", 2))).status_code == 204
+        assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+        assert stored(db, "SELECT count(*) FROM rule_state") == [1]
+    finally:
+        d.kill()  # no clean shutdown: the state must already be in the store
+    d.start()
+    try:
+        assert d.post(envelope(failure("f-3", 3))).status_code == 204
+        assert wait_for(lambda: alert_rules(tmp_path) == ["test-three-failures"])
+        assert [(c, json.loads(u)) for c, u in stored(db, "SELECT count, event_uuids FROM alerts")] == [
+            (3, ["f-1", "f-2", "f-3"])]
+    finally:
+        d.stop()
