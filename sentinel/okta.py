@@ -20,9 +20,10 @@ VERIFICATION_HEADER = "x-okta-verification-challenge"
 MAX_CHALLENGE_LENGTH = 512
 MAX_UUID_LENGTH = 128
 MAX_EVENT_TYPE_LENGTH = 256
-# A JSON escape of a UTF-16 surrogate (U+D800..U+DFFF). Paired ones decode to one character; a lone one
-# decodes to a str that cannot be encoded as UTF-8, so SQLite could never store it.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# A UTF-16 surrogate (U+D800..U+DFFF), raw or as a JSON escape. Paired escapes decode to one character; a
+# lone one (or raw surrogate bytes, which json lets through) is a str that cannot be encoded as UTF-8, so
+# SQLite could never store it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,8 @@ def valid_challenge(challenge: str | None) -> bool:
 def parse_delivery(body: bytes) -> Delivery:
     """Parse an Event Hook POST body into events (good ones) and quarantined elements (bad ones)."""
     try:
-        doc = json.loads(body)
+        text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads(bytes) does
+        doc = json.loads(text)
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 text", "$") from None
     except json.JSONDecodeError as e:
@@ -72,7 +74,7 @@ def parse_delivery(body: bytes) -> Delivery:
     events: list[Event] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
-    maybe_surrogates = _SURROGATE_ESCAPE.search(body) is not None
+    maybe_surrogates = _SURROGATE.search(text) is not None
     for index, raw in enumerate(raw_events):
         path = f"data.events[{index}]"
         try:
