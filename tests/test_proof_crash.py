@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -163,7 +164,7 @@ def check_receipts(name: str, titles: list[tuple[float, str]], kills: list[float
             continue
         extra += len(times) - 1
         times.sort()
-        for first, again in zip(times, times[1:], strict=False):
+        for first, again in pairwise(times):
             straddled = [k for k in kills if first <= k <= again and k not in used_kills]
             assert straddled, f"{name}: {title!r} delivered twice without a kill in between"
             used_kills.add(straddled[0])
