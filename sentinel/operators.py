@@ -24,6 +24,7 @@ MAX_TEXT_CHARS = 1_048_576
 MAX_PATTERN_CHARS = 4_096
 MAX_REGEX_MEMORY = 8 << 20
 MAX_DECODE_CHARS = 65_536
+MAX_DECODE_DEPTH = 32  # as deep as a field path can walk (conditions.MAX_DEPTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,12 @@ def decode_json(text: str) -> Any:
 @lru_cache(maxsize=512)
 def decode_java_map(text: str) -> dict[str, Any] | None:
     """Java ``Map.toString`` text (``{New IP=POSITIVE, level=LOW}``, as in ``behaviors`` and ``risk``)."""
+    return _decode_java_map(text, 0)
+
+
+def _decode_java_map(text: str, level: int) -> dict[str, Any] | None:
+    # Maps nested deeper than a field path can reach stay text: each level rescans its value, so
+    # unbounded nesting cost O(n * depth) and hit RecursionError on hostile input.
     text = text.strip()
     if len(text) > MAX_DECODE_CHARS or not (text.startswith("{") and text.endswith("}")):
         return None
@@ -123,7 +130,7 @@ def decode_java_map(text: str) -> dict[str, Any] | None:
         if not equals:
             continue
         value = value.strip()
-        nested = decode_java_map(value) if value.startswith("{") else None
+        nested = _decode_java_map(value, level + 1) if value.startswith("{") and level < MAX_DECODE_DEPTH else None
         result[key.strip()] = nested if nested is not None else value
     return result
 
