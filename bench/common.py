@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -104,6 +105,12 @@ def rss_mb(pid: int | str = "self") -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -150,15 +157,28 @@ def envelope(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 PLACEHOLDER = "@@N@@"
+TIME_PATTERN = re.compile(r"@@P(\d+)@@")
+TIME_BASE = 1_767_225_600  # 2026-01-01T00:00:00Z
+TIME_STEP_MS = 50  # request n's event i is published at TIME_BASE + n * 50 ms + i ms
 
 
 def batch_template(size: int, base: str = "session-start.json") -> str:
-    """A delivery body of ``size`` events whose uuids contain ``@@N@@`` (replaced per request, so every
-    request carries new events and the store really inserts, not just ignores duplicates)."""
+    """A delivery body of ``size`` events with placeholders filled per request by :func:`fill`: the uuids
+    contain ``@@N@@`` (so every request carries new events and the store really inserts them, not just
+    ignores duplicates) and ``published`` is ``@@P<i>@@`` (distinct times, as real events have)."""
     sample = template(base)
-    events = [make_event(sample, f"{PLACEHOLDER}-{i}", "2026-01-01T00:00:00.000Z",
+    events = [make_event(sample, f"{PLACEHOLDER}-{i}", f"@@P{i}@@",
                          user=f"user{i}@example.com", ip=f"198.51.100.{i % 250 + 1}") for i in range(size)]
     return json.dumps(envelope(events))
+
+
+def fill(body: str, prefix: str, n: int) -> bytes:
+    """Request ``n``'s body from a :func:`batch_template` (what bench/ingest.py's wrk script does in Lua)."""
+    def published(match: re.Match[str]) -> str:
+        ms = n * TIME_STEP_MS + int(match.group(1))
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(TIME_BASE + ms // 1000)) + f".{ms % 1000:03}Z"
+
+    return TIME_PATTERN.sub(published, body.replace(PLACEHOLDER, f"{prefix}-{n}")).encode()
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -322,6 +342,7 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     max_lag_ms: float = 0.0  # how late the client itself started a request (fixed rate only)
+    unfinished: int = 0  # still unanswered ``drain_seconds`` after the last scheduled send (fixed rate only)
 
     @property
     def rate(self) -> float:
@@ -332,13 +353,14 @@ class LoadResult:
 
 
 async def open_loop(port: int, make: Callable[[int], bytes], rate: float, seconds: float,
-                    max_connections: int = 512, ok_status: int = 204,
+                    max_connections: int = 512, ok_status: int = 204, drain_seconds: float = 10.0,
                     on_sent: Callable[[int, float], None] | None = None) -> LoadResult:
     """Send request ``i`` at ``start + i / rate`` whatever happened to earlier ones (open loop).
 
     Latency is measured from the *scheduled* send time, so a stalled server cannot hide its stall by
     slowing the client down (no coordinated omission). Idle keep-alive connections are reused; a new
-    one is opened when all are busy, up to ``max_connections``.
+    one is opened when all are busy, up to ``max_connections``. Requests still unanswered
+    ``drain_seconds`` after the last scheduled send are abandoned and counted as errors.
     """
     clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
     idle: list[Connection] = []
@@ -382,12 +404,22 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
         task = asyncio.create_task(one(i, scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-    await asyncio.gather(*list(tasks))
+    unfinished = 0
+    if tasks:
+        _, late = await asyncio.wait(list(tasks), timeout=drain_seconds)
+        # An overloaded server: give up on what is still waiting, counted as errors with the time waited
+        # so far (a lower bound), so the percentiles show the overload instead of hiding it.
+        now = clock()
+        for task in late:
+            task.cancel()
+        unfinished = len(late)
+        latencies.extend([(now - start - total / rate) * 1000] * unfinished)
+        errors += unfinished
     elapsed = clock() - start
     for conn in idle:
         conn.close()
     latencies.sort()
-    return LoadResult(total, len(latencies) - errors, errors, elapsed, latencies, max_lag * 1000)
+    return LoadResult(total, len(latencies) - errors, errors, elapsed, latencies, max_lag * 1000, unfinished)
 
 
 async def closed_loop(port: int, make: Callable[[int], bytes], connections: int, seconds: float,

@@ -28,14 +28,19 @@ import time
 import uuid
 from pathlib import Path
 
+from breakdown import breakdown, show
 from common import (
     PLACEHOLDER,
     SECRET,
+    TIME_BASE,
+    TIME_STEP_MS,
     Processes,
     Report,
     arguments,
     batch_template,
     closed_loop,
+    cpu_seconds,
+    fill,
     free_port,
     open_loop,
     pin_to,
@@ -51,6 +56,7 @@ from common import (
 BATCHES = (1, 10, 50)
 CONNECTIONS = 32
 FIXED_RATE = 1000
+SWEEP = (250, 500, 1000)  # fixed rates tried on Sentinel in a full run, to show where latency holds
 HEADERS = {"Content-Type": "application/json", "Authorization": SECRET}
 
 WRK_SCRIPT = """
@@ -65,12 +71,17 @@ function init(args)
   template = f:read("*a")
   f:close()
 end
+local function published(i)
+  local ms = counter * STEP + tonumber(i)
+  return os.date("!%Y-%m-%dT%H:%M:%S", BASE + math.floor(ms / 1000)) .. string.format(".%03dZ", ms % 1000)
+end
 function request()
   counter = counter + 1
-  local body = template:gsub("PLACEHOLDER", prefix .. "-" .. counter)
+  local body = template:gsub("PLACEHOLDER", prefix .. "-" .. counter):gsub("@@P(%d+)@@", published)
   return wrk.format(nil, nil, nil, body)
 end
-""".replace("SECRET", SECRET).replace("PLACEHOLDER", PLACEHOLDER)
+""".replace("SECRET", SECRET).replace("PLACEHOLDER", PLACEHOLDER).replace("STEP", str(TIME_STEP_MS)).replace(
+    "BASE", str(TIME_BASE))
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -84,8 +95,8 @@ def run_wrk(work: Path, port: int, body_file: Path, seconds: float) -> dict[str,
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT, encoding="utf-8")
     prefix = uuid.uuid4().hex[:12]
-    argv = [*taskset(1), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:.0f}s", "--latency", "-s", str(script),
-            f"http://127.0.0.1:{port}/hooks/okta", "--", prefix, str(body_file)]
+    argv = [*taskset(1), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:.0f}s", "--timeout", "30s", "--latency",
+            "-s", str(script), f"http://127.0.0.1:{port}/hooks/okta", "--", prefix, str(body_file)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     result = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
@@ -103,7 +114,7 @@ def run_wrk(work: Path, port: int, body_file: Path, seconds: float) -> dict[str,
 
 def run_python(port: int, body: str, seconds: float) -> dict[str, float]:
     def make(i: int) -> bytes:
-        return request_bytes("/hooks/okta", body.replace(PLACEHOLDER, f"{prefix}-{i}").encode(), HEADERS)
+        return request_bytes("/hooks/okta", fill(body, prefix, i), HEADERS)
 
     prefix = uuid.uuid4().hex[:12]
     result = run_async(closed_loop(port, make, CONNECTIONS, seconds))
@@ -121,8 +132,9 @@ def stored_events(folder: Path) -> int:
 
 def main() -> None:
     args = arguments(__doc__)
-    seconds = 3.0 if args.quick else 10.0
-    fixed_seconds = 5.0 if args.quick else 20.0
+    seconds = 2.0 if args.quick else 10.0
+    warmup = 1.0 if args.quick else 2.0
+    fixed_seconds = 5.0 if args.quick else 15.0
     pin_to(1)  # this process (the fixed-rate client, or the fallback load generator) on CPU 1
     use_wrk = shutil.which("wrk") is not None
     tool = "wrk (Debian), 1 thread, 32 connections" if use_wrk else "Python asyncio client, 32 connections"
@@ -145,22 +157,29 @@ def main() -> None:
                 else:
                     proc = start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
                 if use_wrk:
-                    run_wrk(work, port, body_file, 2)  # warm-up
+                    run_wrk(work, port, body_file, warmup)  # warm-up
+                    cpu, began = cpu_seconds(proc.pid), time.monotonic()
                     result = run_wrk(work, port, body_file, seconds)
                 else:
-                    run_python(port, body, 2)
+                    run_python(port, body, warmup)
+                    cpu, began = cpu_seconds(proc.pid), time.monotonic()
                     result = run_python(port, body, seconds)
+                # How busy the server's core was: near 100% means CPU-bound, so the ratio is a CPU-cost ratio.
+                result["cpu"] = 100 * (cpu_seconds(proc.pid) - cpu) / (time.monotonic() - began)
+                result["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu) / max(1.0, result["rps"] * seconds)
                 procs.stop(proc)
                 if server == "sentinel":
                     result["stored"] = stored_events(folder)
                 results[(server, size)] = result
                 print(f"  {server:8} batch {size:2}: {result['rps']:8,.0f} req/s  p50 {result['p50']:6.2f} ms  "
-                      f"p99 {result['p99']:6.2f} ms  errors {result['errors']:.0f}", flush=True)
+                      f"p99 {result['p99']:6.2f} ms  errors {result['errors']:.0f}  server CPU {result['cpu']:.0f}% "
+                      f"({result['cpu_us']:,.0f} µs/request)", flush=True)
 
-        fixed: dict[str, dict[str, float]] = {}
+        fixed: dict[tuple[str, int], dict[str, float]] = {}
         body10 = batch_template(10)
-        for server in ("bare", "sentinel"):
-            folder = work / f"{server}-fixed"
+        runs = [("bare", FIXED_RATE)] + [("sentinel", r) for r in ((FIXED_RATE,) if args.quick else SWEEP)]
+        for server, rate in runs:
+            folder = work / f"{server}-fixed-{rate}"
             folder.mkdir()
             port = free_port()
             if server == "bare":
@@ -170,17 +189,22 @@ def main() -> None:
             prefix = uuid.uuid4().hex[:12]
 
             def make(i: int, prefix: str = prefix) -> bytes:
-                return request_bytes("/hooks/okta", body10.replace(PLACEHOLDER, f"{prefix}-{i}").encode(), HEADERS)
+                return request_bytes("/hooks/okta", fill(body10, prefix, i), HEADERS)
 
-            run_async(open_loop(port, make, FIXED_RATE, 1.0))  # warm-up
+            run_async(open_loop(port, make, rate, 1.0))  # warm-up
             time.sleep(0.5)
-            res = run_async(open_loop(port, make, FIXED_RATE, fixed_seconds))
+            res = run_async(open_loop(port, make, rate, fixed_seconds))
             procs.stop(proc)
-            fixed[server] = {"rate": res.rate, "p50": res.p(50), "p99": res.p(99), "p999": res.p(99.9),
-                             "max": res.latencies_ms[-1] if res.latencies_ms else float("nan"),
-                             "errors": float(res.errors), "lag": res.max_lag_ms}
-            print(f"  {server:8} fixed {FIXED_RATE}/s x 10 events: p50 {res.p(50):.2f} ms  p99 {res.p(99):.2f} ms  "
-                  f"errors {res.errors}  (client max start lag {res.max_lag_ms:.1f} ms)", flush=True)
+            fixed[(server, rate)] = {
+                "rate": res.rate, "p50": res.p(50), "p99": res.p(99), "p999": res.p(99.9),
+                "max": res.latencies_ms[-1] if res.latencies_ms else float("nan"),
+                "errors": float(res.errors), "unfinished": float(res.unfinished), "lag": res.max_lag_ms}
+            print(f"  {server:8} fixed {rate}/s x 10 events: p50 {res.p(50):.2f} ms  p99 {res.p(99):.2f} ms  "
+                  f"errors {res.errors} (unanswered {res.unfinished})  client max start lag {res.max_lag_ms:.1f} ms",
+                  flush=True)
+
+        print("  per-stage CPU cost (bench/breakdown.py) ...", flush=True)
+        stages = breakdown(500 if args.quick else 2_000)
 
     rows = []
     for size in BATCHES:
@@ -188,23 +212,29 @@ def main() -> None:
         ratio = 100 * sent["rps"] / bare["rps"] if bare["rps"] else 0.0
         rows.append([size, bare["rps"], sent["rps"], f"{ratio:.0f}%", sent["rps"] * size,
                      f"{bare['p50']:.2f}/{bare['p99']:.2f}", f"{sent['p50']:.2f}/{sent['p99']:.2f}",
-                     int(sent["errors"]), int(sent["stored"])])
+                     f"{bare['cpu_us']:,.0f}/{sent['cpu_us']:,.0f}", int(sent["errors"]), int(sent["stored"])])
     print()
     print(f"Maximum rate, closed loop ({tool}, {seconds:.0f} s each)")
     print(table(["batch", "bare req/s", "sentinel req/s", "ratio", "sentinel events/s", "bare p50/p99 ms",
-                 "sentinel p50/p99 ms", "errors", "events stored"], rows))
+                 "sentinel p50/p99 ms", "CPU µs/req bare/sentinel", "errors",
+                 "events stored"], rows))
     print()
-    print(f"Fixed rate {FIXED_RATE} req/s x 10 events, open loop, {fixed_seconds:.0f} s (latency from scheduled send)")
-    print(table(["server", "req/s done", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"],
-                [[s, f["rate"], f"{f['p50']:.2f}", f"{f['p99']:.2f}", f"{f['p999']:.2f}", f"{f['max']:.1f}",
-                  int(f["errors"])] for s, f in fixed.items()]))
+    print(f"Fixed rate, 10-event deliveries, open loop, {fixed_seconds:.0f} s (latency from the scheduled send; "
+          "requests unanswered 10 s after the last send are counted as errors)")
+    print(table(["server", "offered req/s", "answered req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"],
+                [[s, r, f["rate"], f"{f['p50']:.2f}", f"{f['p99']:.2f}", f"{f['p999']:.2f}", f"{f['max']:.1f}",
+                  int(f["errors"])] for (s, r), f in fixed.items()]))
+    print()
+    print("Where the CPU goes, per event, one thread (no HTTP; the bare endpoint's only work is the first line)")
+    print(show(stages))
     print()
     for size in BATCHES:
         bare, sent = results[("bare", size)], results[("sentinel", size)]
         report.add(f"ingest rate vs bare, batch {size}", 100 * sent["rps"] / bare["rps"], 60, "%")
     report.add("ingest errors (non-204, socket)", sum(results[("sentinel", s)]["errors"] for s in BATCHES) +
-               fixed["sentinel"]["errors"], 0, "", higher_is_better=False)
-    report.add("ingest p99 at 1,000 req/s x 10 events", fixed["sentinel"]["p99"], 50, "ms", higher_is_better=False)
+               fixed[("sentinel", FIXED_RATE)]["errors"], 0, "", higher_is_better=False)
+    report.add("ingest p99 at 1,000 req/s x 10 events", fixed[("sentinel", FIXED_RATE)]["p99"], 50, "ms",
+               higher_is_better=False)
     report.write(args.json)
 
 

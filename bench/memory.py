@@ -6,7 +6,7 @@ synthetic sign-in failures through two stateful rules:
 - a distinct count (>= 20 distinct users failing from one IP within 2 minutes), grouped by
   ``client.ipAddress``.
 Events come in 4 generations of 250,000. Each generation has its own 50,000 users and 50,000 source IPs:
-100,000 distinct groups, each seen 5 times (100 s apart). Event time advances 2 ms per event (--quick: 8 ms),
+100,000 distinct groups, each seen 5 times (100 s apart). Event time advances 2 ms per event (--quick: 13 ms),
 so a generation spans 500 s and the previous generation's windows (2 min + 2 min hold) expire early in the
 next one: the live groups peak at about 200,000 at each changeover, then fall back to 100,000. RSS is
 printed at checkpoints; it should be the same at the same point of every generation (flat), not grow
@@ -78,8 +78,8 @@ window = "2m"
 def main() -> None:
     args = arguments(__doc__)
     pin_to(0)
-    total = 250_000 if args.quick else 1_000_000
-    generation_size = 62_500 if args.quick else GENERATION
+    total = 150_000 if args.quick else 1_000_000
+    generation_size = 37_500 if args.quick else GENERATION
     every = generation_size // 5
     step = GENERATION_SPAN / generation_size  # a generation always spans 500 s of event time
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-mem-") as tmp:
