@@ -194,7 +194,10 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
     local = ""
     if options.tz is not None:
         zone_name = clean(options.tz_name, 60) or str(options.tz)
-        local = moment.astimezone(options.tz).strftime("%Y-%m-%d %H:%M:%S %Z") + f" ({zone_name})"
+        try:
+            local = moment.astimezone(options.tz).strftime("%Y-%m-%d %H:%M:%S %Z") + f" ({zone_name})"
+        except OverflowError:  # an event stamped at the edge of year 1 or 9999: UTC is still shown
+            local = ""
     action = _ACTIONS.get(event_type, f"performed {event_type or 'an action'} on")
     target_names = [_who(x) for x in (raw_targets if isinstance(raw_targets, list) else [])[:3]]
     target_text = ", ".join(t for t in target_names if t) or "(no target)"
