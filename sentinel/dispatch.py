@@ -67,7 +67,11 @@ class Dispatcher:
         now = self.clock.now()
         due = await self.store.read(lambda c: due_deliveries(c, self.name, now, self.batch))
         for delivery in due:
-            outcome = await self.channel.send(self._message(delivery))
+            try:
+                outcome = await self.channel.send(self._message(delivery))
+            except Exception as e:  # a channel bug is this delivery's failed attempt, not a jammed queue
+                log.exception("delivery %d: channel %s raised", delivery.id, self.name)
+                outcome = DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")
             await self._record(delivery, outcome)
         return len(due)
 
