@@ -174,7 +174,8 @@ def check_receipts(name: str, titles: list[tuple[float, str]], restarts: list[fl
     print(f"{name}: {len(by_title)} alerts, {extra} duplicate(s) from sends interrupted by a kill")
 
 
-def test_sigkill_under_load_loses_nothing_and_evaluates_once(tmp_path: Path, capture) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_under_load_loses_nothing_and_evaluates_once(
+        tmp_path: Path, capture: tuple[CaptureServer, list[tuple[float, str]]]) -> None:
     srv, receipts = capture
     seed = int(os.environ.get("SENTINEL_CRASH_SEED") or random.SystemRandom().randrange(1 << 32))
     print(f"crash test seed: {seed} (re-run with SENTINEL_CRASH_SEED={seed})")
@@ -210,8 +211,8 @@ def test_sigkill_under_load_loses_nothing_and_evaluates_once(tmp_path: Path, cap
 
         # The final clean run drains everything: every event evaluated, every delivery row sent.
         def drained() -> bool:
-            return (scalar(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == 0
-                    and scalar(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0)
+            return bool(scalar(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == 0
+                        and scalar(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0)
 
         assert wait_until(drained, timeout=90, interval=0.25), "store did not drain:\n" + daemon.log()[-3000:]
         # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal: either exit status is clean.

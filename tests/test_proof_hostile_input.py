@@ -54,6 +54,7 @@ class Intake:
         self.db = daemon.config.parent / "state" / "sentinel.db"
         self.http = httpx.Client(base_url=daemon.url, timeout=httpx.Timeout(30.0))
         self.statuses: dict[int, int] = {}
+        self.rss_start = 0
         self.counter = 0
 
     def counts(self) -> tuple[int, int]:
@@ -123,7 +124,8 @@ def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
     try:
         daemon.start()
         client = Intake(daemon)
-        client.rss_start = rss_kib(daemon.proc.pid)  # type: ignore[attr-defined, union-attr]
+        assert daemon.proc is not None
+        client.rss_start = rss_kib(daemon.proc.pid)
         yield client
         client.http.close()
     finally:
@@ -135,7 +137,7 @@ def body_of(*events: Any, **envelope: Any) -> bytes:
 
 
 def valid_event(uuid: str, event_type: str = "user.account.privilege.grant") -> dict[str, Any]:
-    event = deepcopy(SAMPLE)
+    event: dict[str, Any] = deepcopy(SAMPLE)
     event.update(uuid=uuid, eventType=event_type)
     return event
 
@@ -406,7 +408,7 @@ def test_zz_daemon_survived_evaluated_everything_and_memory_is_bounded(intake: I
     assert scalar(intake.db, "SELECT count(*) FROM alerts") > 100
     assert wait_until(lambda: scalar(intake.db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0,
                       timeout=90, interval=0.5), "a channel is stuck:\n" + daemon.log()[-3000:]
-    growth = rss_kib(daemon.proc.pid) - intake.rss_start  # type: ignore[attr-defined]
+    growth = rss_kib(daemon.proc.pid) - intake.rss_start
     print(f"requests by status: {dict(sorted(intake.statuses.items()))}; RSS growth {growth // 1024} MiB")
     assert growth < RSS_GROWTH_LIMIT_KIB, f"RSS grew by {growth // 1024} MiB"
     assert sum(intake.statuses.values()) >= 2000
