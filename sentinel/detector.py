@@ -70,7 +70,13 @@ class Detector:
         now = self.clock.now()
         alerts: list[Alert] = []
         for event in events:
-            alerts.extend(evaluator.evaluate(event, now))
+            try:
+                alerts.extend(evaluator.evaluate(event, now))
+            except Exception:
+                # One event must never stop detection for all the others (a poison pill): it is
+                # marked evaluated, and the log names it so `sentinel replay` can reproduce the bug.
+                self.metrics.evaluation_errors.inc()
+                log.exception("detector: evaluating event %s (%s) failed; skipped", event.uuid, event.event_type)
         changes, deleted = evaluator.take_changes()
         uuids = [e.uuid for e in events]
         try:
@@ -80,6 +86,19 @@ class Detector:
             # The in-memory state ran ahead of what was stored: go back to the stored state.
             await self.load_state()
             raise
+        except Exception:
+            # Not the store failing but something in these alerts that cannot be recorded: keep
+            # detection going, record the events and state without them, and say so loudly.
+            self.metrics.evaluation_errors.inc()
+            log.exception("detector: recording %d alerts for events %s failed; alerts dropped",
+                          len(alerts), ", ".join(uuids[:10]))
+            alerts = []
+            try:
+                result = await self.store.write(
+                    lambda conn: record_evaluation(conn, uuids, [], route, changes, deleted, now))
+            except Exception:
+                await self.load_state()
+                raise
         self.metrics.evaluation_seconds.observe(self.clock.monotonic() - started)
         self.metrics.events_evaluated.inc(result.evaluated)
         self.metrics.rule_state_groups.set(evaluator.group_count)

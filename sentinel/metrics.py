@@ -25,6 +25,8 @@ class Metrics:
                                             registry=r)
         self.events_evaluated = Counter("sentinel_events_evaluated", "Events evaluated by the rule engine",
                                         registry=r)
+        self.evaluation_errors = Counter("sentinel_evaluation_errors", "Events or batches whose evaluation failed "
+                                         "(a bug: see the log for the event uuids)", registry=r)
         self.alerts = Counter("sentinel_alerts", "Alerts raised, by rule and severity", ["rule", "severity"],
                               registry=r)
         self.deliveries = Counter("sentinel_deliveries", "Delivery attempts, by channel and status",
