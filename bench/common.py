@@ -30,6 +30,7 @@ ROOT = BENCH.parent
 DATA = BENCH / "data"
 SECRET = "bench-secret-0123456789abcdef0123"
 HOST = "127.0.0.1"
+STALE_SECONDS = 3.0  # reuse a keep-alive connection only if idle for less (uvicorn closes them after 5 s)
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -363,7 +364,7 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
     ``drain_seconds`` after the last scheduled send are abandoned and counted as errors.
     """
     clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
-    idle: list[Connection] = []
+    idle: list[tuple[Connection, float]] = []
     opened = 0
     slots = asyncio.Semaphore(max_connections)
     latencies: list[float] = []
@@ -375,7 +376,12 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
     async def one(i: int, scheduled: float) -> None:
         nonlocal opened, errors
         async with slots:
-            conn = idle.pop() if idle else None
+            conn = None
+            while idle and conn is None:
+                conn, last_used = idle.pop()
+                if clock() - last_used > STALE_SECONDS:  # the server may have closed it (keep-alive timeout)
+                    conn.close()
+                    conn = None
             try:
                 if conn is None:
                     conn = await Connection.open(port)
@@ -391,7 +397,7 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
             latencies.append((clock() - scheduled) * 1000)
             if status != ok_status:
                 errors += 1
-            idle.append(conn)
+            idle.append((conn, clock()))
 
     tasks: set[asyncio.Task[None]] = set()
     for i in range(total):
@@ -416,7 +422,7 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
         latencies.extend([(now - start - total / rate) * 1000] * unfinished)
         errors += unfinished
     elapsed = clock() - start
-    for conn in idle:
+    for conn, _ in idle:
         conn.close()
     latencies.sort()
     return LoadResult(total, len(latencies) - errors, errors, elapsed, latencies, max_lag * 1000, unfinished)
