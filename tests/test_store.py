@@ -1,0 +1,96 @@
+"""The store in process: group commits, a failing job rolled back alone, migrations that upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import make_event
+
+from sentinel.okta import parse_event
+from sentinel.store import Store
+from sentinel.store.database import connect
+from sentinel.store.events import ingest, pending_events
+from sentinel.store.schema import MIGRATIONS, current_version, migrate
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_concurrent_writes_share_commits_and_all_land(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.start(NOW)
+
+    async def scenario() -> None:
+        async def one(i: int) -> None:
+            event = parse_event(make_event(f"g-{i}"))
+            await store.write(lambda c: ingest(c, [event], [], NOW))
+
+        await asyncio.gather(*(one(i) for i in range(300)))
+
+    try:
+        asyncio.run(scenario())
+        assert store.commits < 300  # grouped: several jobs per fsync
+    finally:
+        store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (300,)
+
+
+def test_a_failing_job_is_rolled_back_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.start(NOW)
+
+    def bad(conn: sqlite3.Connection) -> None:
+        ingest(conn, [parse_event(make_event("half"))], [], NOW)
+        raise ValueError("bug after a write")
+
+    async def scenario() -> None:
+        good = store.write(lambda c: ingest(c, [parse_event(make_event("ok"))], [], NOW))
+        results = await asyncio.gather(store.write(bad), good, return_exceptions=True)
+        assert isinstance(results[0], ValueError)
+
+    try:
+        asyncio.run(scenario())
+        assert store.healthy()
+    finally:
+        store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert [r[0] for r in conn.execute("SELECT uuid FROM events")] == ["ok"]
+
+
+def test_migrations_are_recorded_and_not_repeated(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "m.db")
+    assert migrate(conn, "t0") == [v for v, _, _ in MIGRATIONS]
+    assert migrate(conn, "t1") == []
+    assert current_version(conn) == MIGRATIONS[-1][0]
+
+
+def test_upgrade_from_version_2_keeps_data_and_pending_order(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "u.db")
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    db.table("migrations").create({"version": int, "name": str, "applied_at": str}, pk="version")
+    for version, name, step in MIGRATIONS[:2]:
+        step(db)
+        db.table("migrations").insert({"version": version, "name": name, "applied_at": "old"})
+    events = [parse_event(make_event(u, published="2024-01-01T00:00:00Z")) for u in ("b", "a", "c")]
+    conn.execute("BEGIN")
+    ingest(conn, events, [], NOW)
+    conn.execute("COMMIT")
+    assert migrate(conn, "new") == [3]
+    assert [e.uuid for e in pending_events(conn, 10)] == ["a", "b", "c"]
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT uuid FROM events WHERE evaluated_at IS NULL ORDER BY published, uuid"))
+    assert "TEMP B-TREE" not in plan.upper()
+
+
+def test_cli_refuses_a_missing_database(tmp_path: Path) -> None:
+    from sentinel.store import open_for_cli
+
+    with pytest.raises(FileNotFoundError):
+        open_for_cli(tmp_path / "absent.db")
+    assert not (tmp_path / "absent.db").exists()
