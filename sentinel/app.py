@@ -123,7 +123,12 @@ def create_app(service: Service) -> Starlette:
         metrics.ingest_seconds.observe(elapsed_ms / 1000)
         if result.new:
             metrics.last_event_time.set(received_at.timestamp())
-            service.detector.wake()
+            if result.all_new:
+                # The detector evaluates exactly what was stored; with a duplicate in the batch the
+                # stored copy may differ from this one, so the detector reads the batch back instead.
+                service.detector.offer(delivery.events)
+            else:
+                service.detector.wake()
         level = logging.WARNING if result.quarantined else logging.INFO
         log.log(level, "okta delivery: %d events (%d new, %d duplicate, %d quarantined) in %.1f ms",
                 len(delivery.events) + result.quarantined, result.new, result.duplicate, result.quarantined,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -14,10 +15,12 @@ from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event
 from sentinel.store import Store
 from sentinel.store.alerts import load_rule_state, record_evaluation
-from sentinel.store.events import pending_events
+from sentinel.store.events import events_by_uuid, pending_uuids
 
 log = logging.getLogger("sentinel.detector")
 BATCH_SIZE = 500
+# Parsed events kept for the detector (a few MB); under a backlog the rest are read from the store.
+PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 2.0
 
@@ -48,8 +51,19 @@ class Detector:
         self.metrics = metrics
         self.on_alerts = on_alerts
         self._wake = asyncio.Event()
+        self._parsed: OrderedDict[str, Event] = OrderedDict()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def offer(self, events: Iterable[Event]) -> None:
+        """Events just committed by intake, already parsed. Bounded: past the limit the oldest are
+        dropped and simply read back from the store when their turn comes."""
+        parsed = self._parsed
+        for event in events:
+            parsed[event.uuid] = event
+        while len(parsed) > PARSED_CACHE_LIMIT:
+            parsed.popitem(last=False)
         self._wake.set()
 
     def swap(self, evaluator: Evaluator, route: Callable[[Alert], Sequence[str]]) -> None:
@@ -62,9 +76,14 @@ class Detector:
 
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
-        events = await self.store.read(lambda conn: pending_events(conn, BATCH_SIZE))
-        if not events:
+        uuids = await self.store.read(lambda conn: pending_uuids(conn, BATCH_SIZE))
+        if not uuids:
             return 0
+        # The store decides what is pending and in which order; parsed events handed over by intake
+        # only save reading and parsing them again.
+        missing = [u for u in uuids if u not in self._parsed]
+        fetched = await self.store.read(lambda conn: events_by_uuid(conn, missing)) if missing else {}
+        events = [e for e in (self._parsed.pop(u, None) or fetched.get(u) for u in uuids) if e is not None]
         started = self.clock.monotonic()
         evaluator, route = self.evaluator, self.route
         now = self.clock.now()

@@ -78,3 +78,38 @@ def test_an_unrecordable_alert_does_not_block_the_batch(tmp_path: Path) -> None:
     alerts, metrics = run(tmp_path, ScriptedEvaluator(bad_alert_on={"b"}), ["a", "b"])
     assert alerts == []  # the batch's alerts are dropped (and logged), the events are not stuck
     assert metrics.evaluation_errors._value.get() == 1
+
+
+class Recorder(ScriptedEvaluator):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def evaluate(self, event: Event, now: datetime) -> list[Alert]:
+        self.seen.append((event.uuid, str(event.data.get("displayMessage"))))
+        return []
+
+
+def test_handed_over_events_are_used_and_the_store_decides_what_is_pending(tmp_path: Path) -> None:
+    recorder = Recorder()
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        try:
+            stored_events = [parse_event(make_event(u, displayMessage="from store")) for u in ("a", "b")]
+            await store.write(lambda c: ingest(c, stored_events, [], NOW))
+            detector = Detector(store, recorder, lambda a: [], FixedClock(NOW), Metrics())
+            # Intake hands over "a" already parsed; "b" was not handed over (e.g. stored before a restart).
+            detector.offer([parse_event(make_event("a", displayMessage="handed over"))])
+            # A late hand-over of an event that is not pending (never stored) is ignored.
+            detector.offer([parse_event(make_event("ghost", displayMessage="handed over"))])
+            assert await detector.run_once() == 2
+            # A late hand-over of an already evaluated event does not evaluate it again.
+            detector.offer([parse_event(make_event("a", displayMessage="late"))])
+            assert await detector.run_once() == 0
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    assert recorder.seen == [("a", "handed over"), ("b", "from store")]

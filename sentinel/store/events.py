@@ -12,6 +12,9 @@ from typing import Any
 from sentinel.model import Event, format_timestamp, parse_timestamp
 from sentinel.okta import Quarantined
 
+_INSERT_EVENT = ("INSERT OR IGNORE INTO events (uuid, event_type, published, received_at, body) "
+                 "VALUES (?, ?, ?, ?, ?)")
+
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
@@ -19,17 +22,19 @@ class IngestResult:
     duplicate: int
     quarantined: int
 
+    @property
+    def all_new(self) -> bool:
+        return self.duplicate == 0
+
 
 def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Sequence[Quarantined],
            received_at: datetime) -> IngestResult:
     """Store events (``INSERT OR IGNORE`` on uuid, so Okta's re-deliveries add nothing) and quarantine."""
     received = format_timestamp(received_at)
     before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO events (uuid, event_type, published, received_at, body) VALUES (?, ?, ?, ?, ?)",
-        [(e.uuid, e.event_type, format_timestamp(e.published), received,
-          json.dumps(e.data, ensure_ascii=False, separators=(",", ":"))) for e in events],
-    )
+    conn.executemany(_INSERT_EVENT, [(e.uuid, e.event_type, format_timestamp(e.published), received,
+                                      json.dumps(e.data, ensure_ascii=False, separators=(",", ":")))
+                                     for e in events])
     new = conn.total_changes - before
     if quarantined:
         conn.executemany(
@@ -43,12 +48,30 @@ def _event_from_row(uuid: str, event_type: str, published: str, body: str) -> Ev
     return Event(uuid=uuid, event_type=event_type, published=parse_timestamp(published), data=json.loads(body))
 
 
+def pending_uuids(conn: sqlite3.Connection, limit: int) -> list[str]:
+    """The uuids of events not yet evaluated, oldest ``published`` first (Okta does not deliver in
+    order). Answered from the ``events_pending`` index alone: no event body is read."""
+    rows = conn.execute("SELECT uuid FROM events WHERE evaluated_at IS NULL ORDER BY published, uuid LIMIT ?",
+                        (limit,)).fetchall()
+    return [row[0] for row in rows]
+
+
+def events_by_uuid(conn: sqlite3.Connection, uuids: Sequence[str]) -> dict[str, Event]:
+    found: dict[str, Event] = {}
+    for start in range(0, len(uuids), 500):
+        chunk = uuids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT uuid, event_type, published, body FROM events WHERE uuid IN ({marks})",
+                                chunk):
+            found[row[0]] = _event_from_row(*row)
+    return found
+
+
 def pending_events(conn: sqlite3.Connection, limit: int) -> list[Event]:
-    """Events not yet evaluated, oldest ``published`` first (Okta does not deliver in order)."""
-    rows = conn.execute(
-        "SELECT uuid, event_type, published, body FROM events WHERE evaluated_at IS NULL "
-        "ORDER BY published, uuid LIMIT ?", (limit,)).fetchall()
-    return [_event_from_row(*row) for row in rows]
+    """Events not yet evaluated, oldest ``published`` first."""
+    uuids = pending_uuids(conn, limit)
+    found = events_by_uuid(conn, uuids)
+    return [found[u] for u in uuids if u in found]
 
 
 def mark_evaluated(conn: sqlite3.Connection, uuids: Sequence[str], at: datetime) -> int:
