@@ -86,7 +86,9 @@ def create_app(service: Service) -> Starlette:
 
         started = clock.monotonic()
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
+        if declared is not None and not declared.isdigit():
+            return reject("bad_length", 400, "Content-Length is not a number", request)
+        if declared is not None and int(declared) > max_body:
             return reject("too_large", 413, f"body larger than {max_body} bytes", request)
         if not authorized(request):
             return reject("auth", 401, "missing or wrong authentication header", request)
@@ -146,7 +148,7 @@ def create_app(service: Service) -> Starlette:
             service.health.store_ok = True
         except (StoreError, TimeoutError) as e:
             service.health.store_ok = False
-            problems.append(f"store not writable: {e or 'timed out'}")
+            problems.append(f"store not writable: {str(e) or 'timed out'}")
         health = service.health
         if not health.rules_loaded:
             problems.append("rules not loaded")
