@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sentinel.conditions import ConditionError, FieldPath, Matcher, compile_selection, parse_condition
+from sentinel.condition_expr import parse_condition
+from sentinel.conditions import ConditionError, FieldPath, Matcher, compile_selection
 from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity, format_timestamp
 from sentinel.rule_model import Rule, RuleSet, RuleTest, Threshold

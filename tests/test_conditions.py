@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel.conditions import ConditionError, FieldPath, compile_selection, parse_condition
+from sentinel.condition_expr import parse_condition
+from sentinel.conditions import ConditionError, FieldPath, compile_selection
 
 DATA = Path(__file__).parent / "data" / "rules"
 GRANT = json.loads((DATA / "privilege-grant-roletargets.json").read_text())
