@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from breakdown import breakdown, show
 from common import (
@@ -156,6 +157,16 @@ def stored_events(folder: Path) -> int:
         conn.close()
 
 
+def start_server(procs: Processes, server: str, folder: Path) -> tuple[Path, int, Any]:
+    """A fresh folder and port, and the bare endpoint or the Sentinel daemon on CPU 0."""
+    folder.mkdir()
+    port = free_port()
+    if server == "bare":
+        return folder, port, start_bare(procs, folder, port, cpu=0)
+    return folder, port, start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+
+
+
 def main() -> None:
     args = arguments(__doc__)
     seconds = 2.0 if args.quick else 10.0
@@ -175,13 +186,7 @@ def main() -> None:
             body_file = work / f"body-{size}.json"
             body_file.write_text(body, encoding="utf-8")
             for server in ("bare", "sentinel"):
-                folder = work / f"{server}-{size}"
-                folder.mkdir()
-                port = free_port()
-                if server == "bare":
-                    proc = start_bare(procs, folder, port, cpu=0)
-                else:
-                    proc = start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+                folder, port, proc = start_server(procs, server, work / f"{server}-{size}")
                 if use_wrk:
                     run_wrk(work, port, body_file, warmup)  # warm-up
                     cpu, began = cpu_seconds(proc.pid), time.monotonic()
@@ -205,13 +210,7 @@ def main() -> None:
         body10 = batch_template(10)
         runs = [("bare", FIXED_RATE)] + [("sentinel", r) for r in ((FIXED_RATE,) if args.quick else SWEEP)]
         for server, rate in runs:
-            folder = work / f"{server}-fixed-{rate}"
-            folder.mkdir()
-            port = free_port()
-            if server == "bare":
-                proc = start_bare(procs, folder, port, cpu=0)
-            else:
-                proc = start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+            folder, port, proc = start_server(procs, server, work / f"{server}-fixed-{rate}")
             prefix = uuid.uuid4().hex[:12]
 
             def make(i: int, prefix: str = prefix) -> bytes:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import Any
 
 
@@ -95,12 +95,6 @@ class Alert:
     context: Mapping[str, Any] = field(default_factory=dict, compare=False)
     # Channels named by the rule; None routes by each channel's min_severity.
     channels: tuple[str, ...] | None = None
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"
 
 
 @dataclass(frozen=True, slots=True)

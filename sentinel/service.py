@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sentinel import systemd
@@ -40,7 +40,6 @@ class Health:
     rules_loaded: bool = False
     last_reload_ok: bool = True
     last_reload_error: str = ""
-    problems: list[str] = field(default_factory=list)
 
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:

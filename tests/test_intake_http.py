@@ -162,6 +162,13 @@ def test_bad_events_are_quarantined_and_good_ones_kept(daemon: Daemon) -> None:
         ("data.events[5]", "must be an object, not a string"),
     ]
     assert "5 quarantined" in daemon.log()
+    from test_config import run_cli
+
+    listed = run_cli("quarantine", "--config", str(daemon.config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(e["path"], e["reason"]) for e in entries] == reasons
+    assert json.loads(entries[-1]["body"]) == "not an object"
 
 
 def test_real_okta_sample_is_accepted(daemon: Daemon, envelope_sample: dict) -> None:  # type: ignore[type-arg]

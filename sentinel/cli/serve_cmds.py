@@ -24,7 +24,7 @@ from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
 from sentinel.secret import Secret
 from sentinel.store import open_for_cli
-from sentinel.store.events import list_events
+from sentinel.store.events import list_events, list_quarantine
 
 log = logging.getLogger("sentinel")
 
@@ -228,6 +228,30 @@ def register(main: click.Group) -> None:
             else:
                 click.echo(_event_line(row))
 
+    @main.command()
+    @config_option
+    @click.option("--last", default=20, show_default=True, type=click.IntRange(1, 100_000),
+                  help="How many of the newest entries.")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
+    def quarantine(config_path: Path, last: int, as_json: bool) -> None:
+        """List malformed events kept from deliveries: id, when, JSON path, reason, the element."""
+        settings = load_settings(config_path)
+        try:
+            conn = open_for_cli(settings.storage.path)
+        except FileNotFoundError as e:
+            fail(str(e))
+        try:
+            rows = list_quarantine(conn, last)
+        finally:
+            conn.close()
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False) if as_json else _quarantine_line(row))
+
+
+
+def _quarantine_line(row: dict[str, Any]) -> str:
+    body = row["body"] if len(row["body"]) <= 200 else row["body"][:200] + "…"
+    return "  ".join([str(row["id"]), row["received_at"], row["path"], row["reason"], body])
 
 
 def _event_line(row: dict[str, Any]) -> str:

@@ -90,13 +90,5 @@ def load_rule_state(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(k, v) for k, v in conn.execute("SELECT key, value FROM rule_state")]
 
 
-def alert_row(row: sqlite3.Row | tuple[Any, ...], columns: Sequence[str]) -> dict[str, Any]:
-    record = dict(zip(columns, row, strict=True))
-    for key in ("event_uuids", "context"):
-        if isinstance(record.get(key), str):
-            record[key] = json.loads(record[key])
-    return record
-
-
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
