@@ -16,6 +16,7 @@ import platform
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,10 +119,53 @@ def machine() -> dict[str, str]:
     return {"nproc": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version()}
 
 
-def pin_to(cpu: int) -> None:
-    """Run this process on one CPU (when the machine has more than one)."""
+def pin_to(cpu: int, pid: int = 0) -> None:
+    """Run a process (this one by default) on one CPU (when the machine has more than one)."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(0, {cpu})
+        for task in Path(f"/proc/{pid or os.getpid()}/task").iterdir():  # every thread of it
+            os.sched_setaffinity(int(task.name), {cpu})
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def detector_pid(daemon_pid: int) -> int:
+    """The daemon's detector process (``sentinel serve`` starts exactly one child)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = children(daemon_pid)
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise RuntimeError(f"daemon {daemon_pid} has no detector process")
+
+
+def backlog(folder: Path) -> tuple[int, int]:
+    """(deliveries not yet unpacked, events not yet evaluated) in the store under ``folder/state``."""
+    db = folder / "state" / "sentinel.db"
+    inbox = db.with_name("sentinel.inbox.db")
+    main = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    box = sqlite3.connect(f"file:{inbox}?mode=ro", uri=True, timeout=10)
+    try:
+        generation = box.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+        row = main.execute("SELECT last_id FROM inbox_cursor WHERE generation = ?", (generation,)).fetchone()
+        waiting = box.execute("SELECT count(*) FROM received WHERE id > ?", (row[0] if row else 0,)).fetchone()[0]
+        pending = main.execute("SELECT count(*) FROM events WHERE evaluated_at IS NULL").fetchone()[0]
+        return int(waiting), int(pending)
+    finally:
+        main.close()
+        box.close()
+
+
+def drain(folder: Path, timeout: float = 300.0) -> float:
+    """Seconds until the detector has unpacked and evaluated everything stored (NaN: not within timeout)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if backlog(folder) == (0, 0):
+            return time.monotonic() - began
+        time.sleep(0.05)
+    return float("nan")
 
 
 # --- events --------------------------------------------------------------------------------------

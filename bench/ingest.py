@@ -40,6 +40,8 @@ from common import (
     batch_template,
     closed_loop,
     cpu_seconds,
+    detector_pid,
+    drain,
     fill,
     free_port,
     open_loop,
@@ -149,6 +151,8 @@ def run_python(port: int, body: str, seconds: float) -> dict[str, float]:
 
 
 def stored_events(folder: Path) -> int:
+    """Events in the store once the detector has unpacked everything intake stored."""
+    drain(folder)
     db = folder / "state" / "sentinel.db"
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -158,12 +162,16 @@ def stored_events(folder: Path) -> int:
 
 
 def start_server(procs: Processes, server: str, folder: Path) -> tuple[Path, int, Any]:
-    """A fresh folder and port, and the bare endpoint or the Sentinel daemon on CPU 0."""
+    """A fresh folder and port, and the bare endpoint or the Sentinel daemon on CPU 0. Sentinel's
+    detector process is moved to CPU 1 (with the load generator): the intake process gets the same one
+    core as the bare endpoint, and the work it hands off runs beside it, as on any machine with 2 cores."""
     folder.mkdir()
     port = free_port()
     if server == "bare":
         return folder, port, start_bare(procs, folder, port, cpu=0)
-    return folder, port, start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+    proc = start_sentinel(procs, folder, sentinel_config(folder, port), port, cpu=0)
+    pin_to(1, detector_pid(proc.pid))
+    return folder, port, proc
 
 
 
@@ -187,6 +195,7 @@ def main() -> None:
             body_file.write_text(body, encoding="utf-8")
             for server in ("bare", "sentinel"):
                 folder, port, proc = start_server(procs, server, work / f"{server}-{size}")
+                detector_cpu = cpu_seconds(detector_pid(proc.pid)) if server == "sentinel" else 0.0
                 if use_wrk:
                     run_wrk(work, port, body_file, warmup)  # warm-up
                     cpu, began = cpu_seconds(proc.pid), time.monotonic()
@@ -198,13 +207,21 @@ def main() -> None:
                 # How busy the server's core was: near 100% means CPU-bound, so the ratio is a CPU-cost ratio.
                 result["cpu"] = 100 * (cpu_seconds(proc.pid) - cpu) / (time.monotonic() - began)
                 result["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu) / max(1.0, result["rps"] * seconds)
-                procs.stop(proc)
                 if server == "sentinel":
+                    # The detector's share: its CPU during the run, and how long it took after the load
+                    # stopped to unpack and evaluate everything intake had stored.
+                    child = detector_pid(proc.pid)
+                    result["drain"] = drain(folder)
+                    result["detector_cpu_us"] = 1e6 * (cpu_seconds(child) - detector_cpu) / max(
+                        1.0, result["rps"] * (seconds + 1))
                     result["stored"] = stored_events(folder)
+                procs.stop(proc)
                 results[(server, size)] = result
+                extra = (f"; detector drained {result['drain']:.1f} s after the load" if server == "sentinel"
+                         else "")
                 print(f"  {server:8} batch {size:2}: {result['rps']:8,.0f} req/s  p50 {result['p50']:6.2f} ms  "
                       f"p99 {result['p99']:6.2f} ms  errors {result['errors']:.0f}  server CPU {result['cpu']:.0f}% "
-                      f"({result['cpu_us']:,.0f} µs/request)", flush=True)
+                      f"({result['cpu_us']:,.0f} µs/request){extra}", flush=True)
 
         fixed: dict[tuple[str, int], dict[str, float]] = {}
         body10 = batch_template(10)
@@ -219,11 +236,13 @@ def main() -> None:
             run_async(open_loop(port, make, rate, 1.0))  # warm-up
             time.sleep(0.5)
             res = run_async(open_loop(port, make, rate, fixed_seconds))
+            drained = drain(folder) if server == "sentinel" else 0.0
             procs.stop(proc)
             fixed[(server, rate)] = {
                 "rate": res.rate, "p50": res.p(50), "p99": res.p(99), "p999": res.p(99.9),
                 "max": res.latencies_ms[-1] if res.latencies_ms else float("nan"),
-                "errors": float(res.errors), "unfinished": float(res.unfinished), "lag": res.max_lag_ms}
+                "errors": float(res.errors), "unfinished": float(res.unfinished), "lag": res.max_lag_ms,
+                "drain": drained}
             print(f"  {server:8} fixed {rate}/s x 10 events: p50 {res.p(50):.2f} ms  p99 {res.p(99):.2f} ms  "
                   f"errors {res.errors} (unanswered {res.unfinished})  client max start lag {res.max_lag_ms:.1f} ms",
                   flush=True)
@@ -238,20 +257,24 @@ def main() -> None:
         rows.append([size, bare["rps"], sent["rps"], f"{ratio:.0f}%", sent["rps"] * size,
                      f"{bare['p50']:.2f}/{bare['p99']:.2f}", f"{sent['p50']:.2f}/{sent['p99']:.2f}",
                      f"{bare['cpu']:.0f}%/{sent['cpu']:.0f}%", f"{bare['cpu_us']:,.0f}/{sent['cpu_us']:,.0f}",
-                     f"{100 * bare['cpu_us'] / sent['cpu_us']:.0f}%", int(sent["errors"]), int(sent["stored"])])
+                     f"{100 * bare['cpu_us'] / sent['cpu_us']:.0f}%", int(sent["errors"]), int(sent["stored"]),
+                     f"{sent['detector_cpu_us']:,.0f}", f"{sent['drain']:.1f}"])
     print()
     print(f"Maximum rate, closed loop ({tool}, {seconds:.0f} s each)")
     print(table(["batch", "bare req/s", "sentinel req/s", "ratio", "sentinel events/s", "bare p50/p99 ms",
                  "sentinel p50/p99 ms", "server CPU bare/sentinel", "CPU µs/req bare/sentinel", "CPU-cost ratio",
-                 "errors", "events stored"], rows))
-    print("(CPU-cost ratio: bare CPU per request / Sentinel CPU per request, i.e. the rate ratio if both servers "
-          "were CPU-bound; a bare server well under 100% CPU was limited by the load generator)")
+                 "errors", "events stored", "detector CPU µs/req", "detector drain s"], rows))
+    print("(CPU-cost ratio: bare CPU per request / Sentinel intake CPU per request, i.e. the rate ratio if both "
+          "servers were CPU-bound; a bare server well under 100% CPU was limited by the load generator. "
+          "Detector: its process's CPU per request, on CPU 1, and how long after the load it had unpacked and "
+          "evaluated everything)")
     print()
     print(f"Fixed rate, 10-event deliveries, open loop, {fixed_seconds:.0f} s (latency from the scheduled send; "
           "requests unanswered 10 s after the last send are counted as errors)")
-    print(table(["server", "offered req/s", "answered req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"],
+    print(table(["server", "offered req/s", "answered req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors",
+                 "detector drain s"],
                 [[s, r, f["rate"], f"{f['p50']:.2f}", f"{f['p99']:.2f}", f"{f['p999']:.2f}", f"{f['max']:.1f}",
-                  int(f["errors"])] for (s, r), f in fixed.items()]))
+                  int(f["errors"]), f"{f['drain']:.1f}" if s == "sentinel" else "-"] for (s, r), f in fixed.items()]))
     print()
     print("Where the CPU goes, per event, one thread (no HTTP; the bare endpoint's only work is the first line)")
     print(show(stages))

@@ -1,7 +1,9 @@
 """HTTP: the Okta hook endpoint and health checks. Checks, parses, persists, answers — nothing else.
 
 Order on POST: declared size (413) → auth, constant time (401) → content type (415) → body read with
-the cap enforced while reading (413) → parse (400) → durable store (503 on failure) → 204.
+the cap enforced while reading (413) → parse (400) → durable store of the body in the inbox (503 on
+failure) → 204. Splitting the body into events, checking each one and evaluating them happen after
+the answer, in the detector (see sentinel/store/inbox.py).
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sentinel.errors import PayloadError, StoreError
-from sentinel.okta import VERIFICATION_HEADER, parse_delivery, valid_challenge, verification_answer
+from sentinel.okta import VERIFICATION_HEADER, check_delivery, valid_challenge, verification_answer
 from sentinel.service import Service
-from sentinel.store.events import ingest
 
 log = logging.getLogger("sentinel.intake")
 BODY_READ_TIMEOUT_SECONDS = 10.0
@@ -106,35 +107,27 @@ def create_app(service: Service) -> Starlette:
             metrics.requests_rejected.labels("disconnect").inc()
             return Response(status_code=400)
         try:
-            delivery = parse_delivery(body)
+            elements = check_delivery(body)
         except PayloadError as e:
             return reject("bad_payload", 400, str(e), request, e.location)
-        received_at = clock.now()
-        try:
-            result = await service.store.write(
-                lambda conn: ingest(conn, delivery.events, delivery.quarantined, received_at))
-        except StoreError as e:
-            service.health.store_ok = False
-            log.error("store failed: %s", e)
-            return reject("store", 503, "could not store the events; retry", request)
-        service.health.store_ok = True
-        elapsed_ms = (clock.monotonic() - started) * 1000
-        metrics.events_received.inc(result.new)
-        metrics.events_duplicate.inc(result.duplicate)
-        metrics.events_quarantined.inc(result.quarantined)
-        metrics.ingest_seconds.observe(elapsed_ms / 1000)
-        if result.new:
+        if elements:
+            received_at = clock.now()
+            try:
+                delivery_id = await service.store.receive(body, received_at)
+            except StoreError as e:
+                service.health.store_ok = False
+                log.error("store failed: %s", e)
+                return reject("store", 503, "could not store the delivery; retry", request)
+            service.health.store_ok = True
             metrics.last_event_time.set(received_at.timestamp())
-            if result.all_new:
-                # The detector evaluates exactly what was stored; with a duplicate in the batch the
-                # stored copy may differ from this one, so the detector reads the batch back instead.
-                service.detector.offer(delivery.events)
-            else:
-                service.detector.wake()
-        level = logging.WARNING if result.quarantined else logging.INFO
-        log.log(level, "okta delivery: %d events (%d new, %d duplicate, %d quarantined) in %.1f ms",
-                len(delivery.events) + result.quarantined, result.new, result.duplicate, result.quarantined,
-                elapsed_ms)
+            service.delivery_stored()
+        else:
+            delivery_id = 0
+        elapsed = clock.monotonic() - started
+        metrics.ingest_seconds.observe(elapsed)
+        # Per-delivery counts (new, duplicate, quarantined) are logged when the detector unpacks it.
+        log.debug("okta delivery %d stored: %d elements, %d bytes, %.1f ms", delivery_id, elements, len(body),
+                  elapsed * 1000)
         return Response(status_code=204)
 
     async def healthz(request: Request) -> Response:
@@ -144,7 +137,7 @@ def create_app(service: Service) -> Starlette:
         problems: list[str] = []
         try:
             async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
-                await service.store.write(lambda conn: conn.execute("SELECT 1").fetchone())
+                await service.store.check_writable()
             service.health.store_ok = True
         except (StoreError, TimeoutError) as e:
             service.health.store_ok = False
@@ -152,6 +145,8 @@ def create_app(service: Service) -> Starlette:
         health = service.health
         if not health.rules_loaded:
             problems.append("rules not loaded")
+        elif not service.detector_running():
+            problems.append("detector process not running (restarting; events are kept in the store)")
         body = {
             "status": "ok" if not problems else "unavailable",
             "store": "ok" if health.store_ok else "failing",

@@ -1,4 +1,9 @@
-"""The detector loop: pending events → engine → alerts, deliveries and state in one transaction."""
+"""The detector loop: inbox → events (unpacking), then pending events → engine → alerts, deliveries and
+state in one transaction.
+
+It reports what it did as a :class:`DetectorReport` instead of touching metrics or dispatchers itself,
+so it can run in a process of its own (``sentinel.detector_process``) as well as in the daemon's.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from sentinel.clock import Clock
-from sentinel.errors import StoreError
+from sentinel.errors import PayloadError, StoreError
 from sentinel.metrics import Metrics
-from sentinel.model import Alert, Event
-from sentinel.store import Store
+from sentinel.model import Alert, Event, parse_timestamp
+from sentinel.okta import Delivery, Quarantined, parse_delivery
+from sentinel.store import Store, inbox
 from sentinel.store.alerts import load_rule_state, record_evaluation
 from sentinel.store.events import events_by_uuid, pending_uuids
 
@@ -23,6 +30,42 @@ BATCH_SIZE = 500
 PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 2.0
+
+
+@dataclass
+class DetectorReport:
+    """What one pass did, for metrics and for waking the dispatchers. Plain data: it crosses processes."""
+
+    received: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    evaluated: int = 0
+    errors: int = 0
+    evaluation_seconds: list[float] = field(default_factory=list)
+    groups: int | None = None
+    dropped: int | None = None
+    alerts: list[tuple[str, str]] = field(default_factory=list)  # (rule id, severity) of each new alert
+    new_alert_ids: list[int] = field(default_factory=list)
+    unpacked_upto: int | None = None  # inbox rows up to this id are in the main database now
+
+    def __bool__(self) -> bool:
+        return self != DetectorReport()
+
+
+def apply_report(metrics: Metrics, report: DetectorReport) -> None:
+    metrics.events_received.inc(report.received)
+    metrics.events_duplicate.inc(report.duplicate)
+    metrics.events_quarantined.inc(report.quarantined)
+    metrics.events_evaluated.inc(report.evaluated)
+    metrics.evaluation_errors.inc(report.errors)
+    for seconds in report.evaluation_seconds:
+        metrics.evaluation_seconds.observe(seconds)
+    if report.groups is not None:
+        metrics.rule_state_groups.set(report.groups)
+    if report.dropped is not None:
+        metrics.rule_state_dropped.set(report.dropped)
+    for rule_id, severity in report.alerts:
+        metrics.alerts.labels(rule_id, severity).inc()
 
 
 class Evaluator(Protocol):
@@ -43,28 +86,27 @@ class Evaluator(Protocol):
 
 class Detector:
     def __init__(self, store: Store, evaluator: Evaluator, route: Callable[[Alert], Sequence[str]],
-                 clock: Clock, metrics: Metrics, on_alerts: Callable[[list[int]], None] | None = None) -> None:
+                 clock: Clock, on_report: Callable[[DetectorReport], None] | None = None) -> None:
         self.store = store
         self.evaluator = evaluator
         self.route = route
         self.clock = clock
-        self.metrics = metrics
-        self.on_alerts = on_alerts
+        self.on_report = on_report
         self._wake = asyncio.Event()
         self._parsed: OrderedDict[str, Event] = OrderedDict()
+        self._unpacked_upto = 0
 
     def wake(self) -> None:
         self._wake.set()
 
-    def offer(self, events: Iterable[Event]) -> None:
-        """Events just committed by intake, already parsed. Bounded: past the limit the oldest are
-        dropped and simply read back from the store when their turn comes."""
+    def _offer(self, events: Iterable[Event]) -> None:
+        """Events just unpacked, already parsed. Bounded: past the limit the oldest are dropped and
+        simply read back from the store when their turn comes."""
         parsed = self._parsed
         for event in events:
             parsed[event.uuid] = event
         while len(parsed) > PARSED_CACHE_LIMIT:
             parsed.popitem(last=False)
-        self._wake.set()
 
     def swap(self, evaluator: Evaluator, route: Callable[[Alert], Sequence[str]]) -> None:
         """Take a new rule set between batches (reload). Its state is carried over by the caller."""
@@ -72,15 +114,51 @@ class Detector:
         self.route = route
 
     async def load_state(self) -> None:
+        generation = self.store.inbox_generation
         self.evaluator.restore(await self.store.read(load_rule_state))
+        self._unpacked_upto = await self.store.read(lambda conn: inbox.unpacked_upto(conn, generation))
+
+    def _report(self, report: DetectorReport) -> None:
+        if report and self.on_report is not None:
+            self.on_report(report)
+
+    async def unpack_once(self) -> int:
+        """Move one batch of deliveries from the inbox into events. Returns how many deliveries."""
+        after = self._unpacked_upto
+        rows = await self.store.read_inbox(lambda conn: inbox.waiting(conn, after))
+        if not rows:
+            return 0
+        deliveries = [(received_at, _unpack(row_id, body)) for row_id, received_at, body in rows]
+        last_id, generation = rows[-1][0], self.store.inbox_generation
+        results = await self.store.write(lambda conn: inbox.record_unpacked(conn, generation, last_id, deliveries))
+        self._unpacked_upto = last_id
+        report = DetectorReport(unpacked_upto=last_id)
+        now = self.clock.now()
+        for (row_id, received_at, _), (_, delivery), result in zip(rows, deliveries, results, strict=True):
+            report.received += result.new
+            report.duplicate += result.duplicate
+            report.quarantined += result.quarantined
+            if result.all_new:
+                # The detector evaluates exactly what was stored; with a duplicate in the batch the
+                # stored copy may differ from this one, so it is read back instead.
+                self._offer(delivery.events)
+            waited_ms = (now - parse_timestamp(received_at)).total_seconds() * 1000
+            level = logging.WARNING if result.quarantined else logging.INFO
+            log.log(level, "okta delivery %d: %d events (%d new, %d duplicate, %d quarantined), unpacked %.0f ms "
+                    "after it was stored", row_id, len(delivery.events) + result.quarantined, result.new,
+                    result.duplicate, result.quarantined, waited_ms)
+            for q in delivery.quarantined:
+                log.warning("okta delivery %d: quarantined %s: %s", row_id, q.path, q.reason)
+        self._report(report)
+        return len(rows)
 
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
         uuids = await self.store.read(lambda conn: pending_uuids(conn, BATCH_SIZE))
         if not uuids:
             return 0
-        # The store decides what is pending and in which order; parsed events handed over by intake
-        # only save reading and parsing them again.
+        # The store decides what is pending and in which order; parsed events handed over by the
+        # unpacking only save reading and parsing them again.
         missing = [u for u in uuids if u not in self._parsed]
         fetched = await self.store.read(lambda conn: events_by_uuid(conn, missing)) if missing else {}
         events = [e for e in (self._parsed.pop(u, None) or fetched.get(u) for u in uuids) if e is not None]
@@ -88,13 +166,14 @@ class Detector:
         evaluator, route = self.evaluator, self.route
         now = self.clock.now()
         alerts: list[Alert] = []
+        report = DetectorReport()
         for event in events:
             try:
                 alerts.extend(evaluator.evaluate(event, now))
             except Exception:
                 # One event must never stop detection for all the others (a poison pill): it is
                 # marked evaluated, and the log names it so `sentinel replay` can reproduce the bug.
-                self.metrics.evaluation_errors.inc()
+                report.errors += 1
                 log.exception("detector: evaluating event %s (%s) failed; skipped", event.uuid, event.event_type)
         changes, deleted = evaluator.take_changes()
         uuids = [e.uuid for e in events]
@@ -103,12 +182,13 @@ class Detector:
                 lambda conn: record_evaluation(conn, uuids, alerts, route, changes, deleted, now))
         except StoreError:
             # The in-memory state ran ahead of what was stored: go back to the stored state.
+            self._report(report)
             await self.load_state()
             raise
         except Exception:
             # Not the store failing but something in these alerts that cannot be recorded: keep
             # detection going, record the events and state without them, and say so loudly.
-            self.metrics.evaluation_errors.inc()
+            report.errors += 1
             log.exception("detector: recording %d alerts for events %s failed; alerts dropped",
                           len(alerts), ", ".join(uuids[:10]))
             alerts = []
@@ -116,26 +196,30 @@ class Detector:
                 result = await self.store.write(
                     lambda conn: record_evaluation(conn, uuids, [], route, changes, deleted, now))
             except Exception:
+                self._report(report)
                 await self.load_state()
                 raise
-        self.metrics.evaluation_seconds.observe(self.clock.monotonic() - started)
-        self.metrics.events_evaluated.inc(result.evaluated)
-        self.metrics.rule_state_groups.set(evaluator.group_count)
-        self.metrics.rule_state_dropped.set(evaluator.dropped_groups)
+        report.evaluation_seconds.append(self.clock.monotonic() - started)
+        report.evaluated = result.evaluated
+        report.groups = evaluator.group_count
+        report.dropped = evaluator.dropped_groups
         if result.new_alerts:
             new_keys = set(result.new_keys)
-            for alert in {a.key: a for a in alerts if a.key in new_keys}.values():
-                self.metrics.alerts.labels(alert.rule_id, alert.severity.label).inc()
+            report.alerts = [(a.rule_id, a.severity.label)
+                             for a in {a.key: a for a in alerts if a.key in new_keys}.values()]
+            report.new_alert_ids = list(result.new_alerts)
             log.info("evaluated %d events: %d new alerts, %d updated", result.evaluated,
                      len(result.new_alerts), result.updated_alerts)
-            if self.on_alerts is not None:
-                self.on_alerts(result.new_alerts)
+        self._report(report)
         return len(events)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; a batch in progress is finished first."""
         while not stop.is_set():
+            # Cleared before the pass, not after: a wake that arrives during it is not lost.
+            self._wake.clear()
             try:
+                unpacked = await self.unpack_once()
                 evaluated = await self.run_once()
             except StoreError as e:
                 log.error("detector: %s; retrying in %.0f s", e, RETRY_AFTER_FAILURE_SECONDS)
@@ -145,8 +229,7 @@ class Detector:
                 log.exception("detector: unexpected error; retrying")
                 await _wait(stop, RETRY_AFTER_FAILURE_SECONDS)
                 continue
-            if evaluated == 0:
-                self._wake.clear()
+            if unpacked == 0 and evaluated == 0:
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({waiter, stopper}, timeout=IDLE_POLL_SECONDS,
@@ -160,3 +243,15 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
+
+
+def _unpack(row_id: int, body: bytes) -> Delivery:
+    """A stored body as a delivery. Intake checked its shape before storing it, so a body that fails
+    here (a bug, or a file edited by hand) is quarantined whole rather than lost or retried forever."""
+    try:
+        return parse_delivery(body)
+    except PayloadError as e:
+        log.error("okta delivery %d: stored body cannot be parsed (%s); quarantined whole", row_id, e)
+        return Delivery(events=(), quarantined=(
+            Quarantined(path=f"delivery {row_id}: {e.location}", reason=e.message,
+                        raw=body.decode("utf-8", "backslashreplace")),))

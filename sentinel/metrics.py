@@ -19,8 +19,15 @@ class Metrics:
             "sentinel_ingest_seconds", "Time to check, parse and durably store one delivery", registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.events_pending = Gauge("sentinel_events_pending", "Events stored but not yet evaluated", registry=r)
+        self.inbox_pending = Gauge("sentinel_inbox_pending", "Okta deliveries stored but not yet unpacked into "
+                                   "events (a backlog the detector is working through)", registry=r)
+        self.detector_up = Gauge("sentinel_detector_up", "1 while the detector runs (0: it exited and is being "
+                                 "restarted; events wait in the store)", registry=r)
+        self.detector_restarts = Gauge("sentinel_detector_restarts", "Times the detector process was restarted "
+                                       "since the daemon started", registry=r)
         self.oldest_pending_age = Gauge("sentinel_oldest_pending_event_age_seconds",
-                                        "Age of the oldest event waiting for evaluation", registry=r)
+                                        "Age of the oldest event waiting for evaluation (in the inbox or pending)",
+                                        registry=r)
         self.evaluation_seconds = Histogram("sentinel_evaluation_seconds", "Time to evaluate one batch of events",
                                             registry=r)
         self.events_evaluated = Counter("sentinel_events_evaluated", "Events evaluated by the rule engine",

@@ -54,28 +54,15 @@ def valid_challenge(challenge: str | None) -> bool:
     return bool(challenge) and len(challenge or "") <= MAX_CHALLENGE_LENGTH
 
 
+def check_delivery(body: bytes) -> int:
+    """What intake checks before storing a body: JSON, an object, ``data.events`` an array. Returns the
+    number of elements; each is checked later, when the body is unpacked (:func:`parse_delivery`)."""
+    return len(_load(body)[2])
+
+
 def parse_delivery(body: bytes) -> Delivery:
     """Parse an Event Hook POST body into events (good ones) and quarantined elements (bad ones)."""
-    try:
-        encoding = json.detect_encoding(body)
-        text = body.decode(encoding, "surrogatepass")  # as json.loads(bytes) does
-        doc = json.loads(text)
-    except UnicodeDecodeError:
-        raise PayloadError("body is not UTF-8 text", "$") from None
-    except json.JSONDecodeError as e:
-        raise PayloadError(f"malformed JSON at line {e.lineno} column {e.colno}", "$") from None
-    except RecursionError:
-        raise PayloadError("JSON nested too deeply", "$") from None
-    if not isinstance(doc, dict):
-        raise PayloadError(f"must be a JSON object, not {_json_type(doc)}", "$")
-    data = doc.get("data")
-    if not isinstance(data, dict):
-        raise PayloadError("missing" if data is None else f"must be an object, not {_json_type(data)}", "data")
-    raw_events = data.get("events")
-    if not isinstance(raw_events, list):
-        problem = "missing" if raw_events is None else f"must be an array, not {_json_type(raw_events)}"
-        raise PayloadError(problem, "data.events")
-
+    encoding, text, raw_events = _load(body)
     events: list[Event] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
@@ -97,6 +84,29 @@ def parse_delivery(body: bytes) -> Delivery:
         seen.add(event.uuid)
         events.append(event)
     return Delivery(events=tuple(events), quarantined=tuple(quarantined))
+
+
+def _load(body: bytes) -> tuple[str, str, list[Any]]:
+    try:
+        encoding = json.detect_encoding(body)
+        text = body.decode(encoding, "surrogatepass")  # as json.loads(bytes) does
+        doc = json.loads(text)
+    except UnicodeDecodeError:
+        raise PayloadError("body is not UTF-8 text", "$") from None
+    except json.JSONDecodeError as e:
+        raise PayloadError(f"malformed JSON at line {e.lineno} column {e.colno}", "$") from None
+    except RecursionError:
+        raise PayloadError("JSON nested too deeply", "$") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(f"must be a JSON object, not {_json_type(doc)}", "$")
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError("missing" if data is None else f"must be an object, not {_json_type(data)}", "data")
+    raw_events = data.get("events")
+    if not isinstance(raw_events, list):
+        problem = "missing" if raw_events is None else f"must be an array, not {_json_type(raw_events)}"
+        raise PayloadError(problem, "data.events")
+    return encoding, text, raw_events
 
 
 def parse_event(raw: Any, path: str = "event") -> Event:

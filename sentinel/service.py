@@ -1,4 +1,8 @@
-"""The running daemon's parts and their lifecycle: store, detector, dispatchers, monitor, reload, stop."""
+"""The running daemon's parts and their lifecycle: store, detector, dispatchers, monitor, reload, stop.
+
+The detector runs in this process (``detector_process=False``: tests, one-shot tools) or in a child
+process (``sentinel serve``), so that intake keeps a core to itself under a burst.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from datetime import datetime, timedelta
 from sentinel import systemd
 from sentinel.clock import Clock, SystemClock
 from sentinel.config import Settings
-from sentinel.detector import Detector
+from sentinel.detector import Detector, DetectorReport, apply_report
+from sentinel.detector_process import DetectorProcess
 from sentinel.dispatch import Dispatcher, start_dispatchers
 from sentinel.errors import ErrorGroup, SentinelError
 from sentinel.evaluator import RuleEvaluator
@@ -22,13 +27,14 @@ from sentinel.monitor import feed_alert
 from sentinel.notify import Channel, build_channels
 from sentinel.routing import route
 from sentinel.rules import load_rules
-from sentinel.store import Store
+from sentinel.store import Store, inbox
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import dead_count
 from sentinel.store.events import last_received, pending_summary
 
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
+PRUNE_INTERVAL_SECONDS = 1.0
 DISPATCH_STOP_GRACE_SECONDS = 5.0
 # Settings a reload cannot change in a running process.
 RESTART_ONLY = ("server", "okta", "storage", "metrics")
@@ -58,7 +64,7 @@ def check_channels(settings: Settings) -> list[str]:
 
 class Service:
     def __init__(self, settings: Settings, clock: Clock | None = None,
-                 reload_settings: Callable[[], Settings] | None = None) -> None:
+                 reload_settings: Callable[[], Settings] | None = None, *, detector_process: bool = False) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
@@ -69,9 +75,12 @@ class Service:
         evaluator = build_evaluator(settings)
         self.channels: dict[str, Channel] = build_channels(settings)
         self._log_lint(evaluator)
-        self.detector = Detector(self.store, evaluator, self._route, self.clock, self.metrics,
-                                 on_alerts=self._alerts_created)
+        self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report)
+        self.detector_process = DetectorProcess(settings, self._on_report) if detector_process else None
+        self._rule_count = evaluator.rule_count
         self.metrics.rules_loaded.set(evaluator.rule_count)
+        self._unpacked_upto = 0
+        self._pruned_upto = 0
         self._stop = asyncio.Event()
         self._dispatch_stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +101,35 @@ class Service:
     def _alerts_created(self, alert_ids: list[int]) -> None:
         for dispatcher in self.dispatchers:
             dispatcher.wake()
+
+    def _on_report(self, report: DetectorReport) -> None:
+        apply_report(self.metrics, report)
+        if report.new_alert_ids:
+            self._alerts_created(report.new_alert_ids)
+        if report.unpacked_upto is not None:
+            self._unpacked_upto = max(self._unpacked_upto, report.unpacked_upto)
+
+    def delivery_stored(self) -> None:
+        """Intake stored a delivery in the inbox: have the detector unpack it."""
+        if self.detector_process is not None:
+            self.detector_process.wake()
+        else:
+            self.detector.wake()
+
+    async def _prune_inbox(self) -> None:
+        """Drop inbox rows the detector has unpacked (their events are in the main database)."""
+        while not self._stop.is_set():
+            upto = self._unpacked_upto
+            if upto > self._pruned_upto:
+                try:
+                    await self.store.prune_inbox(upto)
+                    self._pruned_upto = upto
+                except Exception as e:  # pruning is housekeeping: try again later
+                    log.warning("inbox: pruning failed: %s", e)
+            try:
+                await asyncio.wait_for(self._stop.wait(), PRUNE_INTERVAL_SECONDS)
+            except TimeoutError:
+                pass
 
     def _start_dispatchers(self) -> None:
         self._dispatch_stop = asyncio.Event()
@@ -115,19 +153,30 @@ class Service:
         if applied:
             log.info("store %s: applied migrations %s", self.settings.storage.path, applied)
         self.health.store_ok = True
-        await self.detector.load_state()
+        generation = self.store.inbox_generation
+        self._unpacked_upto = await self.store.read(lambda conn: inbox.unpacked_upto(conn, generation))
+        if self.detector_process is not None:
+            self._rule_count = await self.detector_process.start()
+        else:
+            await self.detector.load_state()
+            self._tasks.append(asyncio.create_task(self.detector.run(self._stop), name="detector"))
         self.health.rules_loaded = True
-        self._tasks.append(asyncio.create_task(self.detector.run(self._stop), name="detector"))
         # One task per channel; pending deliveries left by a previous run are picked up at once.
         self._start_dispatchers()
         self._tasks.append(asyncio.create_task(self._monitor(), name="monitor"))
+        self._tasks.append(asyncio.create_task(self._prune_inbox(), name="inbox-prune"))
 
     def metrics_rules(self) -> int:
-        return int(getattr(self.detector.evaluator, "rule_count", 0))
+        return self._rule_count
+
+    def detector_running(self) -> bool:
+        return self.detector_process is None or self.detector_process.running()
 
     def healthy(self) -> bool:
-        """For the systemd watchdog: the loop runs (we are called from it) and the writer thread lives."""
-        return self.store.healthy() and not any(t.done() for t in self._tasks)
+        """For the systemd watchdog: the loop runs (we are called from it), the writer threads live, and
+        the detector runs (or is about to be restarted)."""
+        process_ok = self.detector_process is None or self.detector_process.healthy()
+        return self.store.healthy() and process_ok and not any(t.done() for t in self._tasks)
 
     async def reload(self) -> bool:
         """Re-read config and rules; swap them in only if everything is valid. Never drops an event:
@@ -152,14 +201,26 @@ class Service:
             for section in RESTART_ONLY:
                 if getattr(settings, section) != getattr(self.settings, section):
                     log.warning("reload: [%s] changed; it takes effect at the next restart", section)
-            current = self.detector.evaluator
-            if isinstance(current, RuleEvaluator):
-                evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
+            if self.detector_process is not None:
+                applied, problem = await self.detector_process.reload(_keep_restart_only(settings, self.settings))
+                if not applied:
+                    log.error("reload rejected by the detector process: %s", problem)
+                    self.health.last_reload_ok = False
+                    self.health.last_reload_error = problem
+                    self.metrics.reload.labels("failed").inc()
+                    systemd.ready("reload failed; running on the previous configuration")
+                    return False
+            else:
+                current = self.detector.evaluator
+                if isinstance(current, RuleEvaluator):
+                    evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
             self._log_lint(evaluator)
             await self._stop_dispatchers()
             self.settings = _keep_restart_only(settings, self.settings)
             self.channels = channels
-            self.detector.swap(evaluator, self._route)
+            if self.detector_process is None:
+                self.detector.swap(evaluator, self._route)
+            self._rule_count = evaluator.rule_count
             self._start_dispatchers()
             self.metrics.rules_loaded.set(evaluator.rule_count)
             self.health.last_reload_ok = True
@@ -186,7 +247,17 @@ class Service:
         names = list(self.channels)
         (pending, oldest), last, dead = await self.store.read(
             lambda conn: (pending_summary(conn), last_received(conn), {n: dead_count(conn, n) for n in names}))
+        upto = self._unpacked_upto
+        (waiting, oldest_waiting), last_in_inbox = await self.store.read_inbox(
+            lambda conn: (inbox.backlog(conn, upto), inbox.last_received(conn)))
         self.metrics.events_pending.set(pending)
+        self.metrics.inbox_pending.set(waiting)
+        self.metrics.detector_up.set(1 if self.detector_running() else 0)
+        if self.detector_process is not None:
+            self.metrics.detector_restarts.set(self.detector_process.restarts)
+        # The oldest of either queue: an event waits first in the inbox, then as a pending event.
+        oldest = min((t for t in (oldest, oldest_waiting) if t), default=None)
+        last = max((t for t in (last, last_in_inbox) if t), default=None)
         self.metrics.oldest_pending_age.set((now - parse_timestamp(oldest)).total_seconds() if oldest else 0)
         for channel, count in dead.items():
             self.metrics.dead_deliveries.labels(channel).set(count)
@@ -209,6 +280,8 @@ class Service:
         systemd.stopping("finishing the current batch")
         self._stop.set()
         await self._stop_dispatchers()
+        if self.detector_process is not None:
+            await self.detector_process.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

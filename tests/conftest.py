@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 from daemon import Daemon, write_config
+from proof_helpers import inbox_backlog, inbox_received, settled
+
+__all__ = ["inbox_backlog", "inbox_received", "settled"]
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,8 +47,11 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
 
 
 def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list[Any]:
+    """Rows of the main database, once the detector has unpacked what intake stored in the inbox
+    (intake answers as soon as the delivery is durable in the inbox; events appear milliseconds later)."""
     if not db.exists():
         return []
+    wait_for(lambda: inbox_backlog(db) == 0)
     conn = sqlite3.connect(db)
     try:
         return [row[0] if len(row) == 1 else row for row in conn.execute(sql)]

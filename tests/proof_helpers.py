@@ -25,6 +25,30 @@ def scalar(db: Path, sql: str, args: tuple[Any, ...] = ()) -> Any:
     return rows[0][0] if rows else None
 
 
+def inbox_received(db: Path) -> int:
+    """How many deliveries intake has ever stored in the inbox beside ``db`` (ids are never reused)."""
+    return int(scalar(inbox_of(db), "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'received'")
+               or 0)
+
+
+def inbox_backlog(db: Path) -> int:
+    """Deliveries stored by intake but not yet unpacked into events by the detector."""
+    generation = scalar(inbox_of(db), "SELECT value FROM meta WHERE key = 'generation'")
+    if generation is None:
+        return 0
+    cursor = scalar(db, "SELECT last_id FROM inbox_cursor WHERE generation = ?", (generation,)) or 0
+    return int(scalar(inbox_of(db), "SELECT count(*) FROM received WHERE id > ?", (cursor,)) or 0)
+
+
+def settled(db: Path) -> bool:
+    """The detector has caught up: every stored delivery unpacked, every event evaluated."""
+    return inbox_backlog(db) == 0 and scalar(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == 0
+
+
+def inbox_of(db: Path) -> Path:
+    return db.with_name(f"{db.stem}.inbox{db.suffix or '.db'}")
+
+
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,8 +1,10 @@
-"""The detector loop, in process: a poison-pill event or an unrecordable alert never stops detection."""
+"""The detector loop, in process: unpacking the inbox exactly once, and a poison-pill event or an
+unrecordable alert never stops detection."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -11,12 +13,13 @@ from pathlib import Path
 from conftest import make_event
 
 from sentinel.clock import FixedClock
-from sentinel.detector import Detector
+from sentinel.detector import Detector, DetectorReport, apply_report
 from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, Severity
 from sentinel.okta import parse_event
 from sentinel.store import Store
 from sentinel.store.events import ingest
+from sentinel.store.inbox import inbox_path
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -54,7 +57,8 @@ def run(tmp_path: Path, evaluator: ScriptedEvaluator, uuids: list[str]) -> tuple
         try:
             events = [parse_event(make_event(u)) for u in uuids]
             await store.write(lambda c: ingest(c, events, [], NOW))
-            detector = Detector(store, evaluator, lambda a: ["log"], FixedClock(NOW), metrics)
+            detector = Detector(store, evaluator, lambda a: ["log"], FixedClock(NOW),
+                                on_report=lambda r: apply_report(metrics, r))
             assert await detector.run_once() == len(uuids)
             assert await detector.run_once() == 0  # nothing left pending: no retry loop on the bad event
         finally:
@@ -90,26 +94,118 @@ class Recorder(ScriptedEvaluator):
         return []
 
 
-def test_handed_over_events_are_used_and_the_store_decides_what_is_pending(tmp_path: Path) -> None:
+def test_unpacked_events_are_handed_over_and_the_store_decides_what_is_pending(tmp_path: Path) -> None:
     recorder = Recorder()
 
     async def scenario() -> None:
         store = Store(tmp_path / "s.db")
         store.start(NOW)
         try:
-            stored_events = [parse_event(make_event(u, displayMessage="from store")) for u in ("a", "b")]
+            # "b" was stored as an event before (e.g. by an earlier run): it is read back from the store.
+            stored_events = [parse_event(make_event("b", displayMessage="from store"))]
             await store.write(lambda c: ingest(c, stored_events, [], NOW))
-            detector = Detector(store, recorder, lambda a: [], FixedClock(NOW), Metrics())
-            # Intake hands over "a" already parsed; "b" was not handed over (e.g. stored before a restart).
-            detector.offer([parse_event(make_event("a", displayMessage="handed over"))])
-            # A late hand-over of an event that is not pending (never stored) is ignored.
-            detector.offer([parse_event(make_event("ghost", displayMessage="handed over"))])
+            detector = Detector(store, recorder, lambda a: [], FixedClock(NOW))
+            await detector.load_state()
+            await store.receive(delivery(make_event("a", displayMessage="unpacked")), NOW)
+            assert await detector.unpack_once() == 1
+            # Unpacked "a" is evaluated as parsed by the unpacking, not read back.
+            detector._parsed["a"] = parse_event(make_event("a", displayMessage="handed over"))
             assert await detector.run_once() == 2
             # A late hand-over of an already evaluated event does not evaluate it again.
-            detector.offer([parse_event(make_event("a", displayMessage="late"))])
+            detector._offer([parse_event(make_event("a", displayMessage="late"))])
             assert await detector.run_once() == 0
         finally:
             store.close()
 
     asyncio.run(scenario())
     assert recorder.seen == [("a", "handed over"), ("b", "from store")]
+
+
+def delivery(*events: dict[str, object], extra: list[object] | None = None) -> bytes:
+    return json.dumps({"eventType": "com.okta.event_hook", "data": {"events": [*events, *(extra or [])]}}).encode()
+
+
+def unpack_all(tmp_path: Path, bodies: list[bytes], *, restart_after: int | None = None) -> list[DetectorReport]:
+    """Store bodies in the inbox and unpack them, optionally with a new Store/Detector (a restart)
+    after the first ``restart_after`` bodies were unpacked."""
+    reports: list[DetectorReport] = []
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        detector = Detector(store, Recorder(), lambda a: [], FixedClock(NOW), on_report=reports.append)
+        await detector.load_state()
+        try:
+            for i, body in enumerate(bodies):
+                await store.receive(body, NOW)
+                if restart_after is not None and i + 1 == restart_after:
+                    while await detector.unpack_once():
+                        pass
+                    store.close()
+                    store = Store(tmp_path / "s.db")
+                    store.start(NOW)
+                    detector = Detector(store, Recorder(), lambda a: [], FixedClock(NOW), on_report=reports.append)
+                    await detector.load_state()
+            while await detector.unpack_once():
+                pass
+            while await detector.run_once():
+                pass
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    return reports
+
+
+def counts(reports: list[DetectorReport]) -> tuple[int, int, int]:
+    return (sum(r.received for r in reports), sum(r.duplicate for r in reports), sum(r.quarantined for r in reports))
+
+
+def test_unpacking_stores_events_quarantines_bad_elements_and_ignores_redeliveries(tmp_path: Path) -> None:
+    first = delivery(make_event("a"), make_event("b"), extra=[{"uuid": "no-type"}, 42])
+    reports = unpack_all(tmp_path, [first, first, delivery(make_event("b"), make_event("c"))])
+    assert counts(reports) == (3, 3, 4)  # a, b, c new; a, b, b again; 2 bad elements, twice
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert [r[0] for r in conn.execute("SELECT uuid FROM events WHERE evaluated_at IS NOT NULL ORDER BY uuid")] \
+        == ["a", "b", "c"]
+    assert [r[0] for r in conn.execute("SELECT path FROM quarantine ORDER BY id")] == \
+        ["data.events[2].eventType", "data.events[3]"] * 2
+
+
+def test_each_delivery_is_unpacked_once_across_a_restart(tmp_path: Path) -> None:
+    bodies = [delivery(make_event(f"e{i}")) for i in range(6)]
+    reports = unpack_all(tmp_path, bodies, restart_after=3)
+    assert counts(reports) == (6, 0, 0)  # a restart does not unpack the first three again
+    assert max(r.unpacked_upto or 0 for r in reports) == 6
+
+
+def test_a_recreated_inbox_is_not_mistaken_for_one_already_unpacked(tmp_path: Path) -> None:
+    unpack_all(tmp_path, [delivery(make_event(f"old{i}")) for i in range(5)])
+    inbox_file = inbox_path(tmp_path / "s.db")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{inbox_file}{suffix}").unlink(missing_ok=True)
+    # The new inbox numbers its rows from 1 again; the cursor of the old one (5) must not hide them.
+    reports = unpack_all(tmp_path, [delivery(make_event("new1")), delivery(make_event("new2"))])
+    assert counts(reports) == (2, 0, 0)
+
+
+def test_a_stored_body_that_cannot_be_parsed_is_quarantined_whole_not_retried(tmp_path: Path) -> None:
+    reports = unpack_all(tmp_path, [b"{not json", delivery(make_event("after"))])
+    assert counts(reports) == (1, 0, 1)
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT path, body FROM quarantine").fetchone() == ("delivery 1: $", "{not json")
+
+
+def test_pruning_drops_only_unpacked_deliveries(tmp_path: Path) -> None:
+    async def scenario() -> list[int]:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        try:
+            for i in range(4):
+                await store.receive(delivery(make_event(f"p{i}")), NOW)
+            assert await store.prune_inbox(2) == 2
+            return await store.read_inbox(lambda c: [r[0] for r in c.execute("SELECT id FROM received")])
+        finally:
+            store.close()
+
+    assert asyncio.run(scenario()) == [3, 4]

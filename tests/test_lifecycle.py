@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import envelope, make_event, stored, wait_for
+from conftest import envelope, make_event, settled, stored, wait_for
 from daemon import Daemon, free_port, write_config
 
 LOCK_RULE = """
@@ -61,7 +61,7 @@ def test_sighup_with_valid_rules_swaps_them_in(ruled: Daemon) -> None:
     folder = ruled.config.parent
     assert ruled.post(envelope(make_event("s-1", "user.session.start"))).status_code == 204
     db = folder / "state" / "sentinel.db"
-    assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+    assert wait_for(lambda: settled(db))
     (folder / "rules" / "session.toml").write_text(SESSION_RULE)
     assert ruled.proc is not None
     ruled.proc.send_signal(signal.SIGHUP)
@@ -107,7 +107,7 @@ def test_sigterm_stops_cleanly_and_keeps_everything(ruled: Daemon) -> None:
     assert "Application shutdown complete" in log
     # Whatever was not evaluated or delivered before the stop is still queued, and finishes after a start.
     ruled.start()
-    assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+    assert wait_for(lambda: settled(db))
     assert wait_for(lambda: stored(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == [0])
 
 
@@ -210,10 +210,11 @@ def test_json_logs(tmp_path: Path) -> None:
     d = Daemon(write_config(tmp_path, extra='[logging]\nformat = "json"\n')).start()
     try:
         d.post(envelope(make_event("j-1")))
+        assert stored(tmp_path / "state" / "sentinel.db") == ["j-1"]  # unpacked, so its log line is written
     finally:
         d.stop()
     lines = [json.loads(line) for line in d.log().splitlines() if line.startswith("{")]
-    assert any("okta delivery: 1 events" in entry["message"] for entry in lines)
+    assert any("okta delivery 1: 1 events" in entry["message"] for entry in lines)
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in lines)
 
 
@@ -247,7 +248,7 @@ def test_threshold_state_survives_a_restart(tmp_path: Path) -> None:
     d = Daemon(config).start()
     try:
         assert d.post(envelope(failure("f-1", 1), failure("f-2", 2))).status_code == 204
-        assert wait_for(lambda: stored(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == [0])
+        assert wait_for(lambda: settled(db))
         assert stored(db, "SELECT count(*) FROM rule_state") == [1]
     finally:
         d.kill()  # no clean shutdown: the state must already be in the store

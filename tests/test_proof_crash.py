@@ -35,7 +35,7 @@ import pytest
 from conftest import envelope, make_event
 from daemon import Daemon, write_config
 from helpers_capture import Captured, CaptureServer
-from proof_helpers import query, scalar, wait_until
+from proof_helpers import query, scalar, settled, wait_until
 
 KILLS = 5
 CLIENTS = 3
@@ -211,7 +211,7 @@ def test_sigkill_under_load_loses_nothing_and_evaluates_once(
 
         # The final clean run drains everything: every event evaluated, every delivery row sent.
         def drained() -> bool:
-            return bool(scalar(db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == 0
+            return bool(settled(db)
                         and scalar(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0)
 
         assert wait_until(drained, timeout=90, interval=0.25), "store did not drain:\n" + daemon.log()[-3000:]

@@ -24,7 +24,7 @@ import pytest
 from daemon import SECRET, Daemon, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from proof_helpers import query, rss_kib, scalar, wait_until
+from proof_helpers import inbox_backlog, inbox_received, query, rss_kib, scalar, settled, wait_until
 
 from sentinel.errors import PayloadError
 from sentinel.okta import parse_delivery
@@ -32,6 +32,7 @@ from sentinel.okta import parse_delivery
 REPO = Path(__file__).resolve().parent.parent
 MAX_BODY = 1_048_576
 RSS_GROWTH_LIMIT_KIB = 150 * 1024
+DETECTOR_RSS_LIMIT_KIB = 250 * 1024
 SAMPLE = json.loads((REPO / "rules" / "data" / "privilege-grant-superadmin.json").read_text(encoding="utf-8"))
 # Event types of shipped rules, so hostile events are evaluated by real rules (and one nobody reads).
 EVENT_TYPES = ["user.account.privilege.grant", "user.session.start", "user.authentication.auth_via_mfa",
@@ -57,9 +58,14 @@ class Intake:
         self.rss_start = 0
         self.counter = 0
 
-    def counts(self) -> tuple[int, int]:
+    def counts(self) -> tuple[int, int, int]:
+        """Events, quarantined elements, and deliveries ever stored in the inbox."""
         row = query(self.db, "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM quarantine)")[0]
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), inbox_received(self.db)
+
+    def unpacked(self) -> None:
+        """Wait until the detector has unpacked every stored delivery into events and quarantine."""
+        assert wait_until(lambda: inbox_backlog(self.db) == 0, timeout=60, interval=0.02), "inbox not unpacked"
 
     def post(self, content: bytes | Iterable[bytes], headers: dict[str, str] | None = None) -> httpx.Response:
         sent = {"Authorization": SECRET, "Content-Type": "application/json", **(headers or {})}
@@ -91,6 +97,8 @@ class Intake:
         if chunked:  # no Content-Length: the cap must hold while reading
             content = iter([body[i:i + 65536] for i in range(0, len(body), 65536)])
         r = self.post(content, headers)
+        if r.status_code == 204:
+            self.unpacked()
         after = self.counts()
         assert r.status_code < 500, f"{r.status_code} for {body[:200]!r}: {r.text[:300]}"
         if expect is not None:
@@ -337,7 +345,7 @@ def test_ten_thousand_event_batch_is_stored_whole(intake: Intake) -> None:
     assert scalar(intake.db, "SELECT count(*) FROM events WHERE uuid LIKE ?", (f"{tag}-%",)) == 10_000
     # The same batch again (Okta's retry) adds nothing.
     assert intake.check(body, expect=204) == 204
-    assert intake.counts() == (before[0] + 10_000, before[1])
+    assert intake.counts()[:2] == (before[0] + 10_000, before[1])
 
 
 def test_ten_thousand_mixed_elements_half_quarantined(intake: Intake) -> None:
@@ -348,7 +356,7 @@ def test_ten_thousand_mixed_elements_half_quarantined(intake: Intake) -> None:
         elements.append({"uuid": i, "eventType": None} if i % 2 else "not an event")
     before = intake.counts()
     assert intake.check(body_of(*elements), expect=204) == 204
-    assert intake.counts() == (before[0] + 5_000, before[1] + 5_000)
+    assert intake.counts()[:2] == (before[0] + 5_000, before[1] + 5_000)
 
 
 # -- slow-loris bodies --------------------------------------------------------------------------------------
@@ -391,7 +399,7 @@ def test_slow_loris_bodies_get_408_and_store_nothing(intake: Intake) -> None:
         t.join(timeout=45)
     assert set(results) == {"stall", "trickle", "chunked"}
     assert all(answer.startswith(b"HTTP/1.1 408") for answer in results.values()), results
-    assert intake.counts() == (before[0] + 1, before[1])
+    assert intake.counts() == (before[0] + 1, before[1], before[2] + 1)  # one delivery stored: the good one
 
 
 # -- at the end: alive, every stored event evaluated, memory bounded ------------------------------------------
@@ -402,8 +410,8 @@ def test_zz_daemon_survived_evaluated_everything_and_memory_is_bounded(intake: I
     assert daemon.alive()
     assert httpx.get(f"{daemon.url}/readyz", timeout=10).status_code == 200
     # A hostile event that makes the detector fail would leave everything after it pending forever.
-    assert wait_until(lambda: scalar(intake.db, "SELECT count(*) FROM events WHERE evaluated_at IS NULL") == 0,
-                      timeout=60, interval=0.5), "the detector stalled:\n" + daemon.log()[-3000:]
+    assert wait_until(lambda: settled(intake.db), timeout=60, interval=0.5), \
+        "the detector stalled:\n" + daemon.log()[-3000:]
     # Likewise a hostile alert must not jam its channel: every delivery ends sent, none stuck pending.
     assert scalar(intake.db, "SELECT count(*) FROM alerts") > 100
     assert wait_until(lambda: scalar(intake.db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0,
@@ -411,6 +419,10 @@ def test_zz_daemon_survived_evaluated_everything_and_memory_is_bounded(intake: I
     growth = rss_kib(daemon.proc.pid) - intake.rss_start
     print(f"requests by status: {dict(sorted(intake.statuses.items()))}; RSS growth {growth // 1024} MiB")
     assert growth < RSS_GROWTH_LIMIT_KIB, f"RSS grew by {growth // 1024} MiB"
+    # The detector process (the daemon's child) parsed every hostile body too: bounded as well.
+    children = Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children").read_text().split()
+    assert len(children) == 1
+    assert rss_kib(int(children[0])) < DETECTOR_RSS_LIMIT_KIB
     assert sum(intake.statuses.values()) >= 2000
     assert not any(status >= 500 for status in intake.statuses)
     log = daemon.log()

@@ -73,7 +73,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
     try:
-        service = Service(settings, reload_settings=reload_settings)
+        service = Service(settings, reload_settings=reload_settings, detector_process=True)
     except SentinelError as e:
         fail(error_lines(e))
 

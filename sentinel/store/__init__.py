@@ -1,4 +1,5 @@
-"""The store: the only SQL in Sentinel. One writer thread, one reader thread, WAL, durable commits."""
+"""The store: the only SQL in Sentinel. Two SQLite files, each with one writer thread, WAL, durable commits:
+the main database (events, alerts, deliveries, rule state) and the inbox (deliveries as received)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sentinel.model import format_timestamp
+from sentinel.store import inbox
 from sentinel.store.database import Reader, Writer, connect
 from sentinel.store.schema import migrate
 
@@ -18,22 +20,40 @@ __all__ = ["Store", "connect", "open_for_cli"]
 
 
 class Store:
-    """Async access to the SQLite file for the daemon: ``write`` jobs are group-committed."""
+    """Async access to the SQLite files for the daemon: ``write`` jobs are group-committed.
 
-    def __init__(self, path: Path) -> None:
+    ``intake=False`` is the detector process's view: it never appends to the inbox (the intake process
+    is the inbox's only writer), and it does not migrate (the intake process did, before starting it).
+    """
+
+    def __init__(self, path: Path, *, intake: bool = True) -> None:
         self.path = path
+        self.inbox_path = inbox.inbox_path(path)
+        self.intake = intake
         self._writer = Writer(path)
         self._reader = Reader(path)
+        self._inbox_writer = Writer(self.inbox_path) if intake else None
+        self._inbox_reader = Reader(self.inbox_path)
+        self.inbox_generation = ""
         self._started = False
 
     def start(self, now: datetime) -> list[int]:
-        """Create or migrate the schema, then start the writer. Returns the migrations applied."""
-        conn = connect(self.path)
+        """Create or migrate the schema (intake side), then start the writers. Returns the migrations applied."""
+        applied: list[int] = []
+        if self.intake:
+            conn = connect(self.path)
+            try:
+                applied = migrate(conn, format_timestamp(now))
+            finally:
+                conn.close()
+        conn = connect(self.inbox_path)
         try:
-            applied = migrate(conn, format_timestamp(now))
+            self.inbox_generation = inbox.prepare(conn) if self.intake else inbox.generation(conn)
         finally:
             conn.close()
         self._writer.start()
+        if self._inbox_writer is not None:
+            self._inbox_writer.start()
         self._started = True
         return applied
 
@@ -44,8 +64,30 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._reader.run(fn)
 
+    async def receive(self, body: bytes, received_at: datetime) -> int:
+        """Append a delivery body to the inbox; returns after its durable commit."""
+        if self._inbox_writer is None:
+            raise RuntimeError("this store does not take deliveries (intake=False)")
+        stamp = format_timestamp(received_at)
+        return await self._inbox_writer.run(lambda conn: inbox.receive(conn, body, stamp))
+
+    async def prune_inbox(self, upto: int) -> int:
+        """Drop inbox rows already unpacked into the main database."""
+        if self._inbox_writer is None:
+            raise RuntimeError("this store does not own the inbox (intake=False)")
+        return await self._inbox_writer.run(lambda conn: inbox.prune(conn, upto))
+
+    async def read_inbox(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._inbox_reader.run(fn)
+
+    async def check_writable(self) -> None:
+        """Both files take a write transaction now (for /readyz)."""
+        await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
+        if self._inbox_writer is not None:
+            await self._inbox_writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
     def healthy(self) -> bool:
-        return self._writer.alive()
+        return self._writer.alive() and (self._inbox_writer is None or self._inbox_writer.alive())
 
     @property
     def commits(self) -> int:
@@ -53,8 +95,11 @@ class Store:
 
     def close(self) -> None:
         if self._started:
+            if self._inbox_writer is not None:
+                self._inbox_writer.stop()
             self._writer.stop()
             self._reader.stop()
+            self._inbox_reader.stop()
             self._started = False
 
 

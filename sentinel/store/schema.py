@@ -54,10 +54,16 @@ def _v3_pending_order(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX events_pending ON events(published, uuid) WHERE evaluated_at IS NULL")
 
 
+def _v4_inbox_cursor(db: sqlite_utils.Database) -> None:
+    # How far the inbox (a file of its own, see sentinel/store/inbox.py) has been unpacked into events.
+    db.execute("CREATE TABLE inbox_cursor (generation TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
     (3, "pending events indexed in evaluation order", _v3_pending_order),
+    (4, "inbox cursor", _v4_inbox_cursor),
 )
 
 

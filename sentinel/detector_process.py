@@ -1,0 +1,340 @@
+"""The detector in a process of its own, so intake's event loop has a CPU core (and a GIL) to itself.
+
+The daemon (:class:`DetectorProcess`) starts ``python -m sentinel.detector_process``, hands it the
+settings it needs over a socket pair, and from then on only wakes it (a byte on a pipe, never blocking
+intake) and receives :class:`~sentinel.detector.DetectorReport` objects back for its metrics and its
+dispatchers. The two talk through the store otherwise: the child unpacks the inbox and writes events,
+alerts and rule state to the main database. If the child dies it is started again; nothing is lost,
+since everything it had not committed is still in the store.
+
+The child gets no secrets: the Okta secrets, the metrics token and the channel URLs are removed from
+its settings, and the Okta secret from its environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import dataclasses
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from sentinel.config import MetricsSettings, OktaSettings, Settings
+from sentinel.detector import DetectorReport
+
+log = logging.getLogger("sentinel.detector")
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+HEALTHY_RUN_SECONDS = 60.0  # a child that ran this long resets the restart back-off
+PR_SET_PDEATHSIG = 1
+
+
+def child_settings(settings: Settings) -> Settings:
+    """What the child may know: no Okta secret, no metrics token, no channel URL (it only routes)."""
+    channels = {name: dataclasses.replace(channel, urls=()) for name, channel in settings.channels.items()}
+    return dataclasses.replace(settings, okta=OktaSettings(allow_unauthenticated=True), metrics=MetricsSettings(),
+                               channels=channels)
+
+
+def _child_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("SENTINEL_OKTA_SECRET") and k != "CREDENTIALS_DIRECTORY"}
+
+
+class DetectorProcess:
+    """The daemon's side of the child process."""
+
+    def __init__(self, settings: Settings, on_report: Callable[[DetectorReport], None]) -> None:
+        self._settings = child_settings(settings)
+        self._on_report = on_report
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._wake_fd = -1
+        self._ready: asyncio.Future[int] | None = None
+        self._reload_reply: asyncio.Future[tuple[bool, str, int]] | None = None
+        self._stopping = False
+        self._restart: asyncio.TimerHandle | None = None
+        self._failures = 0
+        self._started_at = 0.0
+        self.rule_count = 0
+        self.restarts = 0
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def healthy(self) -> bool:
+        """Running, or waiting to be restarted (the daemon keeps taking events meanwhile)."""
+        return self.running() or (self._restart is not None and not self._stopping)
+
+    async def start(self) -> int:
+        """Start the child and wait until it has loaded its state. Returns its rule count."""
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair()
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "sentinel.detector_process", "--conn-fd", str(child.fileno()),
+                 "--wake-fd", str(wake_read), "--parent", str(os.getpid())],
+                pass_fds=(child.fileno(), wake_read), env=_child_environment(), stdin=subprocess.DEVNULL)
+        finally:
+            child.close()
+            os.close(wake_read)
+        self._conn = Connection(parent.detach())
+        self._wake_fd = wake_write
+        self._ready = loop.create_future()
+        self._conn.send(("settings", self._settings))
+        loop.add_reader(self._conn.fileno(), self._readable)
+        self._started_at = loop.time()
+        try:
+            self.rule_count = await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT_SECONDS)
+        except BaseException:
+            self._close()
+            raise
+        log.info("detector process %d running with %d rules", self._proc.pid, self.rule_count)
+        return self.rule_count
+
+    def wake(self) -> None:
+        if self._wake_fd < 0:
+            return
+        try:
+            os.write(self._wake_fd, b"w")
+        except (BlockingIOError, BrokenPipeError):
+            pass  # full: a wake is already waiting; broken: the child is gone and will be restarted
+
+    async def reload(self, settings: Settings) -> tuple[bool, str]:
+        """Hand the child a new rule set. Returns (applied, problem)."""
+        self._settings = child_settings(settings)
+        if not self.running() or self._conn is None:
+            return True, ""  # a restart picks the new settings up
+        self._reload_reply = asyncio.get_running_loop().create_future()
+        self._conn.send(("reload", self._settings))
+        try:
+            ok, problem, count = await asyncio.wait_for(self._reload_reply, START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return False, "the detector process did not answer the reload"
+        if ok:
+            self.rule_count = count
+        return ok, problem
+
+    async def stop(self) -> None:
+        """Ask the child to finish its batch and exit; kill it if it does not in time."""
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
+        proc = self._proc
+        if proc is not None and proc.poll() is None and self._conn is not None:
+            try:
+                self._conn.send(("stop",))
+            except OSError:
+                pass
+            try:
+                await asyncio.wait_for(asyncio.to_thread(proc.wait), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.error("detector process %d did not stop in %.0f s; killed", proc.pid, STOP_TIMEOUT_SECONDS)
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+            self._conn.close()
+            self._conn = None
+        if self._wake_fd >= 0:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
+
+    def _readable(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                self._handle(conn.recv())
+        except (EOFError, OSError):
+            self._child_gone()
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "report":
+            self._on_report(message[1])
+        elif kind == "ready" and self._ready is not None and not self._ready.done():
+            self._ready.set_result(int(message[1]))
+        elif kind == "failed" and self._ready is not None and not self._ready.done():
+            self._ready.set_exception(RuntimeError(f"detector process failed to start: {message[1]}"))
+        elif kind == "reloaded" and self._reload_reply is not None and not self._reload_reply.done():
+            self._reload_reply.set_result((bool(message[1]), str(message[2]), int(message[3])))
+
+    def _child_gone(self) -> None:
+        proc = self._proc
+        self._close()
+        if self._stopping or proc is None:
+            return
+        code = proc.wait()
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._started_at >= HEALTHY_RUN_SECONDS:
+            self._failures = 0
+        delay = RESTART_DELAYS[min(self._failures, len(RESTART_DELAYS) - 1)]
+        self._failures += 1
+        log.error("detector process %d exited (code %s); restarting in %.0f s. Intake goes on: events wait in "
+                  "the store", proc.pid, code, delay)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(RuntimeError(f"detector process exited (code {code}) while starting"))
+        self._restart = loop.call_later(delay, lambda: asyncio.ensure_future(self._restart_now()))
+
+    async def _restart_now(self) -> None:
+        self._restart = None
+        if self._stopping:
+            return
+        self.restarts += 1
+        try:
+            await self.start()
+        except Exception as e:
+            log.error("detector process: restart failed: %s", e)
+            if not self._stopping and self._restart is None:
+                self._child_gone()
+
+
+# ---- the child -------------------------------------------------------------------------------------
+
+
+async def _child(conn: Connection, wake_fd: int) -> None:
+    from sentinel import log as sentinel_log
+    from sentinel.clock import SystemClock
+    from sentinel.detector import Detector
+    from sentinel.evaluator import RuleEvaluator
+    from sentinel.routing import route
+    from sentinel.rules import load_rules
+    from sentinel.store import Store
+
+    kind, settings = conn.recv()
+    assert kind == "settings"
+    sentinel_log.configure(settings.logging.level, settings.logging.format)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def routes(alert: Any) -> list[str]:
+        return route(alert, settings.channels, settings.delivery.fallback_channel)
+
+    def send(message: tuple[Any, ...]) -> None:
+        try:
+            conn.send(message)
+        except OSError:
+            stop.set()  # the daemon is gone
+
+    # One detector per store, ever: a detector left by a daemon that was killed could otherwise still
+    # be finishing a batch while the next one loads its state (and an event would be evaluated twice).
+    lock = await asyncio.to_thread(_exclusive_lock, settings.storage.path)
+    clock = SystemClock()
+    store = Store(settings.storage.path, intake=False)
+    try:
+        evaluator = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
+        store.start(clock.now())
+        detector = Detector(store, evaluator, routes, clock, on_report=lambda r: send(("report", r)))
+        await detector.load_state()
+    except Exception as e:
+        send(("failed", f"{type(e).__name__}: {e}"))
+        store.close()
+        raise
+    send(("ready", evaluator.rule_count))
+
+    def wakes() -> None:
+        try:
+            data = os.read(wake_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:  # the daemon closed its end
+            loop.remove_reader(wake_fd)
+            stop.set()
+            return
+        detector.wake()
+
+    def commands() -> None:
+        nonlocal settings
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message[0] == "stop":
+                    stop.set()
+                elif message[0] == "reload":
+                    settings = message[1]
+                    try:
+                        fresh = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
+                    except Exception as e:
+                        send(("reloaded", False, str(e), 0))
+                        continue
+                    current = detector.evaluator
+                    successor = current.successor(fresh.ruleset, settings.rules.max_groups) \
+                        if isinstance(current, RuleEvaluator) else fresh
+                    detector.swap(successor, routes)
+                    send(("reloaded", True, "", successor.rule_count))
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            stop.set()
+
+    os.set_blocking(wake_fd, False)
+    loop.add_reader(wake_fd, wakes)
+    loop.add_reader(conn.fileno(), commands)
+    try:
+        await detector.run(stop)
+    finally:
+        store.close()
+        os.close(lock)
+
+
+def _exclusive_lock(db_path: Path) -> int:
+    """Hold an exclusive lock on ``<db>.detector.lock`` for the life of this process (waiting for it)."""
+    fd = os.open(db_path.with_name(db_path.name + ".detector.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the daemon dies, even by SIGKILL, rather than run on unsupervised."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the socket's EOF still stops this process after its batch
+    if os.getppid() != parent:  # the daemon died before the line above
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Sentinel's detector process (started by `sentinel serve`)")
+    parser.add_argument("--conn-fd", type=int, required=True)
+    parser.add_argument("--wake-fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
+    # The daemon decides when this process stops (it says "stop", or its end of the socket closes):
+    # Ctrl-C in a terminal and systemd's SIGTERM reach the whole group, and the daemon must not see
+    # its detector exit before it has begun to stop. A SIGHUP reload is the daemon's to handle.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    conn = Connection(args.conn_fd)
+    try:
+        asyncio.run(_child(conn, args.wake_fd))
+    except Exception:
+        logging.getLogger("sentinel.detector").exception("detector process failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

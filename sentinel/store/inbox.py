@@ -1,0 +1,108 @@
+"""The inbox: Okta delivery bodies exactly as received, stored by intake before it answers.
+
+Intake only appends here (one row per delivery, one group-committed fsync for many requests); the
+detector unpacks rows into events later, in id order. The inbox is a SQLite file of its own, so
+intake's commits never wait for the detector's (SQLite has one writer per file).
+
+What has been unpacked is recorded in the *main* database, in the same transaction as the events
+(``inbox_cursor``), so a delivery is unpacked exactly once whatever crashes when. The cursor is keyed
+by the inbox's generation (a random id made with the file): a deleted and recreated inbox restarts
+its ids, and must not be mistaken for one already unpacked. Ids are AUTOINCREMENT, never reused
+after pruning, for the same reason.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from sentinel.model import parse_timestamp
+from sentinel.okta import Delivery
+from sentinel.store.events import IngestResult, ingest
+
+# Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
+UNPACK_MAX_ROWS = 500
+UNPACK_MAX_BYTES = 2 * 1024 * 1024
+
+
+def inbox_path(db_path: Path) -> Path:
+    """``state/sentinel.db`` -> ``state/sentinel.inbox.db``."""
+    return db_path.with_name(f"{db_path.stem}.inbox{db_path.suffix or '.db'}")
+
+
+def prepare(conn: sqlite3.Connection) -> str:
+    """Create the inbox tables if missing; return the inbox's generation id."""
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS received (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                 "received_at TEXT NOT NULL, body BLOB NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
+    return generation(conn)
+
+
+def generation(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+
+def receive(conn: sqlite3.Connection, body: bytes, received_at: str) -> int:
+    """Append one delivery body; returns its id."""
+    cursor = conn.execute("INSERT INTO received (received_at, body) VALUES (?, ?)", (received_at, body))
+    return int(cursor.lastrowid or 0)
+
+
+def waiting(conn: sqlite3.Connection, after: int, max_rows: int = UNPACK_MAX_ROWS,
+            max_bytes: int = UNPACK_MAX_BYTES) -> list[tuple[int, str, bytes]]:
+    """The next deliveries after id ``after``, oldest first: at most ``max_rows``, and no more than
+    ``max_bytes`` of bodies unless a single one is larger."""
+    rows: list[tuple[int, str, bytes]] = []
+    size = 0
+    for row_id, received_at, body in _iterate(conn, after, max_rows):
+        if rows and size + len(body) > max_bytes:
+            break
+        rows.append((row_id, received_at, bytes(body)))
+        size += len(body)
+    return rows
+
+
+def _iterate(conn: sqlite3.Connection, after: int, limit: int) -> Iterator[tuple[int, str, bytes]]:
+    yield from conn.execute("SELECT id, received_at, body FROM received WHERE id > ? ORDER BY id LIMIT ?",
+                            (after, limit))
+
+
+def backlog(conn: sqlite3.Connection, after: int) -> tuple[int, str | None]:
+    """How many deliveries wait to be unpacked, and the ``received_at`` of the oldest."""
+    count, oldest = conn.execute("SELECT count(*), min(received_at) FROM received WHERE id > ?",
+                                 (after,)).fetchone()
+    return int(count), oldest
+
+
+def last_received(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT received_at FROM received ORDER BY id DESC LIMIT 1").fetchone()
+    return str(row[0]) if row else None
+
+
+def prune(conn: sqlite3.Connection, upto: int) -> int:
+    """Delete deliveries already unpacked (their events are in the main database)."""
+    return conn.execute("DELETE FROM received WHERE id <= ?", (upto,)).rowcount
+
+
+def unpacked_upto(main: sqlite3.Connection, inbox_generation: str) -> int:
+    """The last inbox id unpacked into the main database, for this inbox generation (0: none)."""
+    row = main.execute("SELECT last_id FROM inbox_cursor WHERE generation = ?", (inbox_generation,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_unpacked_upto(main: sqlite3.Connection, inbox_generation: str, last_id: int) -> None:
+    main.execute("INSERT INTO inbox_cursor (generation, last_id) VALUES (?, ?) "
+                 "ON CONFLICT (generation) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+                 (inbox_generation, last_id))
+
+
+def record_unpacked(main: sqlite3.Connection, inbox_generation: str, last_id: int,
+                    deliveries: Sequence[tuple[str, Delivery]]) -> list[IngestResult]:
+    """Store the events and quarantined elements of unpacked deliveries and move the cursor past them,
+    in one transaction of the main database (the caller's job)."""
+    results = [ingest(main, d.events, d.quarantined, parse_timestamp(received_at)) for received_at, d in deliveries]
+    set_unpacked_upto(main, inbox_generation, last_id)
+    return results
