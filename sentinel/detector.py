@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ BATCH_SIZE = 500
 # Parsed events kept for the detector (a few MB); under a backlog the rest are read from the store.
 PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
+PRUNE_INTERVAL_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 2.0
 
 
@@ -95,6 +97,8 @@ class Detector:
         self._wake = asyncio.Event()
         self._parsed: OrderedDict[str, Event] = OrderedDict()
         self._unpacked_upto = 0
+        self._pruned_upto = 0
+        self._last_prune = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
@@ -151,6 +155,26 @@ class Detector:
                 log.warning("okta delivery %d: quarantined %s: %s", row_id, q.path, q.reason)
         self._report(report)
         return len(rows)
+
+    async def prune_once(self) -> int:
+        """Delete a chunk of unpacked deliveries from the inbox and checkpoint its WAL, at most once a
+        second. The detector does both, on its own core: intake only ever appends."""
+        now = self.clock.monotonic()
+        if self._unpacked_upto <= self._pruned_upto or now - self._last_prune < PRUNE_INTERVAL_SECONDS:
+            return 0
+        self._last_prune = now
+        upto = self._unpacked_upto
+        try:
+            deleted = await self.store.prune_inbox(upto)
+            await self.store.read_inbox(inbox.checkpoint)
+        except (StoreError, sqlite3.Error) as e:  # housekeeping: try again later
+            log.warning("inbox: pruning failed: %s", e)
+            return 0
+        if deleted == 0:
+            self._pruned_upto = upto
+        else:
+            self._last_prune = float("-inf")  # more to delete: the next chunk at the next pass
+        return deleted
 
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
@@ -221,6 +245,7 @@ class Detector:
             try:
                 unpacked = await self.unpack_once()
                 evaluated = await self.run_once()
+                pruned = await self.prune_once()
             except StoreError as e:
                 log.error("detector: %s; retrying in %.0f s", e, RETRY_AFTER_FAILURE_SECONDS)
                 await _wait(stop, RETRY_AFTER_FAILURE_SECONDS)
@@ -229,7 +254,7 @@ class Detector:
                 log.exception("detector: unexpected error; retrying")
                 await _wait(stop, RETRY_AFTER_FAILURE_SECONDS)
                 continue
-            if unpacked == 0 and evaluated == 0:
+            if unpacked == 0 and evaluated == 0 and pruned == 0:
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({waiter, stopper}, timeout=IDLE_POLL_SECONDS,

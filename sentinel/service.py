@@ -34,7 +34,6 @@ from sentinel.store.events import last_received, pending_summary
 
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
-PRUNE_INTERVAL_SECONDS = 1.0
 DISPATCH_STOP_GRACE_SECONDS = 5.0
 # Settings a reload cannot change in a running process.
 RESTART_ONLY = ("server", "okta", "storage", "metrics")
@@ -80,7 +79,7 @@ class Service:
         self._rule_count = evaluator.rule_count
         self.metrics.rules_loaded.set(evaluator.rule_count)
         self._unpacked_upto = 0
-        self._pruned_upto = 0
+        self._wake_scheduled = False
         self._stop = asyncio.Event()
         self._dispatch_stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,26 +109,18 @@ class Service:
             self._unpacked_upto = max(self._unpacked_upto, report.unpacked_upto)
 
     def delivery_stored(self) -> None:
-        """Intake stored a delivery in the inbox: have the detector unpack it."""
+        """Intake stored a delivery in the inbox: have the detector unpack it (one wake-up for all the
+        deliveries stored in one turn of the event loop)."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake_detector)
+
+    def _wake_detector(self) -> None:
+        self._wake_scheduled = False
         if self.detector_process is not None:
             self.detector_process.wake()
         else:
             self.detector.wake()
-
-    async def _prune_inbox(self) -> None:
-        """Drop inbox rows the detector has unpacked (their events are in the main database)."""
-        while not self._stop.is_set():
-            upto = self._unpacked_upto
-            if upto > self._pruned_upto:
-                try:
-                    await self.store.prune_inbox(upto)
-                    self._pruned_upto = upto
-                except Exception as e:  # pruning is housekeeping: try again later
-                    log.warning("inbox: pruning failed: %s", e)
-            try:
-                await asyncio.wait_for(self._stop.wait(), PRUNE_INTERVAL_SECONDS)
-            except TimeoutError:
-                pass
 
     def _start_dispatchers(self) -> None:
         self._dispatch_stop = asyncio.Event()
@@ -164,7 +155,6 @@ class Service:
         # One task per channel; pending deliveries left by a previous run are picked up at once.
         self._start_dispatchers()
         self._tasks.append(asyncio.create_task(self._monitor(), name="monitor"))
-        self._tasks.append(asyncio.create_task(self._prune_inbox(), name="inbox-prune"))
 
     def metrics_rules(self) -> int:
         return self._rule_count

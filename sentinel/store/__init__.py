@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from sentinel.model import format_timestamp
 from sentinel.store import inbox
+from sentinel.store.appender import Appender
 from sentinel.store.database import Reader, Writer, connect
 from sentinel.store.schema import migrate
 
@@ -32,8 +33,10 @@ class Store:
         self.intake = intake
         self._writer = Writer(path)
         self._reader = Reader(path)
-        self._inbox_writer = Writer(self.inbox_path) if intake else None
+        self._inbox_writer = Appender(self.inbox_path) if intake else None
         self._inbox_reader = Reader(self.inbox_path)
+        # The detector's side of the inbox: deleting what it has unpacked (a lost prune is redone).
+        self._inbox_pruner = Writer(self.inbox_path, durable=False)
         self.inbox_generation = ""
         self._started = False
 
@@ -52,6 +55,7 @@ class Store:
         finally:
             conn.close()
         self._writer.start()
+        self._inbox_pruner.start()
         if self._inbox_writer is not None:
             self._inbox_writer.start()
         self._started = True
@@ -64,18 +68,15 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._reader.run(fn)
 
-    async def receive(self, body: bytes, received_at: datetime) -> int:
+    async def receive(self, body: bytes, received_at: datetime) -> None:
         """Append a delivery body to the inbox; returns after its durable commit."""
         if self._inbox_writer is None:
             raise RuntimeError("this store does not take deliveries (intake=False)")
-        stamp = format_timestamp(received_at)
-        return await self._inbox_writer.run(lambda conn: inbox.receive(conn, body, stamp))
+        await self._inbox_writer.append(format_timestamp(received_at), body)
 
     async def prune_inbox(self, upto: int) -> int:
-        """Drop inbox rows already unpacked into the main database."""
-        if self._inbox_writer is None:
-            raise RuntimeError("this store does not own the inbox (intake=False)")
-        return await self._inbox_writer.run(lambda conn: inbox.prune(conn, upto))
+        """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""
+        return await self._inbox_pruner.run(lambda conn: inbox.prune(conn, upto))
 
     async def read_inbox(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._inbox_reader.run(fn)
@@ -87,7 +88,8 @@ class Store:
             await self._inbox_writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     def healthy(self) -> bool:
-        return self._writer.alive() and (self._inbox_writer is None or self._inbox_writer.alive())
+        return self._writer.alive() and self._inbox_pruner.alive() and \
+            (self._inbox_writer is None or self._inbox_writer.alive())
 
     @property
     def commits(self) -> int:
@@ -96,7 +98,8 @@ class Store:
     def close(self) -> None:
         if self._started:
             if self._inbox_writer is not None:
-                self._inbox_writer.stop()
+                self._inbox_writer.close()
+            self._inbox_pruner.stop()
             self._writer.stop()
             self._reader.stop()
             self._inbox_reader.stop()

@@ -51,19 +51,26 @@ def describe(error: BaseException) -> str:
 
 
 class _Job:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "loop", "savepoint")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop,
+                 savepoint: bool) -> None:
         self.fn = fn
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.savepoint = savepoint
 
 
 class Writer:
     """The single thread that owns the write connection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self._path = path
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._durable = durable
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        # Jobs submitted during one turn of an event loop, handed to the thread together at its end:
+        # one thread wake-up (and GIL hand-over) per turn instead of one per request.
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread = threading.Thread(target=self._run, name="sentinel-writer", daemon=True)
         self._conn: sqlite3.Connection | None = None
         self.commits = 0
@@ -71,15 +78,26 @@ class Writer:
 
     def start(self) -> None:
         self._conn = connect(self._path)
+        if not self._durable:  # for work that may be lost and redone (pruning): no fsync per commit
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         self._thread.start()
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
-        job = _Job(fn)
-        self._jobs.put(job)
-        return job.future
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, savepoint: bool = True) -> T:
+        """Run ``fn`` in the writer thread, in the next group commit; return once that is durable.
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+        ``savepoint=False`` is for a job of one statement: SQLite undoes a failed statement by itself,
+        so the job needs no SAVEPOINT of its own (two statements less on intake's path)."""
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, loop, savepoint)
+        gathering = self._gathering.get(loop)
+        if gathering is None:
+            gathering = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathering.append(job)
+        return await job.future  # type: ignore[no-any-return]
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._jobs.put(self._gathering.pop(loop))
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -98,7 +116,7 @@ class Writer:
             first = self._jobs.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < MAX_JOBS_PER_COMMIT:
                 try:
                     nxt = self._jobs.get_nowait()
@@ -107,35 +125,41 @@ class Writer:
                 if nxt is None:
                     stopping = True
                     break
-                batch.append(nxt)
+                batch.extend(nxt)
             try:
-                self._commit(conn, batch)
+                _settle(self._commit(conn, batch))
             except Exception:  # the writer must outlive any one bad batch
                 log.exception("store writer: unexpected error")
-                self._fail([j for j in batch if not j.future.done()], StoreError("writer error"))
+                _settle([(job, None, StoreError("writer error")) for job in batch])
         conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+        """Run the batch in one transaction. Returns each job's result or error, to be handed back
+        only after the commit (a result must never be seen before it is durable)."""
         results: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
-            self._fail(batch, e)
-            return
+            return self._failed(batch, e)
         try:
             for job in batch:
                 # A caller that gave up (timeout, client gone) cancelled its future: skip its job.
-                if not job.future.set_running_or_notify_cancel():
+                if job.future.cancelled():
                     continue
-                conn.execute("SAVEPOINT job")
+                if job.savepoint:
+                    conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(conn)
                 except Exception as e:  # a failed job is rolled back alone
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if not conn.in_transaction:  # SQLite gave up the whole transaction (disk full, I/O)
+                        raise
+                    if job.savepoint:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
                     results.append((job, None, e))
                 else:
-                    conn.execute("RELEASE job")
+                    if job.savepoint:
+                        conn.execute("RELEASE job")
                     results.append((job, value, None))
             conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -143,24 +167,38 @@ class Writer:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            self._fail(batch, e)
-            return
+            return self._failed(batch, e)
         self.commits += 1
         self.jobs_done += len(batch)
-        for job, value, error in results:
-            if error is None:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(error)
+        return results
 
     @staticmethod
-    def _fail(batch: list[_Job], error: BaseException) -> None:
+    def _failed(batch: list[_Job], error: BaseException) -> list[tuple[_Job, Any, BaseException | None]]:
         log.error("store commit failed (%d jobs): %s", len(batch), describe(error))
-        for job in batch:
-            if job.future.cancelled():
-                continue
-            if job.future.running() or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(StoreError(f"could not persist: {describe(error)}"))
+        failure = StoreError(f"could not persist: {describe(error)}")
+        return [(job, None, failure) for job in batch]
+
+
+def _settle(results: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Hand results back with one wake-up per event loop for the whole commit, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for item in results:
+        by_loop.setdefault(item[0].loop, []).append(item)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+
+def _resolve(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, value, error in items:
+        if job.future.done():  # cancelled meanwhile
+            continue
+        if error is None:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(error)
 
 
 class Reader:

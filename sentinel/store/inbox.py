@@ -25,6 +25,7 @@ from sentinel.store.events import IngestResult, ingest
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
 UNPACK_MAX_ROWS = 500
 UNPACK_MAX_BYTES = 2 * 1024 * 1024
+PRUNE_CHUNK = 1000
 
 
 def inbox_path(db_path: Path) -> Path:
@@ -82,9 +83,19 @@ def last_received(conn: sqlite3.Connection) -> str | None:
     return str(row[0]) if row else None
 
 
-def prune(conn: sqlite3.Connection, upto: int) -> int:
-    """Delete deliveries already unpacked (their events are in the main database)."""
-    return conn.execute("DELETE FROM received WHERE id <= ?", (upto,)).rowcount
+def prune(conn: sqlite3.Connection, upto: int, chunk: int = PRUNE_CHUNK) -> int:
+    """Delete up to ``chunk`` deliveries already unpacked (their events are in the main database). In
+    chunks, so that intake, which appends to the same file, never waits long for the lock."""
+    first = conn.execute("SELECT min(id) FROM received").fetchone()[0]
+    if first is None or first > upto:
+        return 0
+    return conn.execute("DELETE FROM received WHERE id <= ?", (min(upto, first + chunk - 1),)).rowcount
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the inbox's WAL into its file without blocking intake (PASSIVE). Intake leaves this to the
+    detector (sentinel/store/appender.py); outside a transaction."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def unpacked_upto(main: sqlite3.Connection, inbox_generation: str) -> int:

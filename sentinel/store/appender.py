@@ -1,0 +1,213 @@
+"""Intake's writer for the inbox: group commits whose INSERTs run on the event loop and whose COMMIT (the
+fsync) runs in a thread.
+
+A writer thread that ran every INSERT (``database.Writer``) cost intake about as much as parsing the
+body: a thread hand-over per request, and the GIL bouncing between the thread and the event loop on
+every SQLite call. Here a round is: ``BEGIN IMMEDIATE`` on the loop without waiting (a busy file is
+retried a few milliseconds later, never blocking the loop), one ``executemany`` for every delivery
+that arrived meanwhile, then the COMMIT in a thread while new deliveries queue for the next round.
+An append returns only after its round's COMMIT is durable. One round at a time: the connection
+is used by the loop or by the thread, never both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sentinel.errors import StoreError
+from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe
+
+T = TypeVar("T")
+log = logging.getLogger("sentinel.store")
+BUSY_RETRY_SECONDS = 0.002
+MAX_APPENDS_PER_ROUND = 1024
+WAL_LIMIT_BYTES = 256 * 1024 * 1024
+_INSERT = "INSERT INTO received (received_at, body) VALUES (?, ?)"
+
+
+class Appender:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-inbox")
+        self._appends: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._round: asyncio.Future[None] | None = None  # the round in progress, if any
+        self._scheduled = False
+        self._busy_since: float | None = None
+        self.commits = 0
+        self.appended = 0
+        self._closed = False
+        self._wal = Path(f"{path}-wal")
+
+    def start(self) -> None:
+        self._conn = connect(self._path)
+        # BEGIN must never wait on the event loop: a busy file is retried by _round_start instead.
+        self._conn.execute("PRAGMA busy_timeout=0")
+        # Copying the WAL back into the file (a checkpoint) costs as much again as writing it: the
+        # detector does it, on its own core, when it prunes (store.prune_inbox). Intake checkpoints
+        # only if the WAL grows past WAL_LIMIT_BYTES (the detector down for long).
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._wal = Path(f"{self._path}-wal")
+
+    async def append(self, received_at: str, body: bytes) -> None:
+        """Store one delivery body; returns once it is durable."""
+        future = self._next_round_future()
+        self._appends.append((received_at, body, future))
+        await future
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` (housekeeping: pruning, a health probe) in the next round, in the thread, inside
+        its own SAVEPOINT; returns after the round's COMMIT."""
+        future: asyncio.Future[T] = self._next_round_future()
+        self._jobs.append((fn, future))
+        return await future
+
+    def alive(self) -> bool:
+        return self._conn is not None and not self._closed
+
+    def _next_round_future(self) -> asyncio.Future[Any]:
+        if self._conn is None or self._closed:
+            raise StoreError("the inbox is closed")
+        loop = asyncio.get_running_loop()
+        if not self._scheduled and self._round is None:
+            self._scheduled = True
+            loop.call_soon(self._round_start)
+        return loop.create_future()
+
+    def _round_start(self) -> None:
+        """On the loop: open the transaction and insert what waits, then hand the COMMIT to the thread."""
+        self._scheduled = False
+        conn = self._conn
+        if conn is None or self._round is not None or not (self._appends or self._jobs):
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            # Locked by another connection: try again shortly; give up (503) after the busy timeout.
+            now = loop.time()
+            self._busy_since = self._busy_since or now
+            if _busy(e) and now - self._busy_since < BUSY_TIMEOUT_MS / 1000:
+                self._scheduled = True
+                loop.call_later(BUSY_RETRY_SECONDS, self._round_start)
+                return
+            self._busy_since = None
+            self._fail(self._take_all(), e)
+            return
+        self._busy_since = None
+        appends, jobs = self._appends[:MAX_APPENDS_PER_ROUND], self._jobs
+        self._appends, self._jobs = self._appends[MAX_APPENDS_PER_ROUND:], []
+        appends = [a for a in appends if not a[2].cancelled()]
+        try:
+            conn.executemany(_INSERT, [(stamp, body) for stamp, body, _ in appends])
+        except sqlite3.Error as e:
+            _rollback(conn)
+            self._fail(([a[2] for a in appends], jobs), e)
+            self._next_if_waiting(loop)
+            return
+        self._round = loop.create_future()
+        commit = loop.run_in_executor(self._thread, self._commit, conn, [fn for fn, _ in jobs])
+        commit.add_done_callback(lambda done: self._round_end(done, appends, jobs))
+
+    def _commit(self, conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]],
+                ) -> list[tuple[Any, BaseException | None]]:
+        """In the thread: the housekeeping jobs, then the COMMIT (the fsync)."""
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            for fn in fns:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn)
+                except Exception as e:
+                    if not conn.in_transaction:
+                        raise
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((None, e))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((value, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            _rollback(conn)
+            raise
+        try:
+            if self._wal.stat().st_size > WAL_LIMIT_BYTES:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (OSError, sqlite3.Error) as e:  # the data is committed; the checkpoint can wait
+            log.warning("inbox: checkpoint failed: %s", describe(e))
+        return results
+
+    def _round_end(self, done: asyncio.Future[list[tuple[Any, BaseException | None]]],
+                   appends: list[tuple[str, bytes, asyncio.Future[None]]],
+                   jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
+        """On the loop: the COMMIT is done (or failed): answer everyone in the round, start the next."""
+        loop = asyncio.get_running_loop()
+        assert self._round is not None
+        self._round.set_result(None)
+        self._round = None
+        error = done.exception() if not done.cancelled() else StoreError("inbox writer stopped")
+        if error is not None:
+            self._fail(([a[2] for a in appends], jobs), error)
+        else:
+            self.commits += 1
+            self.appended += len(appends)
+            for _, _, future in appends:
+                if not future.done():
+                    future.set_result(None)
+            for (_, future), (value, job_error) in zip(jobs, done.result(), strict=True):
+                if future.done():
+                    continue
+                if job_error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(job_error)
+        self._next_if_waiting(loop)
+
+    def _next_if_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        if (self._appends or self._jobs) and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._round_start)
+
+    def _take_all(self) -> tuple[list[asyncio.Future[None]], list[tuple[Any, asyncio.Future[Any]]]]:
+        appends, jobs = [a[2] for a in self._appends], self._jobs
+        self._appends, self._jobs = [], []
+        return appends, jobs
+
+    @staticmethod
+    def _fail(waiting: tuple[list[asyncio.Future[None]], list[tuple[Any, asyncio.Future[Any]]]],
+              error: BaseException) -> None:
+        appends, jobs = waiting
+        log.error("inbox commit failed (%d deliveries, %d jobs): %s", len(appends), len(jobs), describe(error))
+        for future in [*appends, *(f for _, f in jobs)]:
+            if not future.done():
+                future.set_exception(StoreError(f"could not persist: {describe(error)}"))
+
+    def close(self) -> None:
+        """Close once intake has stopped: a COMMIT in flight is waited for (its callers were answered
+        or are gone); nothing new is accepted."""
+        self._closed = True
+        self._thread.shutdown(wait=True)
+        if self._conn is not None:
+            _rollback(self._conn)  # a round whose COMMIT never ran: its callers got no answer
+            self._conn.close()
+            self._conn = None
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) \
+        or "locked" in str(error)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
