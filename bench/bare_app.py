@@ -9,7 +9,10 @@ the durable group-committed SQLite write, metrics and the log line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -23,6 +26,37 @@ async def hook(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def durable_app(path: Path) -> Starlette:
+    """The bare endpoint plus the one thing Sentinel must add: committing the body durably before the
+    answer, with Sentinel's own inbox writer (SQLite WAL, synchronous=FULL, group commits). The floor
+    for any endpoint that stores what it acknowledges, measured beside the two others."""
+    from sentinel.store import inbox
+    from sentinel.store.appender import Appender
+    from sentinel.store.database import connect
+
+    conn = connect(path)
+    inbox.prepare(conn)
+    conn.close()
+    appender = Appender(path)
+
+    async def durable_hook(request: Request) -> Response:
+        body = await request.body()
+        json.loads(body)
+        await appender.append("2026-01-01T00:00:00.000000Z", body)
+        return Response(status_code=204)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        appender.start()
+        # No detector checkpoints this WAL: SQLite's own automatic checkpoint, on the endpoint's core.
+        appender.checkpoint_automatically()
+        yield
+        appender.close()
+
+    return Starlette(routes=[Route("/hooks/okta", durable_hook, methods=["POST"]), Route("/healthz", healthz)],
+                     lifespan=lifespan)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -33,8 +67,10 @@ app = Starlette(routes=[Route("/hooks/okta", hook, methods=["POST"]), Route("/he
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--durable", metavar="DB", type=Path, help="also commit each body to this SQLite file")
     args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, access_log=False, lifespan="on", timeout_keep_alive=5,
+    uvicorn.run(durable_app(args.durable) if args.durable else app, host="127.0.0.1", port=args.port,
+                access_log=False, lifespan="on", timeout_keep_alive=5,
                 server_header=False, log_level="warning")
 
 

@@ -334,9 +334,12 @@ def start_sentinel(procs: Processes, folder: Path, config: Path, port: int, *, c
     return proc
 
 
-def start_bare(procs: Processes, folder: Path, port: int, *, cpu: int | None = None) -> subprocess.Popen[bytes]:
+def start_bare(procs: Processes, folder: Path, port: int, *, cpu: int | None = None,
+               durable: bool = False) -> subprocess.Popen[bytes]:
     log = folder / "bare.log"
-    proc = procs.start([*taskset(cpu), sys.executable, str(BENCH / "bare_app.py"), "--port", str(port)], log=log)
+    extra = ["--durable", str(folder / "bare.inbox.db")] if durable else []
+    proc = procs.start([*taskset(cpu), sys.executable, str(BENCH / "bare_app.py"), "--port", str(port), *extra],
+                       log=log)
     wait_http(port, "/healthz", proc, log)
     return proc
 

@@ -243,8 +243,10 @@ class Detector:
             # Cleared before the pass, not after: a wake that arrives during it is not lost.
             self._wake.clear()
             try:
-                unpacked = await self.unpack_once()
+                # Evaluate what is pending before unpacking more: under a backlog, unpacking ahead
+                # would push parsed events out of the cache and make them be read back.
                 evaluated = await self.run_once()
+                unpacked = await self.unpack_once() if evaluated < BATCH_SIZE else 0
                 pruned = await self.prune_once()
             except StoreError as e:
                 log.error("detector: %s; retrying in %.0f s", e, RETRY_AFTER_FAILURE_SECONDS)

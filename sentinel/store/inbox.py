@@ -24,7 +24,7 @@ from sentinel.store.events import IngestResult, ingest
 
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
 UNPACK_MAX_ROWS = 500
-UNPACK_MAX_BYTES = 2 * 1024 * 1024
+UNPACK_MAX_BYTES = 1024 * 1024  # about as many events as the detector evaluates in one batch
 PRUNE_CHUNK = 1000
 
 
