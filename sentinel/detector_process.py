@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import dataclasses
 import fcntl
@@ -187,7 +188,11 @@ class DetectorProcess:
         self._close()
         if self._stopping or proc is None:
             return
-        code = proc.wait()
+        try:
+            code = proc.wait(timeout=5)  # it closed its end: it is exiting
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
         loop = asyncio.get_running_loop()
         if loop.time() - self._started_at >= HEALTHY_RUN_SECONDS:
             self._failures = 0
@@ -308,11 +313,9 @@ def _exclusive_lock(db_path: Path) -> int:
 
 def _die_with_parent(parent: int) -> None:
     """Linux: be killed when the daemon dies, even by SIGKILL, rather than run on unsupervised."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the socket's EOF still stops this process after its batch
+    # Not Linux, or no ctypes: the socket's EOF still stops this process after its batch.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the daemon died before the line above
         os._exit(1)
 
@@ -326,7 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     _die_with_parent(args.parent)
     # When the machine is short of CPU, answering Okta within its 3 s comes first: detection catches
     # up after the burst (events wait in the store), a delivery Okta gives up on is lost.
-    os.nice(NICENESS)
+    try:
+        os.nice(NICENESS)
+    except OSError:  # the shipped unit denies @resources system calls: systemd's CPUWeight= is the knob there
+        pass
     # The daemon decides when this process stops (it says "stop", or its end of the socket closes):
     # Ctrl-C in a terminal and systemd's SIGTERM reach the whole group, and the daemon must not see
     # its detector exit before it has begun to stop. A SIGHUP reload is the daemon's to handle.
