@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.errors import StoreError
+from sentinel.store import inbox
 from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe
 
 T = TypeVar("T")
@@ -28,7 +29,6 @@ log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
 MAX_APPENDS_PER_ROUND = 1024
 WAL_LIMIT_BYTES = 256 * 1024 * 1024
-_INSERT = "INSERT INTO received (received_at, body) VALUES (?, ?)"
 
 
 class Appender:
@@ -112,7 +112,7 @@ class Appender:
         self._appends, self._jobs = self._appends[MAX_APPENDS_PER_ROUND:], []
         appends = [a for a in appends if not a[2].cancelled()]
         try:
-            conn.executemany(_INSERT, [(stamp, body) for stamp, body, _ in appends])
+            conn.executemany(inbox.INSERT_RECEIVED, [(stamp, body) for stamp, body, _ in appends])
         except sqlite3.Error as e:
             _rollback(conn)
             self._fail(([a[2] for a in appends], jobs), e)

@@ -46,9 +46,12 @@ def generation(conn: sqlite3.Connection) -> str:
     return str(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
 
+INSERT_RECEIVED = "INSERT INTO received (received_at, body) VALUES (?, ?)"
+
+
 def receive(conn: sqlite3.Connection, body: bytes, received_at: str) -> int:
-    """Append one delivery body; returns its id."""
-    cursor = conn.execute("INSERT INTO received (received_at, body) VALUES (?, ?)", (received_at, body))
+    """Append one delivery body; returns its id. (Intake appends many at once: store/appender.py.)"""
+    cursor = conn.execute(INSERT_RECEIVED, (received_at, body))
     return int(cursor.lastrowid or 0)
 
 
