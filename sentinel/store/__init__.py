@@ -1,5 +1,6 @@
-"""The store: the only SQL in Sentinel. Two SQLite files, each with one writer thread, WAL, durable commits:
-the main database (events, alerts, deliveries, rule state) and the inbox (deliveries as received)."""
+"""The store: the only SQL in Sentinel. Two SQLite files, WAL, durable group commits: the main database
+(events, alerts, deliveries, rule state; one writer thread) and the inbox (deliveries as received;
+appended to by intake, see appender.py, and pruned by the detector)."""
 
 from __future__ import annotations
 
