@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import dataclasses
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -259,6 +260,7 @@ async def _child(conn: Connection, wake_fd: int) -> None:
         store.close()
         raise
     send(("ready", evaluator.rule_count))
+    gc.freeze()  # as the daemon does: long-lived objects out of the collector's full passes
 
     def wakes() -> None:
         try:

@@ -80,6 +80,8 @@ class Writer:
         self._conn = connect(self._path)
         if not self._durable:  # for work that may be lost and redone (pruning): no fsync per commit
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # nor a checkpoint after a commit: whoever owns the file decides when (inbox.checkpoint)
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._thread.start()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, savepoint: bool = True) -> T:

