@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sentinel.store.inbox import inbox_path
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DATA = BENCH / "data"
@@ -144,7 +146,7 @@ def detector_pid(daemon_pid: int) -> int:
 def backlog(folder: Path) -> tuple[int, int]:
     """(deliveries not yet unpacked, events not yet evaluated) in the store under ``folder/state``."""
     db = folder / "state" / "sentinel.db"
-    inbox = db.with_name("sentinel.inbox.db")
+    inbox = inbox_path(db)
     main = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     box = sqlite3.connect(f"file:{inbox}?mode=ro", uri=True, timeout=10)
     try:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sentinel.store.inbox import inbox_path
+
 
 def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows from the daemon's store through a separate read-only connection (WAL lets us read while it writes)."""
@@ -46,7 +48,7 @@ def settled(db: Path) -> bool:
 
 
 def inbox_of(db: Path) -> Path:
-    return db.with_name(f"{db.stem}.inbox{db.suffix or '.db'}")
+    return inbox_path(db)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

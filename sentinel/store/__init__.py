@@ -86,7 +86,7 @@ class Store:
         """Both files take a write transaction now (for /readyz)."""
         await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
         if self._inbox_writer is not None:
-            await self._inbox_writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+            await self._inbox_writer.probe()
 
     def healthy(self) -> bool:
         return self._writer.alive() and self._inbox_pruner.alive() and \

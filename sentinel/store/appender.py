@@ -16,15 +16,12 @@ import asyncio
 import concurrent.futures
 import logging
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 from sentinel.errors import StoreError
 from sentinel.store import inbox
 from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe
 
-T = TypeVar("T")
 log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
 MAX_APPENDS_PER_ROUND = 1024
@@ -37,7 +34,7 @@ class Appender:
         self._conn: sqlite3.Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-inbox")
         self._appends: list[tuple[str, bytes, asyncio.Future[None]]] = []
-        self._jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._probes: list[asyncio.Future[None]] = []  # /readyz: "can a round commit now?"
         self._round: asyncio.Future[None] | None = None  # the round in progress, if any
         self._scheduled = False
         self._busy_since: float | None = None
@@ -51,10 +48,9 @@ class Appender:
         # BEGIN must never wait on the event loop: a busy file is retried by _round_start instead.
         self._conn.execute("PRAGMA busy_timeout=0")
         # Copying the WAL back into the file (a checkpoint) costs as much again as writing it: the
-        # detector does it, on its own core, when it prunes (store.prune_inbox). Intake checkpoints
+        # detector does it, on its own core (Detector.prune_once). Intake checkpoints
         # only if the WAL grows past WAL_LIMIT_BYTES (the detector down for long).
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._wal = Path(f"{self._path}-wal")
 
     def checkpoint_automatically(self) -> None:
         """SQLite's default: the committing connection checkpoints every 1000 pages (for a file that
@@ -68,17 +64,16 @@ class Appender:
         self._appends.append((received_at, body, future))
         await future
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` (housekeeping: pruning, a health probe) in the next round, in the thread, inside
-        its own SAVEPOINT; returns after the round's COMMIT."""
-        future: asyncio.Future[T] = self._next_round_future()
-        self._jobs.append((fn, future))
-        return await future
+    async def probe(self) -> None:
+        """Returns once a round (BEGIN IMMEDIATE ... COMMIT) has gone through: the inbox is writable."""
+        future: asyncio.Future[None] = self._next_round_future()
+        self._probes.append(future)
+        await future
 
     def alive(self) -> bool:
         return self._conn is not None and not self._closed
 
-    def _next_round_future(self) -> asyncio.Future[Any]:
+    def _next_round_future(self) -> asyncio.Future[None]:
         if self._conn is None or self._closed:
             raise StoreError("the inbox is closed")
         loop = asyncio.get_running_loop()
@@ -91,7 +86,7 @@ class Appender:
         """On the loop: open the transaction and insert what waits, then hand the COMMIT to the thread."""
         self._scheduled = False
         conn = self._conn
-        if conn is None or self._round is not None or not (self._appends or self._jobs):
+        if conn is None or self._round is not None or not (self._appends or self._probes):
             return
         loop = asyncio.get_running_loop()
         try:
@@ -108,38 +103,24 @@ class Appender:
             self._fail(self._take_all(), e)
             return
         self._busy_since = None
-        appends, jobs = self._appends[:MAX_APPENDS_PER_ROUND], self._jobs
-        self._appends, self._jobs = self._appends[MAX_APPENDS_PER_ROUND:], []
-        appends = [a for a in appends if not a[2].cancelled()]
+        appends = [a for a in self._appends[:MAX_APPENDS_PER_ROUND] if not a[2].cancelled()]
+        self._appends = self._appends[MAX_APPENDS_PER_ROUND:]
+        waiting = [future for _, _, future in appends] + self._probes
+        self._probes = []
         try:
             conn.executemany(inbox.INSERT_RECEIVED, [(stamp, body) for stamp, body, _ in appends])
         except sqlite3.Error as e:
             _rollback(conn)
-            self._fail(([a[2] for a in appends], jobs), e)
+            self._fail(waiting, e)
             self._next_if_waiting(loop)
             return
         self._round = loop.create_future()
-        commit = loop.run_in_executor(self._thread, self._commit, conn, [fn for fn, _ in jobs])
-        commit.add_done_callback(lambda done: self._round_end(done, appends, jobs))
+        commit = loop.run_in_executor(self._thread, self._commit, conn)
+        commit.add_done_callback(lambda done: self._round_end(done, waiting, len(appends)))
 
-    def _commit(self, conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]],
-                ) -> list[tuple[Any, BaseException | None]]:
-        """In the thread: the housekeeping jobs, then the COMMIT (the fsync)."""
-        results: list[tuple[Any, BaseException | None]] = []
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """In the thread: the COMMIT (the fsync)."""
         try:
-            for fn in fns:
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = fn(conn)
-                except Exception as e:
-                    if not conn.in_transaction:
-                        raise
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((None, e))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append((value, None))
             conn.execute("COMMIT")
         except sqlite3.Error:
             _rollback(conn)
@@ -149,11 +130,8 @@ class Appender:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except (OSError, sqlite3.Error) as e:  # the data is committed; the checkpoint can wait
             log.warning("inbox: checkpoint failed: %s", describe(e))
-        return results
 
-    def _round_end(self, done: asyncio.Future[list[tuple[Any, BaseException | None]]],
-                   appends: list[tuple[str, bytes, asyncio.Future[None]]],
-                   jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
+    def _round_end(self, done: asyncio.Future[None], waiting: list[asyncio.Future[None]], appended: int) -> None:
         """On the loop: the COMMIT is done (or failed): answer everyone in the round, start the next."""
         loop = asyncio.get_running_loop()
         assert self._round is not None
@@ -161,38 +139,29 @@ class Appender:
         self._round = None
         error = done.exception() if not done.cancelled() else StoreError("inbox writer stopped")
         if error is not None:
-            self._fail(([a[2] for a in appends], jobs), error)
+            self._fail(waiting, error)
         else:
             self.commits += 1
-            self.appended += len(appends)
-            for _, _, future in appends:
+            self.appended += appended
+            for future in waiting:
                 if not future.done():
                     future.set_result(None)
-            for (_, future), (value, job_error) in zip(jobs, done.result(), strict=True):
-                if future.done():
-                    continue
-                if job_error is None:
-                    future.set_result(value)
-                else:
-                    future.set_exception(job_error)
         self._next_if_waiting(loop)
 
     def _next_if_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
-        if (self._appends or self._jobs) and not self._scheduled:
+        if (self._appends or self._probes) and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._round_start)
 
-    def _take_all(self) -> tuple[list[asyncio.Future[None]], list[tuple[Any, asyncio.Future[Any]]]]:
-        appends, jobs = [a[2] for a in self._appends], self._jobs
-        self._appends, self._jobs = [], []
-        return appends, jobs
+    def _take_all(self) -> list[asyncio.Future[None]]:
+        waiting = [future for _, _, future in self._appends] + self._probes
+        self._appends, self._probes = [], []
+        return waiting
 
     @staticmethod
-    def _fail(waiting: tuple[list[asyncio.Future[None]], list[tuple[Any, asyncio.Future[Any]]]],
-              error: BaseException) -> None:
-        appends, jobs = waiting
-        log.error("inbox commit failed (%d deliveries, %d jobs): %s", len(appends), len(jobs), describe(error))
-        for future in [*appends, *(f for _, f in jobs)]:
+    def _fail(waiting: list[asyncio.Future[None]], error: BaseException) -> None:
+        log.error("inbox commit failed (%d waiting): %s", len(waiting), describe(error))
+        for future in waiting:
             if not future.done():
                 future.set_exception(StoreError(f"could not persist: {describe(error)}"))
 

@@ -51,14 +51,12 @@ def describe(error: BaseException) -> str:
 
 
 class _Job:
-    __slots__ = ("fn", "future", "loop", "savepoint")
+    __slots__ = ("fn", "future", "loop")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop,
-                 savepoint: bool) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
         self.fn = fn
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
-        self.savepoint = savepoint
 
 
 class Writer:
@@ -84,13 +82,10 @@ class Writer:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._thread.start()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, savepoint: bool = True) -> T:
-        """Run ``fn`` in the writer thread, in the next group commit; return once that is durable.
-
-        ``savepoint=False`` is for a job of one statement: SQLite undoes a failed statement by itself,
-        so the job needs no SAVEPOINT of its own (two statements less on intake's path)."""
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer thread, in the next group commit; return once that is durable."""
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, savepoint)
+        job = _Job(fn, loop)
         gathering = self._gathering.get(loop)
         if gathering is None:
             gathering = self._gathering[loop] = []
@@ -148,20 +143,17 @@ class Writer:
                 # A caller that gave up (timeout, client gone) cancelled its future: skip its job.
                 if job.future.cancelled():
                     continue
-                if job.savepoint:
-                    conn.execute("SAVEPOINT job")
+                conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(conn)
                 except Exception as e:  # a failed job is rolled back alone
                     if not conn.in_transaction:  # SQLite gave up the whole transaction (disk full, I/O)
                         raise
-                    if job.savepoint:
-                        conn.execute("ROLLBACK TO job")
-                        conn.execute("RELEASE job")
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
                     results.append((job, None, e))
                 else:
-                    if job.savepoint:
-                        conn.execute("RELEASE job")
+                    conn.execute("RELEASE job")
                     results.append((job, value, None))
             conn.execute("COMMIT")
         except sqlite3.Error as e:

@@ -1,8 +1,9 @@
 """The inbox: Okta delivery bodies exactly as received, stored by intake before it answers.
 
 Intake only appends here (one row per delivery, one group-committed fsync for many requests); the
-detector unpacks rows into events later, in id order. The inbox is a SQLite file of its own, so
-intake's commits never wait for the detector's (SQLite has one writer per file).
+detector unpacks rows into events later, in id order, then deletes them and checkpoints the file. The
+inbox is a SQLite file of its own, so intake's commits never wait for the detector's (SQLite has one
+writer per file).
 
 What has been unpacked is recorded in the *main* database, in the same transaction as the events
 (``inbox_cursor``), so a delivery is unpacked exactly once whatever crashes when. The cursor is keyed
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from sentinel.model import parse_timestamp
@@ -61,17 +62,13 @@ def waiting(conn: sqlite3.Connection, after: int, max_rows: int = UNPACK_MAX_ROW
     ``max_bytes`` of bodies unless a single one is larger."""
     rows: list[tuple[int, str, bytes]] = []
     size = 0
-    for row_id, received_at, body in _iterate(conn, after, max_rows):
+    for row_id, received_at, body in conn.execute(
+            "SELECT id, received_at, body FROM received WHERE id > ? ORDER BY id LIMIT ?", (after, max_rows)):
         if rows and size + len(body) > max_bytes:
             break
         rows.append((row_id, received_at, bytes(body)))
         size += len(body)
     return rows
-
-
-def _iterate(conn: sqlite3.Connection, after: int, limit: int) -> Iterator[tuple[int, str, bytes]]:
-    yield from conn.execute("SELECT id, received_at, body FROM received WHERE id > ? ORDER BY id LIMIT ?",
-                            (after, limit))
 
 
 def backlog(conn: sqlite3.Connection, after: int) -> tuple[int, str | None]:
