@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import DATA, envelope, make_event
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sentinel.errors import PayloadError
-from sentinel.okta import parse_delivery, verification_answer
+from sentinel.okta import _load, check_delivery, parse_delivery, verification_answer
 
 
 def test_verification_answer() -> None:
@@ -63,3 +65,62 @@ def test_deep_nesting_is_a_payload_error_not_a_crash() -> None:
     with pytest.raises(PayloadError) as info:
         parse_delivery(b"[" * 200_000 + b"]" * 200_000)
     assert info.value.location == "$"
+
+
+# --- check_delivery's fast path (msgspec) against the reference parse (json.loads) ----------------------
+
+def _reference(body: bytes) -> int | str:
+    """What check_delivery answered before the fast path: the element count, or the error's location."""
+    try:
+        return len(_load(body)[2])
+    except PayloadError as e:
+        return f"error at {e.location}"
+
+
+def _checked(body: bytes) -> int | str:
+    try:
+        return check_delivery(body)
+    except PayloadError as e:
+        return f"error at {e.location}"
+
+
+ODD_VALUES = ["01", "1.", "-", "1e", "+1", ".5", "0x1", '"\\x"', '"\\u12G4"', '"\\u12"', "tru", "nul", "truex",
+              "[1,]", '{"a":1,}', '{"a" 1}', "[1 2]", '"\\U0041"', '"\t"', '"\x01"', "NaN", "Infinity", "1e999",
+              "123456789012345678901234567890", '"\\ud800"', '{"\\udc00":1}', '"\\ud83d\\ude00"', '"\\u0000"',
+              '"\x7f"', '"é"', "[1,\x0c2]", "[1,\xa02]", '{"a":1,"a":2}', "-0"]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES)
+def test_fast_check_agrees_with_json_loads_on_odd_values(value: str) -> None:
+    body = ('{"data":{"events":[{"x":' + value + '}]}}').encode("utf-8")
+    assert _checked(body) == _reference(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"data":{"events":[{"a":"\xff"}]}}',  # bad UTF-8 inside a string msgspec only skips
+    b'{"data":{"events":[{"a":"\xed\xa0\x80"}]}}',  # a raw surrogate: json lets it through
+    b'\xef\xbb\xbf{"data":{"events":[]}}',  # a BOM
+    '{"data":{"events":[1]}}'.encode("utf-16"),
+    b'{"data": null}', b'{"data":{"events":{}}}', b"[]", b'{"data":{"events":[]}} x',
+    b'{"data":{"events":[]},"data":{"events":[1,2]}}',  # duplicate keys: the last wins in both
+    b'{"data":{"events":[' + b"[" * 5000 + b"]" * 5000 + b"]}}",
+])
+def test_fast_check_agrees_with_json_loads_on_odd_bodies(body: bytes) -> None:
+    assert _checked(body) == _reference(body)
+
+
+MUTATION_BYTES = st.sampled_from([b"", b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"\\u", b"d800", b"0",
+                                  b"-", b"e", b".", b" ", b"\t", b"\x00", b"\x1f", b"\xff", b"\xc3\xa9",
+                                  b"\xed\xa0\x80", b"null", b"true", b"NaN"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=3), MUTATION_BYTES),
+                min_size=1, max_size=4))
+def test_fast_check_is_never_more_lenient_than_json_loads(mutations: list[tuple[int, int, bytes]]) -> None:
+    body = bytearray(json.dumps({"data": {"events": [make_event("m-1"), {"n": [1, 2.5, None, "é"]}]}},
+                                ensure_ascii=False).encode("utf-8"))
+    for at, cut, insert in mutations:
+        at %= len(body) + 1
+        body[at:at + cut] = insert
+    assert _checked(bytes(body)) == _reference(bytes(body))
