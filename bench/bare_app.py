@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
@@ -20,9 +20,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sentinel.okta import check_delivery
+
 
 async def hook(request: Request) -> Response:
     json.loads(await request.body())
+    return Response(status_code=204)
+
+
+async def checking_hook(request: Request) -> Response:
+    """The bare endpoint with Sentinel's own parse (``check_delivery``: msgspec, validating every byte
+    but decoding only the envelope) instead of ``json.loads``."""
+    check_delivery(await request.body())
     return Response(status_code=204)
 
 
@@ -30,6 +39,9 @@ def durable_app(path: Path) -> Starlette:
     """The bare endpoint plus the one thing Sentinel must add: committing the body durably before the
     answer, with Sentinel's own inbox writer (SQLite WAL, synchronous=FULL, group commits). The floor
     for any endpoint that stores what it acknowledges, measured beside the two others."""
+    from datetime import UTC, datetime
+
+    from sentinel.model import format_timestamp
     from sentinel.store import inbox
     from sentinel.store.appender import Appender
     from sentinel.store.database import connect
@@ -37,12 +49,12 @@ def durable_app(path: Path) -> Starlette:
     conn = connect(path)
     inbox.prepare(conn)
     conn.close()
-    appender = Appender(path)
+    appender = Appender(path, lambda: format_timestamp(datetime.now(UTC)))  # one stamp a round, as Sentinel
 
     async def durable_hook(request: Request) -> Response:
         body = await request.body()
-        json.loads(body)
-        await appender.append("2026-01-01T00:00:00.000000Z", body)
+        check_delivery(body)
+        await appender.append(body)
         return Response(status_code=204)
 
     @contextlib.asynccontextmanager
@@ -61,15 +73,19 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-app = Starlette(routes=[Route("/hooks/okta", hook, methods=["POST"]), Route("/healthz", healthz)])
+def bare_app(endpoint: Callable[[Request], Awaitable[Response]]) -> Starlette:
+    return Starlette(routes=[Route("/hooks/okta", endpoint, methods=["POST"]), Route("/healthz", healthz)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--durable", metavar="DB", type=Path, help="also commit each body to this SQLite file")
+    parser.add_argument("--check", action="store_true", help="parse with Sentinel's check_delivery, not json.loads")
+    parser.add_argument("--durable", metavar="DB", type=Path,
+                        help="parse with check_delivery and commit each body to this SQLite file")
     args = parser.parse_args()
-    uvicorn.run(durable_app(args.durable) if args.durable else app, host="127.0.0.1", port=args.port,
+    app = durable_app(args.durable) if args.durable else bare_app(checking_hook if args.check else hook)
+    uvicorn.run(app, host="127.0.0.1", port=args.port,
                 access_log=False, lifespan="on", timeout_keep_alive=5,
                 server_header=False, log_level="warning")
 

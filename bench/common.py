@@ -337,9 +337,11 @@ def start_sentinel(procs: Processes, folder: Path, config: Path, port: int, *, c
 
 
 def start_bare(procs: Processes, folder: Path, port: int, *, cpu: int | None = None,
-               durable: bool = False) -> subprocess.Popen[bytes]:
+               durable: bool = False, check: bool = False) -> subprocess.Popen[bytes]:
+    """``bench/bare_app.py``: json.loads and 204; with ``check``, Sentinel's parse instead; with
+    ``durable``, Sentinel's parse and a durable commit of the body."""
     log = folder / "bare.log"
-    extra = ["--durable", str(folder / "bare.inbox.db")] if durable else []
+    extra = ["--durable", str(folder / "bare.inbox.db")] if durable else ["--check"] if check else []
     proc = procs.start([*taskset(cpu), sys.executable, str(BENCH / "bare_app.py"), "--port", str(port), *extra],
                        log=log)
     wait_http(port, "/healthz", proc, log)

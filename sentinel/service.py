@@ -67,7 +67,7 @@ class Service:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
-        self.store = Store(settings.storage.path)
+        self.store = Store(settings.storage.path, clock=self.clock)
         self.health = Health()
         self._reload_settings = reload_settings
         # Rules and channels are built (and checked) before anything starts; both raise ErrorGroup.
@@ -117,6 +117,7 @@ class Service:
 
     def _wake_detector(self) -> None:
         self._wake_scheduled = False
+        self.metrics.last_event_time.set(self.clock.now().timestamp())  # once a loop turn, not per request
         if self.detector_process is not None:
             self.detector_process.wake()
         else:

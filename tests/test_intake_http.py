@@ -44,6 +44,38 @@ def test_verification_without_challenge_is_400(daemon: Daemon) -> None:
     assert "x-okta-verification-challenge" in r.json()["error"]
 
 
+def test_verification_answers_head_like_get_without_a_body(daemon: Daemon) -> None:
+    r = httpx.head(f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET, "X-Okta-Verification-Challenge": "h"})
+    assert r.status_code == 200
+    assert r.content == b""
+    assert httpx.head(f"{daemon.url}/hooks/okta", headers={"X-Okta-Verification-Challenge": "h"}).status_code == 401
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405_naming_the_allowed_ones(daemon: Daemon, method: str) -> None:
+    r = httpx.request(method, f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET},
+                      content=json.dumps(envelope(make_event("m-1"))))
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, HEAD, POST"
+    assert inbox_received(db_of(daemon)) == 0
+
+
+def test_a_latin1_header_byte_is_compared_as_that_character(tmp_path: Path) -> None:
+    """Header values are Latin-1 text: a secret with a non-ASCII character matches its Latin-1 bytes."""
+    secret = "s\u00e9cret-\u00e9t\u00e9-0123456789"
+    d = Daemon(write_config(tmp_path), secret=secret).start()
+    try:
+        ok = d.post(envelope(make_event("latin-1")),
+                    headers={"Authorization": secret.encode("latin-1"), "Content-Type": "application/json"})
+        assert ok.status_code == 204
+        as_utf8 = d.post(envelope(make_event("utf-8")),
+                         headers={"Authorization": secret.encode("utf-8"), "Content-Type": "application/json"})
+        assert as_utf8.status_code == 401
+        assert stored(db_of(d)) == ["latin-1"]
+    finally:
+        d.stop()
+
+
 # -- auth on delivery ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("auth", [None, "wrong", SECRET.upper(), "Bearer " + SECRET])

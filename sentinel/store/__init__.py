@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from sentinel.clock import Clock, SystemClock
 from sentinel.model import format_timestamp
 from sentinel.store import inbox
 from sentinel.store.appender import Appender
@@ -28,13 +29,14 @@ class Store:
     is the inbox's only writer), and it does not migrate (the intake process did, before starting it).
     """
 
-    def __init__(self, path: Path, *, intake: bool = True) -> None:
+    def __init__(self, path: Path, *, intake: bool = True, clock: Clock | None = None) -> None:
         self.path = path
+        clock = clock or SystemClock()
         self.inbox_path = inbox.inbox_path(path)
         self.intake = intake
         self._writer = Writer(path)
         self._reader = Reader(path)
-        self._inbox_writer = Appender(self.inbox_path) if intake else None
+        self._inbox_writer = Appender(self.inbox_path, lambda: format_timestamp(clock.now())) if intake else None
         self._inbox_reader = Reader(self.inbox_path)
         # The detector's side of the inbox: deleting what it has unpacked (a lost prune is redone).
         self._inbox_pruner = Writer(self.inbox_path, durable=False)
@@ -69,11 +71,12 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._reader.run(fn)
 
-    async def receive(self, body: bytes, received_at: datetime) -> None:
-        """Append a delivery body to the inbox; returns after its durable commit."""
+    async def receive(self, body: bytes, received_at: datetime | None = None) -> None:
+        """Append a delivery body to the inbox; returns after its durable commit. ``received_at``
+        defaults to the clock's time when the group commit carrying it starts."""
         if self._inbox_writer is None:
             raise RuntimeError("this store does not take deliveries (intake=False)")
-        await self._inbox_writer.append(format_timestamp(received_at), body)
+        await self._inbox_writer.append(body, format_timestamp(received_at) if received_at else None)
 
     async def prune_inbox(self, upto: int) -> int:
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from sentinel.errors import StoreError
@@ -29,11 +30,13 @@ WAL_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 class Appender:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, now: Callable[[], str]) -> None:
+        """``now``: the time as stored text, read once per round for the deliveries that came without one."""
         self._path = path
+        self._now = now
         self._conn: sqlite3.Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-inbox")
-        self._appends: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._appends: list[tuple[str | None, bytes, asyncio.Future[None]]] = []
         self._probes: list[asyncio.Future[None]] = []  # /readyz: "can a round commit now?"
         self._round: asyncio.Future[None] | None = None  # the round in progress, if any
         self._scheduled = False
@@ -58,8 +61,9 @@ class Appender:
         if self._conn is not None:
             self._conn.execute("PRAGMA wal_autocheckpoint=1000")
 
-    async def append(self, received_at: str, body: bytes) -> None:
-        """Store one delivery body; returns once it is durable."""
+    async def append(self, body: bytes, received_at: str | None = None) -> None:
+        """Store one delivery body; returns once it is durable. Without ``received_at``, the body is
+        stamped with the time its round starts (one clock reading for all, milliseconds after arrival)."""
         future = self._next_round_future()
         self._appends.append((received_at, body, future))
         await future
@@ -108,7 +112,8 @@ class Appender:
         waiting = [future for _, _, future in appends] + self._probes
         self._probes = []
         try:
-            conn.executemany(inbox.INSERT_RECEIVED, [(stamp, body) for stamp, body, _ in appends])
+            stamp_now = self._now()
+            conn.executemany(inbox.INSERT_RECEIVED, [(stamp or stamp_now, body) for stamp, body, _ in appends])
         except sqlite3.Error as e:
             _rollback(conn)
             self._fail(waiting, e)
