@@ -3,11 +3,11 @@
 Stages, per event, for 10-event deliveries of the realistic sign-in event used by ``bench/ingest.py``.
 Intake (the daemon's process, the one core the bare endpoint also gets):
 1. ``json.loads`` of the body (the bare baseline endpoint does exactly this, and nothing else);
-2. ``check_delivery`` (the same ``json.loads`` and the shape checks that decide 400 or not);
+2. ``check_delivery`` (msgspec: the whole body validated, only the envelope decoded; decides 400 or not);
 3. appending the body to the inbox (one INSERT per delivery), and one group commit (``synchronous=FULL``)
    per 32 deliveries, the grouping seen under load.
-Detector (its own process): unpacking (``parse_delivery``: checks and ``Event`` objects; ``ingest``:
-each event serialised and ``INSERT OR IGNORE``d, with its commit), then ``pending_uuids``, the engine
+Detector (its own process): unpacking (``parse_delivery``: checks, ``Event`` objects and each event's
+text as delivered; ``ingest``: that text ``INSERT OR IGNORE``d, with its commit), then ``pending_uuids``, the engine
 with the default pack, and ``record_evaluation`` (mark evaluated, alerts, state) with its commit.
 The HTTP cost (uvicorn, httptools, Starlette) is the bare endpoint's, measured by ``bench/ingest.py``.
 Run by ``bench/ingest.py`` after the load runs; also runnable alone.
@@ -62,7 +62,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
     # Best of three for the parse stages: they are short, and the machine may be shared.
     stages.append(("", "json.loads of the body (= the bare endpoint's work)",
                    min(_per_event(lambda: [json.loads(b) for b in bodies], events) for _ in range(3))))
-    stages.append((INTAKE, "check_delivery (json.loads + shape checks)",
+    stages.append((INTAKE, "check_delivery (msgspec: validate all, decode the envelope only)",
                    min(_per_event(lambda: [check_delivery(b) for b in bodies], events) for _ in range(3))))
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-breakdown-") as tmp:
         box = connect(Path(tmp) / "sentinel.inbox.db")
@@ -83,7 +83,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
         stages.append((INTAKE, f"group commit (FULL, one per {GROUP} deliveries)", max(0.0, with_commit - appended)))
         box.close()
 
-        stages.append((DETECTOR, "parse_delivery (json.loads + checks + Event objects)",
+        stages.append((DETECTOR, "parse_delivery (json.loads + checks + Event objects + each event's text)",
                        min(_per_event(lambda: [parse_delivery(b) for b in bodies], events) for _ in range(3))))
         parsed = [parse_delivery(b) for b in bodies]
         conn = connect(Path(tmp) / "sentinel.db")
@@ -96,7 +96,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
                     ingest(conn, d.events, d.quarantined, now)
                 conn.execute("COMMIT")
 
-        stages.append((DETECTOR, "unpack: serialise each event + INSERT + commit", _per_event(insert_all, events)))
+        stages.append((DETECTOR, "unpack: INSERT each event's delivered text + commit", _per_event(insert_all, events)))
 
         evaluator = RuleEvaluator(load_rules([ROOT / "rules"]), 100_000)
 

@@ -70,6 +70,8 @@ class Event:
     event_type: str
     published: datetime
     data: Mapping[str, Any] = field(repr=False, compare=False)
+    # The event's JSON text as delivered, when known: stored as is instead of serialising ``data`` again.
+    source: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,7 @@ def _count_events_quickly(body: bytes) -> int | None:
 def parse_delivery(body: bytes) -> Delivery:
     """Parse an Event Hook POST body into events (good ones) and quarantined elements (bad ones)."""
     encoding, text, raw_events = _load(body)
+    sources = _element_texts(body, len(raw_events))
     events: list[Event] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
@@ -109,7 +110,7 @@ def parse_delivery(body: bytes) -> Delivery:
     for index, raw in enumerate(raw_events):
         path = f"data.events[{index}]"
         try:
-            event = parse_event(raw, path)
+            event = parse_event(raw, path, sources[index] if sources else None)
             if maybe_surrogates and not _encodable(raw):
                 raise PayloadError("contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF): not Unicode text", path)
         except PayloadError as e:
@@ -120,6 +121,24 @@ def parse_delivery(body: bytes) -> Delivery:
         seen.add(event.uuid)
         events.append(event)
     return Delivery(events=tuple(events), quarantined=tuple(quarantined))
+
+
+def _element_texts(body: bytes, count: int) -> list[str] | None:
+    """Each element's JSON text as delivered, so that the store keeps it instead of serialising the
+    parsed element again (44 µs an event); None for a body msgspec refuses (see
+    :func:`_count_events_quickly`) or with raw surrogate bytes, whose elements are serialised as before."""
+    if not body.isascii():
+        try:
+            body.decode("utf-8")  # strict: then every element's text decodes too
+        except UnicodeDecodeError:
+            return None
+    try:
+        elements = _ENVELOPE.decode(body).data.events
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if len(elements) != count:  # both take the last of duplicate keys, so never; but never guess
+        return None
+    return [bytes(element).decode("utf-8") for element in elements]
 
 
 def _load(body: bytes) -> tuple[str, str, list[Any]]:
@@ -145,8 +164,9 @@ def _load(body: bytes) -> tuple[str, str, list[Any]]:
     return encoding, text, raw_events
 
 
-def parse_event(raw: Any, path: str = "event") -> Event:
-    """Check the fields Sentinel relies on; everything else is kept as delivered."""
+def parse_event(raw: Any, path: str = "event", source: str | None = None) -> Event:
+    """Check the fields Sentinel relies on; everything else is kept as delivered. ``source``: the
+    element's JSON text, if known."""
     if not isinstance(raw, dict):
         raise PayloadError(f"must be an object, not {_json_type(raw)}", path)
     uuid = _text(raw, "uuid", path, MAX_UUID_LENGTH)
@@ -156,7 +176,7 @@ def parse_event(raw: Any, path: str = "event") -> Event:
         published = parse_timestamp(published_text)
     except ValueError:
         raise PayloadError("not an ISO-8601 timestamp", f"{path}.published") from None
-    return Event(uuid=uuid, event_type=event_type, published=published, data=raw)
+    return Event(uuid=uuid, event_type=event_type, published=published, data=raw, source=source)
 
 
 def _text(raw: Mapping[str, Any], key: str, path: str, limit: int) -> str:

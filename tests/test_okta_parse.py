@@ -124,3 +124,40 @@ def test_fast_check_is_never_more_lenient_than_json_loads(mutations: list[tuple[
         at %= len(body) + 1
         body[at:at + cut] = insert
     assert _checked(bytes(body)) == _reference(bytes(body))
+
+
+def test_each_event_keeps_its_text_as_delivered() -> None:
+    first = json.dumps(make_event("t-1", displayMessage="caf\u00e9"), ensure_ascii=False, indent=2)
+    second = json.dumps(make_event("t-2"))
+    body = ('{"data": {"events": [ ' + first + ' ,\n' + second + ']}}').encode("utf-8")
+    events = parse_delivery(body).events
+    assert [e.source for e in events] == [first, second]
+    assert [json.loads(e.source or "") for e in events] == [e.data for e in events]
+
+
+def test_bodies_only_json_loads_takes_keep_no_text_and_are_serialised_as_before() -> None:
+    nan = parse_delivery(b'{"data":{"events":[' + json.dumps(make_event("nan", n=float("nan"))).encode() + b"]}}")
+    assert [(e.uuid, e.source) for e in nan.events] == [("nan", None)]  # msgspec refuses NaN
+    body = {"data": {"events": [make_event("ok"), make_event("lone", x="\ud800")]}}  # a lone \ud800 escape
+    lone = parse_delivery(json.dumps(body).encode())
+    assert [(e.uuid, e.source) for e in lone.events] == [("ok", None)]
+    assert [q.path for q in lone.quarantined] == ["data.events[1]"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=3), MUTATION_BYTES),
+                min_size=1, max_size=4))
+def test_an_event_text_always_parses_back_to_its_data(mutations: list[tuple[int, int, bytes]]) -> None:
+    body = bytearray(json.dumps({"data": {"events": [make_event("m-1", x=[1, 2.5, None, "\u00e9"]),
+                                                      make_event("m-2", y={"z": 1e300})]}},
+                                ensure_ascii=False).encode("utf-8"))
+    for at, cut, insert in mutations:
+        at %= len(body) + 1
+        body[at:at + cut] = insert
+    try:
+        events = parse_delivery(bytes(body)).events
+    except PayloadError:
+        return
+    for event in events:
+        if event.source is not None:
+            assert json.loads(event.source) == event.data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,3 +95,16 @@ def test_cli_refuses_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_for_cli(tmp_path / "absent.db")
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_an_event_is_stored_as_delivered_when_its_text_is_known(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    migrate(conn, "t0")
+    delivered = '{ "uuid": "as-sent",  "eventType": "user.session.start", "published": "2026-01-01T00:00:00Z",' \
+                ' "n": 1e2, "x": "\\u00e9" }'
+    parsed = parse_event(json.loads(delivered), source=delivered)
+    ingest(conn, [parsed, parse_event(make_event("no-text"))], [], NOW)
+    bodies = dict(conn.execute("SELECT uuid, body FROM events").fetchall())
+    assert bodies["as-sent"] == delivered  # not serialised again
+    assert json.loads(bodies["no-text"]) == make_event("no-text")
+    assert [e.data for e in pending_events(conn, 10) if e.uuid == "as-sent"] == [json.loads(delivered)]

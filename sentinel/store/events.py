@@ -33,6 +33,7 @@ def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Seque
     received = format_timestamp(received_at)
     before = conn.total_changes
     conn.executemany(_INSERT_EVENT, [(e.uuid, e.event_type, format_timestamp(e.published), received,
+                                      e.source if e.source is not None else
                                       json.dumps(e.data, ensure_ascii=False, separators=(",", ":")))
                                      for e in events])
     new = conn.total_changes - before
