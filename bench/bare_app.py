@@ -49,7 +49,9 @@ def durable_app(path: Path) -> Starlette:
     conn = connect(path)
     inbox.prepare(conn)
     conn.close()
-    appender = Appender(path, lambda: format_timestamp(datetime.now(UTC)))  # one stamp a round, as Sentinel
+    # One stamp a round, as Sentinel. No detector checkpoints this WAL: SQLite's default automatic
+    # checkpoint (every 1000 pages), on the endpoint's core.
+    appender = Appender(path, lambda: format_timestamp(datetime.now(UTC)), autocheckpoint_pages=1000)
 
     async def durable_hook(request: Request) -> Response:
         body = await request.body()
@@ -60,8 +62,6 @@ def durable_app(path: Path) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         appender.start()
-        # No detector checkpoints this WAL: SQLite's own automatic checkpoint, on the endpoint's core.
-        appender.checkpoint_automatically()
         yield
         appender.close()
 

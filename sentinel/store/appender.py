@@ -26,14 +26,18 @@ from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe
 log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
 MAX_APPENDS_PER_ROUND = 1024
-WAL_LIMIT_BYTES = 256 * 1024 * 1024
+# Past this many pages of WAL since it last started over, intake's commits checkpoint too (SQLite's own
+# automatic checkpoint): the detector is down, or its checkpoints do not catch up under sustained load.
+WAL_AUTOCHECKPOINT_PAGES = 16_384  # 64 MB
 
 
 class Appender:
-    def __init__(self, path: Path, now: Callable[[], str]) -> None:
+    def __init__(self, path: Path, now: Callable[[], str],
+                 autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES) -> None:
         """``now``: the time as stored text, read once per round for the deliveries that came without one."""
         self._path = path
         self._now = now
+        self._autocheckpoint_pages = autocheckpoint_pages
         self._conn: sqlite3.Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-inbox")
         self._appends: list[tuple[str | None, bytes, asyncio.Future[None]]] = []
@@ -44,22 +48,15 @@ class Appender:
         self.commits = 0
         self.appended = 0
         self._closed = False
-        self._wal = Path(f"{path}-wal")
 
     def start(self) -> None:
         self._conn = connect(self._path)
         # BEGIN must never wait on the event loop: a busy file is retried by _round_start instead.
         self._conn.execute("PRAGMA busy_timeout=0")
         # Copying the WAL back into the file (a checkpoint) costs as much again as writing it: the
-        # detector does it, on its own core (Detector.prune_once). Intake checkpoints
-        # only if the WAL grows past WAL_LIMIT_BYTES (the detector down for long).
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")
-
-    def checkpoint_automatically(self) -> None:
-        """SQLite's default: the committing connection checkpoints every 1000 pages (for a file that
-        no detector checkpoints, such as the benchmark's durable baseline)."""
-        if self._conn is not None:
-            self._conn.execute("PRAGMA wal_autocheckpoint=1000")
+        # detector does it, on its own core (Detector.prune_once). Intake's commits checkpoint only
+        # once the WAL holds WAL_AUTOCHECKPOINT_PAGES since it last started over.
+        self._conn.execute(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint_pages)}")
 
     async def append(self, body: bytes, received_at: str | None = None) -> None:
         """Store one delivery body; returns once it is durable. Without ``received_at``, the body is
@@ -126,15 +123,10 @@ class Appender:
     def _commit(self, conn: sqlite3.Connection) -> None:
         """In the thread: the COMMIT (the fsync)."""
         try:
-            conn.execute("COMMIT")
+            conn.execute("COMMIT")  # and SQLite's automatic checkpoint, past WAL_AUTOCHECKPOINT_PAGES
         except sqlite3.Error:
             _rollback(conn)
             raise
-        try:
-            if self._wal.stat().st_size > WAL_LIMIT_BYTES:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except (OSError, sqlite3.Error) as e:  # the data is committed; the checkpoint can wait
-            log.warning("inbox: checkpoint failed: %s", describe(e))
 
     def _round_end(self, done: asyncio.Future[None], waiting: list[asyncio.Future[None]], appended: int) -> None:
         """On the loop: the COMMIT is done (or failed): answer everyone in the round, start the next."""
