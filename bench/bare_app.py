@@ -1,9 +1,11 @@
-"""The ingest baseline: a bare Starlette endpoint that reads and parses the body, then answers 204.
+"""The ingest baselines: a bare Starlette endpoint that reads and parses the body, then answers 204
+(``json.loads``; with ``--check``, Sentinel's own parse; with ``--durable``, that parse and a durable
+commit of the body).
 
 Served by uvicorn with the settings ``sentinel serve`` uses (loop and HTTP implementation ``auto``, so
 uvloop + httptools when installed, one worker, no access log, keep-alive 5 s), so the only difference
-measured by ``bench/ingest.py`` is what Sentinel does on the request path: auth, checks, event parsing,
-the durable group-committed SQLite write, metrics and the log line.
+measured by ``bench/ingest.py`` is what Sentinel does on the request path: auth, checks, the durable
+group-committed SQLite write, metrics.
 """
 
 from __future__ import annotations

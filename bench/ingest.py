@@ -10,10 +10,11 @@ What is measured
   so a stall cannot hide behind a slowed-down client (no coordinated omission).
 
 Baseline: ``bench/bare_app.py``, a Starlette endpoint that reads and ``json.loads`` the same body and
-answers 204, on the same uvicorn settings (uvloop + httptools when installed, one worker). A second
-baseline, "durable", is the same endpoint plus a durable commit of each body with Sentinel's own inbox
-writer (SQLite WAL, ``synchronous=FULL``, group commits) and nothing else: what any endpoint that stores
-what it acknowledges must pay, so the part of the gap that is Sentinel's own is visible. Each server
+answers 204, on the same uvicorn settings (uvloop + httptools when installed, one worker). Two more:
+"checked", the same endpoint parsing with Sentinel's own ``check_delivery`` (msgspec) instead, and
+"durable", checked plus a durable commit of each body with Sentinel's own inbox writer (SQLite WAL,
+``synchronous=FULL``, group commits) and nothing else: what an endpoint that parses as Sentinel does
+and stores what it acknowledges must pay, so the part of the gap that is Sentinel's own is visible. Each server
 runs pinned to CPU 0; the load generator (``wrk`` if installed, else this script's asyncio client)
 runs pinned to CPU 1.
 

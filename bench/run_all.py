@@ -32,7 +32,7 @@ LIMIT_SECONDS = {"engine": 300, "memory": 400, "ingest": 1500, "end_to_end": 200
 def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["starlette", "uvicorn", "uvloop", "httptools", "apprise", "google-re2"]
+    names = ["starlette", "uvicorn", "uvloop", "httptools", "msgspec", "apprise", "google-re2"]
     found = []
     for name in names:
         with contextlib.suppress(PackageNotFoundError):  # a missing optional package is not listed
