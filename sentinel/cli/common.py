@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
 
@@ -35,3 +37,29 @@ def load_settings(path: Path) -> Settings:
         return load_config(path)
     except ErrorGroup as e:
         fail(error_lines(e))
+
+
+T = TypeVar("T")
+
+
+def with_db(settings: Settings, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
+    """Run ``fn`` on the store (in one transaction when ``write``); a missing store is a clear error."""
+    from sentinel.store import open_for_cli
+
+    try:
+        conn = open_for_cli(settings.storage.path)
+    except FileNotFoundError as e:
+        fail(str(e))
+    try:
+        if write:
+            conn.execute("BEGIN IMMEDIATE")
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+        return fn(conn)
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            fail(f"{settings.storage.path}: nothing stored yet (the daemon has not created the tables)")
+        raise
+    finally:
+        conn.close()

@@ -6,23 +6,20 @@ import asyncio
 import json
 import os
 import re
-import sqlite3
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from sentinel.cli.common import config_option, error_lines, fail, load_settings
+from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
 from sentinel.clock import SystemClock
-from sentinel.config import SECRET_ENV, Settings
+from sentinel.config import SECRET_ENV
 from sentinel.errors import ErrorGroup
 from sentinel.model import parse_timestamp
 
-T = TypeVar("T")
 _AGO = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -36,28 +33,6 @@ def parse_since(text: str, now: datetime) -> datetime:
         return parse_timestamp(text)
     except ValueError:
         raise click.BadParameter("use e.g. 30m, 2h, 7d or an ISO-8601 time") from None
-
-
-def _with_db(settings: Settings, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
-    from sentinel.store import open_for_cli
-
-    try:
-        conn = open_for_cli(settings.storage.path)
-    except FileNotFoundError as e:
-        fail(str(e))
-    try:
-        if write:
-            conn.execute("BEGIN IMMEDIATE")
-            result = fn(conn)
-            conn.execute("COMMIT")
-            return result
-        return fn(conn)
-    except sqlite3.OperationalError as e:
-        if "no such table" in str(e):
-            fail(f"{settings.storage.path}: no alerts yet (the daemon has not created the tables)")
-        raise
-    finally:
-        conn.close()
 
 
 def _echo_json(value: Any) -> None:
@@ -106,7 +81,7 @@ def register(main: click.Group) -> None:
 
         settings = load_settings(config_path)
         after = parse_since(since, SystemClock().now()) if since else None
-        rows = _with_db(settings, lambda c: list_alerts(c, after, rule_id, limit))
+        rows = with_db(settings, lambda c: list_alerts(c, after, rule_id, limit))
         for row in rows:
             if as_json:
                 _echo_json(row)
@@ -128,7 +103,7 @@ def register(main: click.Group) -> None:
         from sentinel.store.deliveries import alert_from_row, deliveries_for_alert, get_alert
 
         settings = load_settings(config_path)
-        row, deliveries = _with_db(settings, lambda c: (get_alert(c, alert_id), deliveries_for_alert(c, alert_id)))
+        row, deliveries = with_db(settings, lambda c: (get_alert(c, alert_id), deliveries_for_alert(c, alert_id)))
         if row is None:
             fail(f"no alert with id {alert_id}")
         if as_json:
@@ -150,7 +125,7 @@ def register(main: click.Group) -> None:
         from sentinel.store.deliveries import list_deliveries
 
         settings = load_settings(config_path)
-        for row in _with_db(settings, lambda c: list_deliveries(c, status, limit)):
+        for row in with_db(settings, lambda c: list_deliveries(c, status, limit)):
             if as_json:
                 _echo_json(row)
             else:
@@ -168,7 +143,7 @@ def register(main: click.Group) -> None:
             fail("give a delivery ID or --dead (not both)")
         settings = load_settings(config_path)
         now = SystemClock().now()
-        count = _with_db(settings, lambda c: requeue(c, now, delivery_id, all_dead), write=True)
+        count = with_db(settings, lambda c: requeue(c, now, delivery_id, all_dead), write=True)
         if delivery_id is not None and count == 0:
             fail(f"no delivery with id {delivery_id}")
         click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued")

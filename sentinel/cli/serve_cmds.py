@@ -20,11 +20,10 @@ import click
 
 from sentinel import log as sentinel_log
 from sentinel import systemd
-from sentinel.cli.common import config_option, error_lines, fail, load_settings
+from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
 from sentinel.secret import Secret
-from sentinel.store import open_for_cli
 from sentinel.store.events import list_events, list_quarantine
 
 log = logging.getLogger("sentinel")
@@ -217,15 +216,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
     def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
         """List stored events, oldest first."""
-        settings = load_settings(config_path)
-        try:
-            conn = open_for_cli(settings.storage.path)
-        except FileNotFoundError as e:
-            fail(str(e))
-        try:
-            rows = list_events(conn, last, event_type)
-        finally:
-            conn.close()
+        rows = with_db(load_settings(config_path), lambda conn: list_events(conn, last, event_type))
         for row in rows:
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
@@ -239,15 +230,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
     def quarantine(config_path: Path, last: int, as_json: bool) -> None:
         """List malformed events kept from deliveries: id, when, JSON path, reason, the element."""
-        settings = load_settings(config_path)
-        try:
-            conn = open_for_cli(settings.storage.path)
-        except FileNotFoundError as e:
-            fail(str(e))
-        try:
-            rows = list_quarantine(conn, last)
-        finally:
-            conn.close()
+        rows = with_db(load_settings(config_path), lambda conn: list_quarantine(conn, last))
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False) if as_json else _quarantine_line(row))
 
