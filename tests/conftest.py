@@ -66,6 +66,41 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     d.stop()
 
 
+# A one-rule pack (an alert per account lock-out), for tests that need an alert from the real daemon.
+LOCK_RULE = """
+id = "test-lock"
+title = "locked {actor.alternateId}"
+severity = "high"
+event_types = ["user.account.lock"]
+
+[[tests]]
+name = "lock"
+event = { eventType = "user.account.lock" }
+expect = true
+
+[[tests]]
+name = "other"
+event = { eventType = "user.session.start" }
+expect = false
+"""
+
+
+def alert_rules(folder: Path) -> list[str]:
+    path = folder / "state" / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["rule_id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path)
+    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
+    d = Daemon(config).start()
+    yield d
+    d.stop()
+
+
 @pytest.fixture
 def envelope_sample() -> dict[str, Any]:
     return json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))

@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
-from conftest import envelope, make_event, settled, stored, wait_for
+from conftest import alert_rules, envelope, make_event, settled, stored, wait_for
 from daemon import SECRET, Daemon, write_config
-from test_lifecycle import LOCK_RULE, alert_rules
 
 
 def detector_of(daemon: Daemon) -> int:
@@ -36,16 +34,6 @@ def metric(daemon: Daemon, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
-
-
-@pytest.fixture
-def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
-    (tmp_path / "rules").mkdir(exist_ok=True)
-    config = write_config(tmp_path)
-    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
-    d = Daemon(config).start()
-    yield d
-    d.stop()
 
 
 def test_the_detector_gets_no_secret(ruled: Daemon) -> None:

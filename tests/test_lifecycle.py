@@ -10,46 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import envelope, make_event, settled, stored, wait_for
+from conftest import LOCK_RULE, alert_rules, envelope, make_event, settled, stored, wait_for
 from daemon import Daemon, free_port, write_config
-
-LOCK_RULE = """
-id = "test-lock"
-title = "locked {actor.alternateId}"
-severity = "high"
-event_types = ["user.account.lock"]
-
-[[tests]]
-name = "lock"
-event = { eventType = "user.account.lock" }
-expect = true
-
-[[tests]]
-name = "other"
-event = { eventType = "user.session.start" }
-expect = false
-"""
 
 SESSION_RULE = LOCK_RULE.replace("test-lock", "test-session").replace("locked", "session of").replace(
     '["user.account.lock"]', '["user.session.start"]').replace(
     '{ eventType = "user.account.lock" }\nexpect = true', '{ eventType = "user.session.start" }\nexpect = true'
 ).replace('{ eventType = "user.session.start" }\nexpect = false', '{ eventType = "user.account.lock" }\nexpect = false')
-
-
-def alert_rules(folder: Path) -> list[str]:
-    path = folder / "state" / "alerts.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line)["rule_id"] for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture
-def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
-    config = write_config(tmp_path)
-    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
-    d = Daemon(config).start()
-    yield d
-    d.stop()
 
 
 def test_alert_reaches_the_log_channel(ruled: Daemon) -> None:
@@ -216,8 +183,6 @@ def test_json_logs(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in d.log().splitlines() if line.startswith("{")]
     assert any("okta delivery 1: 1 events" in entry["message"] for entry in lines)
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in lines)
-
-
 
 
 THRESHOLD_RULE = """
