@@ -59,8 +59,8 @@ def valid_challenge(challenge: str | None) -> bool:
 def check_delivery(body: bytes) -> int:
     """What intake checks before storing a body: JSON, an object, ``data.events`` an array. Returns the
     number of elements; each is checked later, when the body is unpacked (:func:`parse_delivery`)."""
-    count = _count_events_quickly(body)
-    return count if count is not None else len(_load(body)[2])
+    elements = _elements_quickly(body, "surrogatepass")
+    return len(elements) if elements is not None else len(_load(body)[2])
 
 
 class _Data(msgspec.Struct):
@@ -76,22 +76,23 @@ class _Envelope(msgspec.Struct):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
-def _count_events_quickly(body: bytes) -> int | None:
-    """The number of elements in ``data.events`` when the body is a well-formed UTF-8 delivery; None
-    for anything else, left to :func:`_load`, which has the last word and the precise error.
+def _elements_quickly(body: bytes, utf8_errors: str) -> list[msgspec.Raw] | None:
+    """The raw text of each element of ``data.events`` when the body is a well-formed UTF-8 delivery;
+    None for anything else, left to :func:`_load`, which has the last word and the precise error.
 
     Never more lenient than :func:`_load` (tests/test_okta_parse.py compares them on mutated bodies):
     msgspec refuses everything json.loads refuses except bad UTF-8 inside strings it skips, which is
-    checked here first. It also refuses some bodies json.loads takes (NaN, lone \\uD800 escapes, a BOM,
-    UTF-16): those take the slow path, with the same outcome as before.
+    checked here first (``surrogatepass``: what _load accepts; ``strict``: raw surrogate bytes refused
+    too, so that every element's text decodes). msgspec also refuses some bodies json.loads takes (NaN,
+    lone \\uD800 escapes, a BOM, UTF-16): those take the slow path, with the same outcome as before.
     """
     if not body.isascii():
         try:
-            body.decode("utf-8", "surrogatepass")  # what _load accepts: raw surrogates pass, as in json
+            body.decode("utf-8", utf8_errors)
         except UnicodeDecodeError:
             return None
     try:
-        return len(_ENVELOPE.decode(body).data.events)
+        return _ENVELOPE.decode(body).data.events
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
 
@@ -125,18 +126,10 @@ def parse_delivery(body: bytes) -> Delivery:
 
 def _element_texts(body: bytes, count: int) -> list[str] | None:
     """Each element's JSON text as delivered, so that the store keeps it instead of serialising the
-    parsed element again (44 µs an event); None for a body msgspec refuses (see
-    :func:`_count_events_quickly`) or with raw surrogate bytes, whose elements are serialised as before."""
-    if not body.isascii():
-        try:
-            body.decode("utf-8")  # strict: then every element's text decodes too
-        except UnicodeDecodeError:
-            return None
-    try:
-        elements = _ENVELOPE.decode(body).data.events
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    if len(elements) != count:  # both take the last of duplicate keys, so never; but never guess
+    parsed element again (44 µs an event); None for a body only json.loads takes, or with raw surrogate
+    bytes, whose elements are serialised as before."""
+    elements = _elements_quickly(body, "strict")
+    if elements is None or len(elements) != count:  # both take the last of duplicate keys: never unequal
         return None
     return [bytes(element).decode("utf-8") for element in elements]
 
