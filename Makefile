@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= sentinel.toml
 
-.PHONY: run test lint bench clean
+.PHONY: run test proof lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(BIN)/sentinel rules test --config $(CONFIG)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not proof"
+
+# The slow proofs (SIGKILL under load, hostile input, hostile rules): every file tests/test_proof_*.py.
+proof: $(VENV)/.installed-test
+	$(BIN)/pytest -q -m proof
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

@@ -104,3 +104,10 @@ def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def envelope_sample() -> dict[str, Any]:
     return json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in a ``test_proof_*.py`` file is a slow proof: ``make proof`` runs them, ``make test`` not."""
+    for item in items:
+        if item.path.name.startswith("test_proof_"):
+            item.add_marker(pytest.mark.proof)
