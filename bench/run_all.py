@@ -5,8 +5,8 @@ one does not hide the rest); each compares Sentinel with a baseline measured in 
 benchmarks, not tests: they print figures and never fail the build on a missed target. The exit code is
 non-zero only if a benchmark could not run at all.
 
-    python bench/run_all.py            # full run, about 6-8 minutes on a 2-core machine
-    python bench/run_all.py --quick    # smoke run, about a minute
+    python bench/run_all.py            # full run, about 11 minutes on a 2-core machine (684 s measured)
+    python bench/run_all.py --quick    # smoke run, about two minutes
     python bench/run_all.py --only engine memory
 """
 
