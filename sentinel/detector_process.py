@@ -237,7 +237,7 @@ async def _child(conn: Connection, wake_fd: int) -> None:
     stop = asyncio.Event()
 
     def routes(alert: Any) -> list[str]:
-        return route(alert, settings.channels, settings.delivery.fallback_channel)
+        return route(alert, settings.channels)
 
     def send(message: tuple[Any, ...]) -> None:
         try:

@@ -190,12 +190,14 @@ class PagerDutyMessage:
     details: Mapping[str, str]
 
 
-def dedup_key(rule_id: str, group_key: str) -> str:
-    """Rule id + group key, so repeats of one alert fold into one incident (hashed if too long)."""
-    key = f"{rule_id}:{group_key}"
+def dedup_key(alert: Alert) -> str:
+    """One PagerDuty incident per alert group: rule id + group key when the rule groups (later windows
+    of the same group fold into its open incident), else the alert's own key (one incident per alert,
+    never one per rule). Stable across re-emissions of an alert; hashed if too long."""
+    key = f"{alert.rule_id}:{alert.group_key}" if alert.group_key else alert.key
     if len(key) <= PAGERDUTY_DEDUP_LIMIT:
         return key
-    return f"{rule_id[:100]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return f"{alert.rule_id[:100]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def pagerduty_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> PagerDutyMessage:
@@ -217,7 +219,7 @@ def pagerduty_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) ->
         title=title,
         body=body,
         severity=_PAGERDUTY_SEVERITY[f.severity],
-        dedup_key=dedup_key(alert.rule_id, alert.group_key),
+        dedup_key=dedup_key(alert),
         details=details,
     )
 

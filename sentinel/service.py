@@ -25,7 +25,7 @@ from sentinel.metrics import Metrics
 from sentinel.model import Alert, parse_timestamp
 from sentinel.monitor import feed_alert
 from sentinel.notify import Channel, build_channels
-from sentinel.routing import route
+from sentinel.routing import route, routing_report
 from sentinel.rules import load_rules
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import record_evaluation
@@ -74,6 +74,7 @@ class Service:
         evaluator = build_evaluator(settings)
         self.channels: dict[str, Channel] = build_channels(settings)
         self._log_lint(evaluator)
+        self._log_routing(settings, evaluator)
         self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report)
         self.detector_process = DetectorProcess(settings, self._on_report) if detector_process else None
         self._rule_count = evaluator.rule_count
@@ -94,8 +95,19 @@ class Service:
             log.warning("rule warning: %s", warning)
         log.info("loaded %d rules", evaluator.rule_count)
 
+    @staticmethod
+    def _log_routing(settings: Settings, evaluator: RuleEvaluator) -> None:
+        """Alerts that would reach no channel: loud, but the daemon runs on (`sentinel check` fails on
+        them). Refusing to start would lose Okta's deliveries too; this way alerts are at least stored."""
+        report = routing_report(settings.channels, settings.delivery.fallback_channel, evaluator.ruleset.rules,
+                                str(settings.source or ""))
+        for problem in report.problems:
+            log.error("%s", problem)
+        for warning in report.warnings:
+            log.warning("%s", warning)
+
     def _route(self, alert: Alert) -> Sequence[str]:
-        return route(alert, self.settings.channels, self.settings.delivery.fallback_channel)
+        return route(alert, self.settings.channels)
 
     def _alerts_created(self, alert_ids: list[int]) -> None:
         for dispatcher in self.dispatchers:
@@ -125,9 +137,11 @@ class Service:
 
     def _start_dispatchers(self) -> None:
         self._dispatch_stop = asyncio.Event()
+        # A fallback that names no channel gets no report rows: nothing would ever send them.
+        fallback = self.settings.delivery.fallback_channel
         self.dispatchers, self._dispatch_tasks = start_dispatchers(
             self.channels, self.store, self.clock, self._dispatch_stop, budget=self.settings.delivery.retry_budget,
-            fallback=self.settings.delivery.fallback_channel, metrics=self.metrics)
+            fallback=fallback if fallback in self.channels else None, metrics=self.metrics)
 
     async def _stop_dispatchers(self) -> None:
         """Let sends in flight finish for a moment, then cancel them: a cancelled delivery stays
@@ -206,6 +220,7 @@ class Service:
                 if isinstance(current, RuleEvaluator):
                     evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
             self._log_lint(evaluator)
+            self._log_routing(settings, evaluator)
             await self._stop_dispatchers()
             self.settings = _keep_restart_only(settings, self.settings)
             self.channels = channels

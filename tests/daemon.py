@@ -50,8 +50,11 @@ path = "state/alerts.jsonl"
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
+                 launcher: list[str] | None = None) -> None:
         self.config = config
+        # What runs ``serve --config FILE``: the real CLI, or tests/e2e_launch.py (Apprise pointed at a capture).
+        self.launcher = launcher or [sys.executable, "-m", "sentinel"]
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
         self.env.pop("SENTINEL_OKTA_SECRET_PREVIOUS", None)
@@ -68,7 +71,7 @@ class Daemon:
     def start(self, timeout: float = 20.0) -> Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel", "serve", "--config", str(self.config)],
+            [*self.launcher, "serve", "--config", str(self.config)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent,
         )
         deadline = time.monotonic() + timeout

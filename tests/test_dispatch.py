@@ -13,10 +13,12 @@ import pytest
 from helpers_capture import CaptureServer, sample_alert
 
 from sentinel.clock import FixedClock, SystemClock
+from sentinel.config import ChannelSettings
 from sentinel.dispatch import Dispatcher, start_dispatchers
 from sentinel.metrics import Metrics
-from sentinel.model import Alert
+from sentinel.model import Alert, Severity
 from sentinel.notify import AppriseChannel, Channel, RetryPolicy
+from sentinel.routing import route
 from sentinel.store import Store
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import deliveries_for_alert, list_deliveries, redeliver
@@ -174,3 +176,35 @@ def test_dead_letter_after_budget_reported_on_fallback_and_redeliverable(
     assert report.json()["title"] == "[CRITICAL] Undelivered to pager: Super administrator granted"
     assert "alert 1 to pager is dead (retry budget spent after 6 attempts)" in caplog.text
     assert "reported on fallback" in caplog.text
+
+
+def test_a_fallback_that_already_got_the_alert_still_gets_the_dead_report(
+        tmp_path: Path, server: CaptureServer) -> None:
+    server.fail("/pager", 10_000)
+    settings = {"pager": ChannelSettings("pager", min_severity=Severity.CRITICAL),
+                "fallback": ChannelSettings("fallback", min_severity=Severity.HIGH)}
+
+    async def scenario() -> None:
+        clock = FixedClock(T0)
+        store = await open_store(tmp_path / "s.db", clock)
+        pager = Dispatcher(channel(server, "pager"), store, clock, budget=timedelta(hours=1),
+                           fallback="fallback", backoff=lambda n: timedelta(hours=2))
+        fallback = Dispatcher(channel(server, "fallback"), store, clock, fallback="fallback")
+        result = await store.write(lambda c: record_evaluation(
+            c, [], [sample_alert()], lambda a: route(a, settings), {}, [], clock.now()))
+        (alert_id,) = result.new_alerts
+        assert await fallback.run_once() == 1  # a critical alert: the fallback admits it like any channel
+        assert await pager.run_once() == 1
+        clock.advance(timedelta(hours=2))
+        assert await pager.run_once() == 1  # budget spent: dead
+        assert await fallback.run_once() == 1  # the report, although the alert itself was sent before
+        rows = {r["channel"]: r for r in await store.read(lambda c: deliveries_for_alert(c, alert_id))}
+        assert rows["pager"]["status"] == "dead" and rows["fallback"]["status"] == "sent"
+        clock.advance(timedelta(days=1))
+        assert await fallback.run_once() == 0
+        store.close()
+
+    asyncio.run(scenario())
+    titles = [r.json()["title"] for r in server.to("/fallback")]
+    assert titles == ["[CRITICAL] Super administrator granted",
+                      "[CRITICAL] Undelivered to pager: Super administrator granted"]

@@ -125,7 +125,8 @@ def test_pagerduty_severity_dedup_and_summary_limit() -> None:
     pd = render.pagerduty_message(sample_alert(context={"actor": {"alternateId": "a" * 5000}}))
     assert len(pd.title) + 2 + len(pd.body) <= render.PAGERDUTY_SUMMARY_LIMIT
     assert pd.dedup_key == "okta-admin-grant:bob@example.com"
-    assert len(render.dedup_key("r", "g" * 1000)) <= render.PAGERDUTY_DEDUP_LIMIT
+    assert len(render.dedup_key(sample_alert(group_key="g" * 1000))) <= render.PAGERDUTY_DEDUP_LIMIT
+    assert len(render.dedup_key(sample_alert(group_key="", key="k" * 1000))) <= render.PAGERDUTY_DEDUP_LIMIT
 
 
 def test_email_html_escapes_event_text() -> None:

@@ -196,11 +196,18 @@ def register(main: click.Group) -> None:
             problems.extend(error_lines(e))
             evaluator = None
         problems.extend(check_channels(settings))
+        from sentinel.routing import routing_report
+
+        routing = routing_report(settings.channels, settings.delivery.fallback_channel,
+                                 evaluator.ruleset.rules if evaluator is not None else (), str(config_path))
+        problems.extend(routing.problems)
         if problems:
             fail(problems)
         from sentinel.rules import lint
 
         for warning in lint(evaluator.ruleset) if evaluator is not None else []:
+            click.echo(f"warning: {warning}", err=True)
+        for warning in routing.warnings:
             click.echo(f"warning: {warning}", err=True)
         rules = getattr(evaluator, "rule_count", 0)
         auth = "secret set" if settings.okta.secrets else (

@@ -91,7 +91,11 @@ def schedule_retry(conn: sqlite3.Connection, delivery_id: int, error: str, next_
 
 def mark_dead(conn: sqlite3.Connection, delivery_id: int, error: str, at: datetime,
               fallback: str | None = None) -> bool:
-    """Give up on a delivery; with a fallback channel, queue the alert there (once) to report it."""
+    """Give up on a delivery; with a fallback channel, queue the alert there to report it.
+
+    The fallback may already have sent this alert as an ordinary one (it is routed like any channel):
+    that row is queued again, so the report still goes out. A fallback row still pending will carry the
+    report when it is sent; one that is dead stays dead."""
     now = format_timestamp(at)
     cur = conn.execute(
         "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? "
@@ -100,8 +104,11 @@ def mark_dead(conn: sqlite3.Connection, delivery_id: int, error: str, at: dateti
         return False
     if fallback:
         conn.execute(
-            "INSERT OR IGNORE INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, created_at, "
-            "updated_at) SELECT alert_id, ?, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ?",
+            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, created_at, "
+            "updated_at) SELECT alert_id, ?, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
+            "ON CONFLICT (alert_id, channel) DO UPDATE SET status = 'pending', attempts = 0, "
+            "next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at, "
+            "updated_at = excluded.updated_at, sent_at = NULL, last_error = NULL WHERE status = 'sent'",
             (fallback, now, now, now, delivery_id, fallback))
     return True
 
