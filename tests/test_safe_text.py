@@ -51,7 +51,8 @@ def test_json_line_escapes_what_json_dumps_leaves_raw_and_means_the_same() -> No
 
 
 def test_slack_formatting_characters_become_look_alikes() -> None:
-    assert mrkdwn_inert("*bold* _it_ ~gone~ `code`") == "\u2217bold\u2217 \u02cdit\u02cd \u223cgone\u223c \u02cbcode\u02cb"
+    assert mrkdwn_inert("*bold* _it_ ~gone~ `code`") == (
+        "\u2217bold\u2217 \u02cdit\u02cd \u223cgone\u223c \u02cbcode\u02cb")
     assert mrkdwn_inert("> quoted") == "\uff1e quoted"
     assert mrkdwn_inert("first_last@example.com") == "first_last@example.com"  # no italics inside a word
 

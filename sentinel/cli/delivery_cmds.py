@@ -197,15 +197,17 @@ def _delivery_line(d: dict[str, Any]) -> str:
 
 
 def sample_alert(now: datetime) -> Any:
-    from sentinel.model import Alert, Severity
+    from sentinel.alert_context import AlertContext, Party
+    from sentinel.model import Alert, Severity, format_timestamp
 
     return Alert(
         key=f"sentinel-test:{now.timestamp()}", rule_id="sentinel-notify-test", severity=Severity.INFO,
         title="Sentinel test alert", summary="This is a test of the channel, sent by `sentinel notify test`.",
         group_key="test", first_seen=now, last_seen=now, count=1, event_uuids=("00000000-test",),
-        context={"event_type": "sentinel.notify.test",
-                 "actor": {"alternateId": "sentinel@localhost", "displayName": "Sentinel"},
-                 "targets": [{"type": "Channel", "alternateId": "test", "displayName": "this channel"}],
-                 "outcome_result": "SUCCESS", "published": now.isoformat(), "uuid": "00000000-test",
-                 "runbook": "Nothing to do: if you can read this, the channel works."},
+        context=AlertContext(
+            event_type="sentinel.notify.test", event_uuid="00000000-test", published=format_timestamp(now),
+            actor=Party(alternate_id="sentinel@localhost", display_name="Sentinel"),
+            targets=(Party(alternate_id="test", display_name="this channel", type="Channel"),),
+            outcome_result="SUCCESS", rule_id="sentinel-notify-test",
+            runbook="Nothing to do: if you can read this, the channel works."),
     )

@@ -70,7 +70,7 @@ def _insert_alert(conn: sqlite3.Connection, alert: Alert, now: str) -> int:
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (alert.key, alert.rule_id, alert.severity.label, int(alert.severity), alert.title, alert.summary,
          alert.group_key, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen), alert.count,
-         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context), now, now),
+         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context.as_dict()), now, now),
     )
     return int(cursor.lastrowid or 0)
 
