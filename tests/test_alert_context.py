@@ -10,8 +10,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sentinel import render
 from sentinel.alert_context import AlertContext
-from sentinel.rule_tests import raised_alerts
+from sentinel.engine import EngineState, evaluate
+from sentinel.model import Alert
+from sentinel.rule_model import RuleSet
+from sentinel.rule_tests import event_from_dict, raised_alerts
 from sentinel.rules import load_rules
 from sentinel.store import Store
 from sentinel.store.alerts import record_evaluation
@@ -76,3 +80,34 @@ def test_a_stored_context_of_any_shape_reads_back_without_error() -> None:
     assert odd.actor.alternate_id == "x" and odd.targets == () and odd.window_seconds is None
     assert [s.uuid for s in odd.samples] == ["2"] and odd.distinct_count is None
     assert odd.references == ("https://a",) and odd.tags == ("t",)
+
+
+def test_an_alert_that_grew_is_delivered_with_the_context_of_its_latest_version(tmp_path: Path) -> None:
+    """Six more users join a spray after it was stored: the message states 16 distinct users, not 10."""
+    rule = PACK.get("okta-password-spraying")
+    assert rule is not None
+    spray = next(t for t in rule.tests if t.expect == 1)
+    later = [{**spray.events[-1], "uuid": f"later-{i}", "published": f"2026-01-01T10:1{i}:00Z",
+              "actor": {"alternateId": f"late{i}@example.com"}} for i in range(6)]
+    events = sorted((event_from_dict(e) for e in (*spray.events, *later)), key=lambda e: e.published)
+    ruleset, state = RuleSet([rule]), EngineState()
+    now = datetime.now(UTC)
+
+    async def run() -> Alert:
+        store = Store(tmp_path / "sentinel.db")
+        store.start(now)
+        try:
+            nonlocal state
+            for event in events:  # one detector batch per event: each emission is recorded as it comes
+                alerts, state = evaluate(ruleset, event, state, event.published)
+                await store.write(lambda c, a=alerts, e=event: record_evaluation(  # type: ignore[misc]
+                    c, [e.uuid], a, lambda _: ["log"], {}, [], now))
+            (due,) = await store.read(lambda c: due_deliveries(c, "log", now))
+            return due.alert
+        finally:
+            store.close()
+
+    alert = asyncio.run(run())
+    assert alert.count == 16 and alert.context.distinct_count == 16
+    assert alert.context.event_uuid == "later-5" and alert.context.actor.alternate_id == "late5@example.com"
+    assert "16 distinct actor.alternateId (first 10 shown)" in render.email_message(alert).text
