@@ -23,7 +23,7 @@ from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.operators import as_text
-from sentinel.rule_context import event_context, short_event
+from sentinel.rule_context import alert_context, short_event
 from sentinel.rule_model import Rule, RuleSet
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -183,24 +183,8 @@ def _published(micros: int) -> str:
 def _make_alert(
     rule: Rule, event: Event, data: Mapping[str, Any], key: str, group_key: str, record: Mapping[str, Any]
 ) -> Alert:
-    context = event_context(data, event.event_type, event.uuid, format_timestamp(event.published))
-    context.update(
-        rule_id=rule.id,
-        description=rule.description,
-        runbook=rule.runbook,
-        references=list(rule.references),
-        tags=list(rule.tags),
-        group_key=group_key,
-        group_by=[p.text for p in rule.group_by],
-        samples=list(record.get("samples", ())),
-    )
-    if rule.threshold is not None:
-        context.update(window_seconds=rule.threshold.window_seconds, threshold=rule.threshold.count)
-        if rule.threshold.distinct is not None:
-            context.update(distinct_field=rule.threshold.distinct.text, distinct_count=record.get("distinct_count", 0))
-            context["distinct_values"] = list(record.get("distinct", ()))[:20]
-    if rule.throttle_seconds is not None:
-        context["throttle_seconds"] = rule.throttle_seconds
+    context = alert_context(rule, data, event.event_type, event.uuid, format_timestamp(event.published),
+                            group_key, record)
     return Alert(
         key=key,
         rule_id=rule.id,

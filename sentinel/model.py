@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
+from sentinel.alert_context import AlertContext
+
 
 class Severity(IntEnum):
     """Alert severity, ordered so that ``>=`` means "at least as severe"."""
@@ -93,8 +95,8 @@ class Alert:
     last_seen: datetime
     count: int
     event_uuids: tuple[str, ...]
-    # Rendering context: a few fields of the triggering event(s), window, runbook, references.
-    context: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # What the messages state: one event's facts, the rule's runbook, the window and distinct values.
+    context: AlertContext = field(default_factory=AlertContext, compare=False)
     # Channels named by the rule; None routes by each channel's min_severity.
     channels: tuple[str, ...] | None = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sentinel.alert_context import AlertContext, Party
 from sentinel.model import Alert, Severity, format_timestamp
 
 SILENT_RULE = "sentinel.feed_silent"
@@ -43,7 +44,8 @@ def _alert(rule_id: str, severity: Severity, anchor: datetime, now: datetime, ti
     return Alert(
         key=f"{rule_id}:{stamp}", rule_id=rule_id, severity=severity, title=title, summary=summary,
         group_key="okta-feed", first_seen=anchor, last_seen=now, count=1, event_uuids=(),
-        context={"event_type": "sentinel.self_monitoring", "description": summary,
-                 "runbook": "Check the Okta Event Hook (Admin Console > Workflow > Event Hooks) and the path "
-                            "from Okta to this host; see README 'Self-monitoring'."},
+        context=AlertContext(event_type="sentinel.self_monitoring", actor=Party(display_name="Sentinel"),
+                             rule_id=rule_id, description=summary,
+                             runbook="Check the Okta Event Hook (Admin Console > Workflow > Event Hooks) and "
+                                     "the path from Okta to this host; see README 'Self-monitoring'."),
     )

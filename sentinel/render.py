@@ -22,6 +22,7 @@ from sentinel.render_facts import (
     facts,
     okta_event_link,
 )
+from sentinel.safe_text import mrkdwn_inert
 
 __all__ = ["DEFAULT_OPTIONS", "Facts", "RenderOptions", "clean", "facts", "okta_event_link"]
 
@@ -58,11 +59,13 @@ _PAGERDUTY_SEVERITY = {
 # --- Slack ---------------------------------------------------------------------------------------
 # The body is CommonMark: Apprise's Slack plugin converts it to mrkdwn and entity-escapes ``&``, but
 # passes ``<!channel>``-style text through, so event text has ``<>[]\\`` backslash-escaped here
-# (Apprise turns ``\\<`` into ``&lt;`` and ``\\[`` into a literal ``[``: no mention, no link).
+# (Apprise turns ``\\<`` into ``&lt;`` and ``\\[`` into a literal ``[``: no mention, no link), and
+# Slack's own formatting characters swapped for look-alikes (no escape exists for them in mrkdwn).
 
 
 def slack_escape(text: str) -> str:
-    """Escape event text so it cannot form a Slack mention (``<!channel>``) or a link."""
+    """Escape event text so it cannot form a Slack mention (``<!channel>``), a link, or formatting."""
+    text = mrkdwn_inert(text)
     for ch in ("\\", "<", ">", "[", "]"):
         text = text.replace(ch, "\\" + ch)
     return text
@@ -203,9 +206,8 @@ def dedup_key(alert: Alert) -> str:
 def pagerduty_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> PagerDutyMessage:
     f = facts(alert, options)
     title = subject(f)[:200]
-    body = f.sentence
-    if f.threshold:
-        body += " " + f.threshold
+    body = " ".join(p for p in (f.sentence, f"{f.threshold}." if f.threshold else "",
+                                f"Distinct values: {f.distinct}." if f.distinct else "") if p)
     room = PAGERDUTY_SUMMARY_LIMIT - len(title) - 2
     if len(body) > room:
         body = body[: room - 1] + "…"
@@ -257,6 +259,9 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
     if f.threshold:
         record["threshold"] = f.threshold
         record["samples"] = list(f.samples)
+    if f.distinct:
+        record.update(distinct=f.distinct, distinct_field=f.distinct_field, distinct_count=f.distinct_count,
+                      distinct_values=list(f.distinct_values))
     return record
 
 

@@ -1,46 +1,73 @@
 """What every alert message states, extracted from an alert as clean one-line text. Pure.
 
-Every value in ``alert.context`` came from an Okta event, so it is hostile text: control characters
-are flattened (no forged extra lines) and lengths are capped here; each message format then escapes
-for its own syntax (``sentinel.render``).
+Every value in ``alert.context`` came from an Okta event, so it is hostile text: control, bidi and
+invisible characters are shown as escapes (no forged lines, no reordered text, see
+:mod:`sentinel.safe_text`) and lengths are capped here; each message format then escapes for its own
+syntax (``sentinel.render``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from sentinel.alert_context import AlertContext, Party
 from sentinel.model import Alert, Severity, format_timestamp, parse_timestamp
+from sentinel.safe_text import inert
 
 FIELD_LIMIT = 300  # one event-supplied value
 MAX_TARGETS = 5
 MAX_SAMPLES = 5
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+MAX_DISTINCT_SHOWN = 10
+_SUCCESS = frozenset({"", "SUCCESS", "ALLOW"})
+_FAILURE = frozenset({"FAILURE", "DENY"})
 
-# What the actor did, for the one-sentence summary; other event types fall back to the type itself.
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """How the one-sentence summary phrases an event type: ``done`` for a success, ``verb`` after
+    "failed to" / "tried to"; ``prep`` introduces the targets, ``target_type`` (if the event has such
+    targets) picks the ones the sentence names. ``neutral``: the outcome is not whether the action
+    happened (a lock-out is logged as a FAILURE of the sign-in that caused it)."""
+
+    done: str
+    verb: str
+    prep: str = ""
+    neutral: bool = False
+    target_type: str | None = None
+
+
+# What the actor did; other event types fall back to the type itself.
 _ACTIONS = {
-    "user.account.privilege.grant": "granted admin privileges to",
-    "user.account.privilege.revoke": "revoked admin privileges from",
-    "group.privilege.grant": "granted admin privileges to group",
-    "app.oauth2.client.privilege.grant": "granted admin privileges to OAuth app",
-    "user.account.report_suspicious_activity_by_enduser": "reported suspicious activity on",
-    "system.org.rate_limit.warning": "approached an org rate limit on",
-    "system.org.rate_limit.violation": "exceeded an org rate limit on",
-    "user.session.start": "signed in to",
-    "user.authentication.auth_via_mfa": "authenticated with MFA to",
-    "user.account.lock": "locked out",
-    "user.mfa.factor.reset_all": "reset all MFA factors of",
-    "system.api_token.create": "created API token",
-    "policy.lifecycle.deactivate": "deactivated policy",
-    "policy.lifecycle.delete": "deleted policy",
-    "policy.rule.deactivate": "deactivated policy rule",
-    "policy.rule.delete": "deleted policy rule",
-    "system.idp.lifecycle.create": "created identity provider",
-    "system.idp.lifecycle.update": "changed identity provider",
+    "user.account.privilege.grant": Action("granted admin privileges", "grant admin privileges", "to", False,
+                                           "User"),
+    "user.account.privilege.revoke": Action("revoked admin privileges", "revoke admin privileges", "from", False,
+                                            "User"),
+    "group.privilege.grant": Action("granted admin privileges", "grant admin privileges", "to group", False,
+                                    "UserGroup"),
+    "app.oauth2.client.privilege.grant": Action("granted admin privileges", "grant admin privileges",
+                                                "to OAuth app"),
+    "user.account.report_suspicious_activity_by_enduser": Action("reported suspicious activity",
+                                                                 "report suspicious activity", "on"),
+    "system.org.rate_limit.warning": Action("approached an org rate limit", "", "on", True, "URL Pattern"),
+    "system.org.rate_limit.violation": Action("exceeded an org rate limit", "", "on", True, "URL Pattern"),
+    "user.session.start": Action("signed in", "sign in", "to"),
+    "user.authentication.authenticate": Action("authenticated", "authenticate", "to"),
+    "user.authentication.auth_via_mfa": Action("authenticated with MFA", "authenticate with MFA", "to"),
+    "user.authentication.sso": Action("signed in with SSO", "sign in with SSO", "to"),
+    "user.account.lock": Action("was locked out", "", "", neutral=True),
+    "user.mfa.factor.reset_all": Action("reset all MFA factors", "reset all MFA factors", "of"),
+    "system.api_token.create": Action("created an API token", "create an API token"),
+    "policy.lifecycle.deactivate": Action("deactivated policy", "deactivate policy"),
+    "policy.lifecycle.delete": Action("deleted policy", "delete policy"),
+    "policy.rule.deactivate": Action("deactivated policy rule", "deactivate policy rule"),
+    "policy.rule.delete": Action("deleted policy rule", "delete policy rule"),
+    "system.idp.lifecycle.create": Action("created identity provider", "create identity provider"),
+    "system.idp.lifecycle.update": Action("changed identity provider", "change identity provider"),
+    "sentinel.notify.test": Action("sent a test alert", "send a test alert", "to"),
+    "sentinel.self_monitoring": Action("watches the Okta event feed", "", neutral=True),
 }
 
 
@@ -55,10 +82,10 @@ DEFAULT_OPTIONS = RenderOptions()
 
 
 def clean(value: Any, limit: int = FIELD_LIMIT) -> str:
-    """Hostile value → one line of plain text, at most ``limit`` characters."""
+    """Hostile value → one line of plain text, at most ``limit`` characters, nothing a terminal acts on."""
     if value is None or isinstance(value, (dict, list, tuple, set)):
         return ""
-    text = _CONTROL.sub(" ", str(value)).strip()
+    text = inert(str(value)).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -106,6 +133,11 @@ class Facts:
     rule_id: str
     group_key: str
     references: tuple[str, ...] = field(default=())
+    # Distinct-count alerts: the line, the field counted, the total and the first values.
+    distinct: str = ""
+    distinct_field: str = ""
+    distinct_count: int | None = None
+    distinct_values: tuple[str, ...] = ()
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows, in reading order, skipping empty values."""
@@ -122,32 +154,22 @@ class Facts:
             ("Local time", self.time_local),
             ("Event uuid", self.uuid),
             ("Threshold", self.threshold),
+            ("Distinct values", self.distinct),
             ("Runbook", self.runbook),
             ("Rule", self.rule_id),
         ]
         return [(label, value) for label, value in rows if value]
 
 
-def _text_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (clean(value),) if value.strip() else ()
-    if isinstance(value, (list, tuple)):
-        return tuple(c for c in (clean(v) for v in value[:10]) if c)
-    return ()
-
-
-def _who(entity: Any) -> str:
-    if not isinstance(entity, Mapping):
-        return clean(entity)
-    name, alt = clean(entity.get("displayName"), 120), clean(entity.get("alternateId"), 160)
+def _who(party: Party) -> str:
+    name, alt = clean(party.display_name, 120), clean(party.alternate_id, 160)
     if name and alt and name != alt:
         return f"{name} ({alt})"
-    return alt or name
+    return alt or name or clean(party.id, 120)
 
 
-def _target(entity: Any) -> str:
-    who = _who(entity)
-    kind = clean(entity.get("type"), 60) if isinstance(entity, Mapping) else ""
+def _target(party: Party) -> str:
+    who, kind = _who(party), clean(party.type, 60)
     return f"{who} [{kind}]" if who and kind else who or kind
 
 
@@ -162,35 +184,82 @@ def _when(moment: datetime) -> str:
     return format_timestamp(moment).replace("T", " ")[:19] + " UTC"
 
 
-def _duration(seconds: Any) -> str:
-    try:
-        total = int(float(seconds))
-    except (TypeError, ValueError):
+def _duration(seconds: int | None) -> str:
+    if seconds is None or seconds <= 0:
         return ""
     for unit, size in (("h", 3600), ("min", 60)):
-        if total >= size and total % size == 0:
-            return f"{total // size} {unit}"
-    return f"{total} s"
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def sentence(ctx: AlertContext) -> str:
+    """One sentence saying who did what to whom, and whether it worked (``outcome.result``/``reason``)."""
+    event_type = clean(ctx.event_type, 120)
+    action = _ACTIONS.get(event_type) or Action(f"performed {event_type or 'an action'}",
+                                                f"perform {event_type or 'an action'}", "on")
+    result = clean(ctx.outcome_result, 40).upper()
+    reason = clean(ctx.outcome_reason, 120)
+    if action.neutral or result in _SUCCESS:
+        verb, why = action.done, (reason if result not in _SUCCESS else "")
+    elif result == "DENY":
+        verb, why = f"was denied when trying to {action.verb}", reason
+    elif result == "FAILURE":
+        verb, why = f"failed to {action.verb}", reason
+    else:  # CHALLENGE, SKIPPED, UNKNOWN, anything else: say what Okta said
+        verb, why = f"tried to {action.verb}", f"outcome {result}" + (f": {reason}" if reason else "")
+    # Roles granted are named with the action; the other targets (of the action's type) after it.
+    roles = [n for n in (clean(t.display_name, 120) or _who(t) for t in ctx.targets if t.type == "ROLE") if n]
+    chosen = [t for t in ctx.targets if t.type == action.target_type] or [
+        t for t in ctx.targets if t.type not in ("ROLE", "ROLE_ASSIGNED")]
+    names = [n for n in (_whom(t, ctx.actor) for t in chosen[:3]) if n]
+    whom = ", ".join(names) + (f" and {len(chosen) - 3} more" if len(chosen) > 3 else "")
+    what = f" ({', '.join(roles[:3])})" if roles else ""
+    on = " " + " ".join(p for p in (action.prep, whom) if p) if whom else ""
+    because = f" ({why})" if why else ""
+    return f"{_who(ctx.actor) or 'Unknown actor'} {verb}{what}{on}{because}."
+
+
+def _whom(target: Party, actor: Party) -> str:
+    if target.alternate_id and target.alternate_id == actor.alternate_id:
+        return "their own account"
+    return _who(target)
+
+
+def _distinct(ctx: AlertContext) -> tuple[str, tuple[str, ...]]:
+    """The distinct-values line (the first ten, with the total) and the values shown."""
+    if ctx.distinct_field is None:
+        return "", ()
+    values = tuple(v for v in (clean(x, 160) for x in ctx.distinct_values[:MAX_DISTINCT_SHOWN]) if v)
+    total = max(ctx.distinct_count or 0, len(ctx.distinct_values))
+    shown = f" (first {len(values)} shown)" if total > len(values) else ""
+    line = f"{total} distinct {clean(ctx.distinct_field, 120)}{shown}: {', '.join(values)}"
+    return line, values
+
+
+def _threshold(alert: Alert, ctx: AlertContext) -> str:
+    """How many events over which span for which group, and what makes the rule fire and fold."""
+    window, hold = _duration(ctx.window_seconds), _duration(ctx.throttle_seconds)
+    if not window and alert.count <= 1:
+        return ""
+    group = clean(alert.group_key or ctx.group_key, 200)
+    text = (f"{alert.count} event{'s' if alert.count != 1 else ''}" + (f" within {window}" if window else "")
+            + (f" for {group}" if group else "")
+            + f" (first {_when(alert.first_seen)}, last {_when(alert.last_seen)})")
+    if ctx.threshold is not None:
+        counted = f"distinct {clean(ctx.distinct_field, 120)}" if ctx.distinct_field else "events"
+        text += f"; the rule fires at {ctx.threshold} {counted}" + (f" within {window}" if window else "")
+    if hold:
+        text += f"; matches within {hold} fold into this alert"
+    return text
 
 
 def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
-    ctx: Mapping[str, Any] = alert.context if isinstance(alert.context, Mapping) else {}
-    event_type = clean(ctx.get("event_type"), 120)
-    actor = ctx.get("actor")
-    actor_text = _who(actor)
-    actor_id = clean(actor.get("alternateId"), 160) if isinstance(actor, Mapping) else ""
-    raw_targets = ctx.get("targets")
-    targets = tuple(
-        t for t in (_target(x) for x in (raw_targets if isinstance(raw_targets, list) else [])) if t
-    )
-    extra = len(targets) - MAX_TARGETS
-    shown = targets[:MAX_TARGETS] + ((f"and {extra} more",) if extra > 0 else ())
-    place = ", ".join(p for p in (clean(ctx.get("city"), 80), clean(ctx.get("country"), 80)) if p)
-    ip = clean(ctx.get("client_ip"), 64)
-    client = f"{ip} ({place})" if ip and place else ip or place
-    result, reason = clean(ctx.get("outcome_result"), 40), clean(ctx.get("outcome_reason"), 255)
-    outcome = f"{result}: {reason}" if result and reason else result or reason
-    moment = _moment(ctx.get("published"), alert.last_seen)
+    ctx = alert.context if isinstance(alert.context, AlertContext) else AlertContext()
+    place = ", ".join(p for p in (clean(ctx.city, 80), clean(ctx.country, 80)) if p)
+    ip = clean(ctx.client_ip, 64)
+    result, reason = clean(ctx.outcome_result, 40), clean(ctx.outcome_reason, 255)
+    moment = _moment(ctx.published, alert.last_seen)
     local = ""
     if options.tz is not None:
         zone_name = clean(options.tz_name, 60) or str(options.tz)
@@ -198,47 +267,39 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
             local = moment.astimezone(options.tz).strftime("%Y-%m-%d %H:%M:%S %Z") + f" ({zone_name})"
         except OverflowError:  # an event stamped at the edge of year 1 or 9999: UTC is still shown
             local = ""
-    action = _ACTIONS.get(event_type, f"performed {event_type or 'an action'} on")
-    target_names = [_who(x) for x in (raw_targets if isinstance(raw_targets, list) else [])[:3]]
-    target_text = ", ".join(t for t in target_names if t) or "(no target)"
-    sentence = f"{actor_text or 'Unknown actor'} {action} {target_text}."
-    uuid = clean(ctx.get("uuid"), 80) or (clean(alert.event_uuids[-1], 80) if alert.event_uuids else "")
-    threshold, samples = "", tuple[str, ...]()
-    window = _duration(ctx.get("window_seconds"))
-    if window or alert.count > 1:
-        fields = ", ".join(_text_list(ctx.get("group_fields"))) or "group"
-        over = f" within {window}" if window else ""
-        threshold = (
-            f"{alert.count} events{over} for {fields} = {clean(alert.group_key, 200)} "
-            f"(first {_when(alert.first_seen)}, last {_when(alert.last_seen)})"
-        )
-        raw_samples = ctx.get("samples")
-        rows = []
-        for s in (raw_samples if isinstance(raw_samples, list) else [])[:MAX_SAMPLES]:
-            if isinstance(s, Mapping):
-                when = _when(_moment(s.get("published"), alert.last_seen))
-                parts = [when, _who(s.get("actor")), clean(s.get("ip"), 64), clean(s.get("uuid"), 80)]
-                rows.append(" · ".join(p for p in parts if p))
-        samples = tuple(rows)
+    targets = tuple(t for t in (_target(x) for x in ctx.targets) if t)
+    extra = len(targets) - MAX_TARGETS
+    uuid = clean(ctx.event_uuid, 80)
+    threshold = _threshold(alert, ctx)
+    samples = tuple(
+        " · ".join(p for p in (_when(_moment(s.published, alert.last_seen)), clean(s.actor, 160),
+                               clean(s.ip, 64), clean(s.uuid, 80)) if p)
+        for s in ctx.samples[:MAX_SAMPLES]
+    ) if threshold else ()
+    distinct, distinct_values = _distinct(ctx)
     return Facts(
         severity=alert.severity,
         title=clean(alert.title, 250) or clean(alert.rule_id, 120) or "Sentinel alert",
         summary=clean(alert.summary, 500),
-        sentence=sentence,
-        event_type=event_type,
-        actor=actor_id or actor_text,
-        targets=shown,
-        client=client,
-        user_agent=clean(ctx.get("user_agent"), 250),
-        outcome=outcome,
+        sentence=sentence(ctx),
+        event_type=clean(ctx.event_type, 120),
+        actor=clean(ctx.actor.alternate_id, 160) or _who(ctx.actor),
+        targets=targets[:MAX_TARGETS] + ((f"and {extra} more",) if extra > 0 else ()),
+        client=f"{ip} ({place})" if ip and place else ip or place,
+        user_agent=clean(ctx.user_agent, 250),
+        outcome=f"{result}: {reason}" if result and reason else result or reason,
         time_utc=_when(moment),
         time_local=local,
         uuid=uuid,
-        runbook=clean(ctx.get("runbook"), 500),
+        runbook=clean(ctx.runbook, 500),
         link=okta_event_link(options.org_url, uuid),
         threshold=threshold,
         samples=samples,
         rule_id=clean(alert.rule_id, 120),
         group_key=clean(alert.group_key, 200),
-        references=_text_list(ctx.get("references"))[:5],
+        references=tuple(r for r in (clean(x) for x in ctx.references[:5]) if r),
+        distinct=distinct,
+        distinct_field=clean(ctx.distinct_field, 120),
+        distinct_count=ctx.distinct_count,
+        distinct_values=distinct_values,
     )

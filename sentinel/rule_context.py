@@ -1,14 +1,17 @@
-"""What an alert message needs from its event(s): plain JSON-able values, short and safe to render."""
+"""What an alert message needs from its event(s): short text values in an :class:`AlertContext`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sentinel.alert_context import AlertContext, Party, Sample
 from sentinel.operators import as_text
+from sentinel.rule_model import Rule
 
 MAX_TARGETS = 10
 MAX_FIELD_CHARS = 512
+MAX_DISTINCT_VALUES = 20
 
 
 def _get(data: Any, *keys: str) -> str | None:
@@ -22,7 +25,7 @@ def _get(data: Any, *keys: str) -> str | None:
 
 
 def short_event(data: Mapping[str, Any], uuid: str, published: str) -> dict[str, Any]:
-    """The few fields a message shows per sample event."""
+    """The few fields a message shows per sample event (kept as JSON in rule state)."""
     return {
         "uuid": uuid,
         "published": published,
@@ -31,33 +34,55 @@ def short_event(data: Mapping[str, Any], uuid: str, published: str) -> dict[str,
     }
 
 
-def event_context(data: Mapping[str, Any], event_type: str, uuid: str, published: str) -> dict[str, Any]:
-    targets_raw = data.get("target") if isinstance(data, dict) else None
-    targets = []
-    if isinstance(targets_raw, list):
-        for target in targets_raw[:MAX_TARGETS]:
-            if isinstance(target, dict):
-                targets.append(
-                    {
-                        "type": _get(target, "type"),
-                        "alternateId": _get(target, "alternateId"),
-                        "displayName": _get(target, "displayName"),
-                    }
-                )
-    return {
-        "event_type": event_type,
-        "event_uuid": uuid,
-        "published": published,
-        "actor": {
-            "alternateId": _get(data, "actor", "alternateId"),
-            "displayName": _get(data, "actor", "displayName"),
-        },
-        "targets": targets,
-        "client_ip": _get(data, "client", "ipAddress"),
-        "city": _get(data, "client", "geographicalContext", "city"),
-        "country": _get(data, "client", "geographicalContext", "country"),
-        "user_agent": _get(data, "client", "userAgent", "rawUserAgent"),
-        "outcome_result": _get(data, "outcome", "result"),
-        "outcome_reason": _get(data, "outcome", "reason"),
-        "display_message": _get(data, "displayMessage"),
-    }
+def _party(entity: Any) -> Party:
+    return Party(alternate_id=_get(entity, "alternateId"), display_name=_get(entity, "displayName"),
+                 type=_get(entity, "type"), id=_get(entity, "id"))
+
+
+def alert_context(
+    rule: Rule, data: Mapping[str, Any], event_type: str, uuid: str, published: str, group_key: str,
+    record: Mapping[str, Any],
+) -> AlertContext:
+    """The context of an alert the event ``data`` (``uuid``, ``published``) produced under ``rule``.
+
+    Actor, targets, client, outcome, time and uuid all come from this one event; ``record`` is the
+    engine's record of the alert (samples and, for distinct counts, the values counted).
+    """
+    raw_targets = data.get("target") if isinstance(data, dict) else None
+    targets = tuple(_party(t) for t in raw_targets[:MAX_TARGETS] if isinstance(t, dict)) if isinstance(
+        raw_targets, list) else ()
+    threshold = rule.threshold
+    distinct = threshold.distinct if threshold is not None else None
+    return AlertContext(
+        event_type=event_type,
+        event_uuid=uuid,
+        published=published,
+        actor=_party(data.get("actor")),
+        targets=targets,
+        client_ip=_get(data, "client", "ipAddress"),
+        city=_get(data, "client", "geographicalContext", "city"),
+        country=_get(data, "client", "geographicalContext", "country"),
+        user_agent=_get(data, "client", "userAgent", "rawUserAgent"),
+        outcome_result=_get(data, "outcome", "result"),
+        outcome_reason=_get(data, "outcome", "reason"),
+        display_message=_get(data, "displayMessage"),
+        rule_id=rule.id,
+        description=rule.description,
+        runbook=rule.runbook,
+        references=rule.references,
+        tags=rule.tags,
+        group_key=group_key,
+        group_by=tuple(p.text for p in rule.group_by),
+        samples=_samples(record.get("samples", ())),
+        window_seconds=threshold.window_seconds if threshold is not None else None,
+        threshold=threshold.count if threshold is not None else None,
+        distinct_field=distinct.text if distinct is not None else None,
+        distinct_count=int(record.get("distinct_count", 0)) if distinct is not None else None,
+        distinct_values=tuple(str(v) for v in record.get("distinct", ()))[:MAX_DISTINCT_VALUES]
+        if distinct is not None else (),
+        throttle_seconds=rule.throttle_seconds,
+    )
+
+
+def _samples(raw: Iterable[Any]) -> tuple[Sample, ...]:
+    return tuple(s for s in map(Sample.from_dict, raw) if s is not None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentinel.engine import EngineState, evaluate
-from sentinel.model import Event, parse_timestamp
+from sentinel.model import Alert, Event, parse_timestamp
 from sentinel.rule_model import Rule, RuleSet, RuleTest
 
 
@@ -33,18 +33,28 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     return Event(uuid=uuid, event_type=event_type, published=moment, data=dict(data))
 
 
-def run_test(rule: Rule, test: RuleTest) -> TestResult:
+def raised_alerts(rule: Rule, test: RuleTest) -> list[Alert]:
+    """The alerts a test's events raise under ``rule`` alone, from fresh state, in ``published`` order:
+    the latest version of each alert (its count grown by later events), in the order first raised.
+
+    Raises ValueError naming the first unusable test event.
+    """
     ruleset = RuleSet([_enabled(rule)])
     state = EngineState()
-    try:
-        events = sorted((event_from_dict(e) for e in test.events), key=lambda e: e.published)
-    except ValueError as error:
-        return TestResult(rule.id, test, False, f"bad test event: {error}")
-    keys: dict[str, Any] = {}
+    events = sorted((event_from_dict(e) for e in test.events), key=lambda e: e.published)
+    keys: dict[str, Alert] = {}
     for event in events:
         alerts, state = evaluate(ruleset, event, state, event.published)
         for alert in alerts:
             keys[alert.key] = alert
+    return list(keys.values())
+
+
+def run_test(rule: Rule, test: RuleTest) -> TestResult:
+    try:
+        keys = {alert.key: alert for alert in raised_alerts(rule, test)}
+    except ValueError as error:
+        return TestResult(rule.id, test, False, f"bad test event: {error}")
     count = len(keys)
     if isinstance(test.expect, bool):
         passed = (count > 0) == test.expect

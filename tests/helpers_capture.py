@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sentinel.alert_context import AlertContext
 from sentinel.model import Alert, Severity
 
 
@@ -146,7 +147,7 @@ def sample_alert(**overrides: Any) -> Alert:
         "outcome_result": "SUCCESS",
         "outcome_reason": None,
         "published": "2026-11-26T10:15:30.123Z",
-        "uuid": "f1e2d3c4-0000-4000-8000-000000000001",
+        "event_uuid": "f1e2d3c4-0000-4000-8000-000000000001",
         "runbook": "Confirm the grant with the actor's manager; revoke it if unexpected.",
         "references": ["https://attack.mitre.org/techniques/T1098/"],
         "tags": ["attack.t1098"],
@@ -164,7 +165,8 @@ def sample_alert(**overrides: Any) -> Alert:
         "last_seen": moment,
         "count": 1,
         "event_uuids": ("f1e2d3c4-0000-4000-8000-000000000001",),
-        "context": context,
+        # The stored JSON form, read back as the store does: overrides may be any (hostile) values.
+        "context": AlertContext.from_dict(context),
     }
     fields.update(overrides)
     return Alert(**fields)

@@ -116,9 +116,11 @@ def test_single_event_rule_alerts_once_per_event_with_context(ruleset):
     assert alert.key == "lock:u-1"
     assert alert.event_uuids == ("u-1",)
     assert alert.channels == ("slack",)
-    context = alert.context
+    context = alert.context.as_dict()  # the JSON the store keeps
+    assert context["event_uuid"] == "u-1"
     assert context["actor"] == {"alternateId": "jane@example.com", "displayName": "jane"}
-    assert context["targets"] == [{"type": "User", "alternateId": "jane@example.com", "displayName": "Jane"}]
+    assert context["targets"] == [{"type": "User", "alternateId": "jane@example.com", "displayName": "Jane",
+                                   "id": "00u1"}]
     assert (context["client_ip"], context["city"], context["country"], context["user_agent"]) == (
         "192.0.2.1", "Oslo", "Norway", "curl/8")
     assert context["outcome_result"] == "FAILURE"
@@ -148,7 +150,7 @@ def test_threshold_fires_at_count_and_folds_later_matches(ruleset):
     assert final.first_seen == T0 and final.last_seen == T0 + timedelta(minutes=4)
     assert final.event_uuids == tuple(e.uuid for e in events)
     assert final.group_key == "actor.alternateId=jane@example.com"
-    assert final.context["window_seconds"] == 600
+    assert final.context.window_seconds == 600
 
 
 def test_threshold_needs_the_events_inside_one_window(ruleset):
@@ -195,8 +197,8 @@ def test_distinct_count_needs_distinct_values(ruleset):
     assert by_rule(run(ruleset, same_user)[0], "spray") == []
     many = [event("user.session.start", T0 + timedelta(seconds=i), user=f"u{i}@x") for i in range(4)]
     alerts = by_rule(run(ruleset, many)[0], "spray")
-    assert [a.context["distinct_count"] for a in alerts] == [3, 4]
-    assert alerts[-1].context["distinct_values"] == ["u0@x", "u1@x", "u2@x", "u3@x"]
+    assert [a.context.distinct_count for a in alerts] == [3, 4]
+    assert alerts[-1].context.distinct_values == ("u0@x", "u1@x", "u2@x", "u3@x")
     assert alerts[-1].group_key == "client.ipAddress=192.0.2.1"
 
 

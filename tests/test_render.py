@@ -6,7 +6,7 @@ import ast
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,9 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel import render, render_facts
+from sentinel.engine import EngineState, evaluate
 from sentinel.model import Severity
 from sentinel.render import RenderOptions
+from sentinel.rule_model import RuleSet
+from sentinel.rule_tests import event_from_dict, raised_alerts
+from sentinel.rules import load_rules
 
+REPO = Path(__file__).resolve().parent.parent
 OPTIONS = RenderOptions(tz=ZoneInfo("Europe/Berlin"), tz_name="Europe/Berlin", org_url="https://acme.okta.com")
 UUID = "f1e2d3c4-0000-4000-8000-000000000001"
 FACTS = [
@@ -57,7 +62,8 @@ def test_every_format_states_every_fact() -> None:
         assert fact.replace("'", "&#x27;") in mail.html, fact
         assert fact in pd.title + json.dumps(dict(pd.details)), fact
         assert fact in record or fact.lower() in record, fact
-    sentence = "Mallory Admin (mallory@example.com) granted admin privileges to Bob Builder (bob@example.com)"
+    sentence = ("Mallory Admin (mallory@example.com) granted admin privileges (Super administrator) to "
+                "Bob Builder (bob@example.com).")
     assert sentence in mail.text
     assert mail.subject == "[CRITICAL] Super administrator granted"
 
@@ -104,17 +110,42 @@ def test_slack_limits_hold_for_huge_values_and_link_survives() -> None:
 
 
 def test_threshold_alert_says_how_many_over_what_window_for_which_group() -> None:
-    samples = [{"uuid": f"u-{i}", "published": f"2026-11-26T10:0{i}:00Z",
-                "actor": {"alternateId": f"user{i}@example.com"}, "ip": "198.51.100.7"} for i in range(8)]
-    alert = sample_alert(
-        count=25, group_key="198.51.100.7", title="Password spray",
-        first_seen=sample_alert().first_seen - timedelta(minutes=9),
-        context={"window_seconds": 600, "group_fields": ["client.ipAddress"], "samples": samples},
-    )
+    rule = load_rules([REPO / "rules"]).get("okta-password-spraying")
+    assert rule is not None
+    spray = next(t for t in rule.tests if t.expect == 1)
+    # Six more users fail from the same IP within the hour: they fold into the alert (count, samples grow).
+    later = [{**spray.events[-1], "uuid": f"later-{i}", "published": f"2026-01-01T10:1{i}:00Z",
+              "actor": {"alternateId": f"late{i}@example.com"}} for i in range(6)]
+    (alert,) = raised_alerts(rule, replace(spray, events=spray.events + tuple(later)))
     text = render.email_message(alert, OPTIONS).text
-    assert "25 events within 10 min for client.ipAddress = 198.51.100.7" in text
-    assert "user0@example.com" in text and "user4@example.com" in text and "user5@example.com" not in text
-    assert "25 events" in render.slack_message(alert, OPTIONS).text
+    assert "16 events within 15 min for client.ipAddress=203.0.113.7 (first 2026-01-01 10:00:00 UTC" in text
+    assert "the rule fires at 10 distinct actor.alternateId within 15 min" in text
+    assert "16 distinct actor.alternateId (first 10 shown): user0@example.com, user1@example.com" in text
+    # The samples: the event that raised the alert, then the first folded ones, five at most.
+    assert "· late3@example.com ·" in text and "late4@example.com" not in text
+    # Actor, time and uuid of one event, the latest.
+    assert "late5@example.com failed to sign in (INVALID_CREDENTIALS)." in text
+    assert "2026-01-01 10:15:00 UTC" in text and "later-5" in text
+    assert "16 events" in render.slack_message(alert, OPTIONS).text
+
+
+def test_actor_time_and_uuid_come_from_one_event_even_out_of_order() -> None:
+    """The event that completes a spray arrives last but is the oldest: the message names that one event."""
+    rule = load_rules([REPO / "rules"]).get("okta-password-spraying")
+    assert rule is not None
+    spray = next(t for t in rule.tests if t.expect == 1)
+    events = sorted((event_from_dict(e) for e in spray.events), key=lambda e: e.published)
+    ruleset, state = RuleSet([rule]), EngineState()
+    alerts = []
+    for event in events[1:] + events[:1]:
+        raised, state = evaluate(ruleset, event, state, event.published)
+        alerts += raised
+    (alert,) = alerts
+    oldest = events[0]
+    assert alert.event_uuids[-1] != oldest.uuid  # the alert's uuid list is in event-time order
+    f = render.facts(alert)
+    assert (f.actor, f.uuid, f.time_utc) == ("user0@example.com", oldest.uuid, "2026-01-01 10:00:00 UTC")
+    assert f.sentence.startswith("user0 (user0@example.com) failed to sign in")
 
 
 def test_pagerduty_severity_dedup_and_summary_limit() -> None:
@@ -140,8 +171,10 @@ context_values = st.one_of(st.none(), st.text(max_size=400), st.integers(), st.l
 
 @settings(max_examples=150, deadline=None)
 @given(st.dictionaries(st.sampled_from(["event_type", "actor", "targets", "client_ip", "city", "country",
-                                        "user_agent", "outcome_result", "outcome_reason", "published", "uuid",
-                                        "runbook", "window_seconds", "group_fields", "samples", "references"]),
+                                        "user_agent", "outcome_result", "outcome_reason", "published", "event_uuid",
+                                        "runbook", "window_seconds", "group_by", "samples", "references",
+                                        "threshold", "distinct_field", "distinct_count", "distinct_values",
+                                        "throttle_seconds"]),
                        context_values), st.text(max_size=300))
 def test_any_context_renders_within_limits(context: dict[str, object], title: str) -> None:
     alert = sample_alert(context=context, title=title)

@@ -1,4 +1,5 @@
-"""Helpers shared by CLI commands: loading config with one clear line per problem."""
+"""Helpers shared by CLI commands: loading config with one clear line per problem, and output that
+never hands event text to the terminal raw (see :mod:`sentinel.safe_text`)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from sentinel.config import Settings, load_config
 from sentinel.errors import ErrorGroup, SentinelError
+from sentinel.safe_text import inert, inert_lines, json_line
 
 DEFAULT_CONFIG = "sentinel.toml"
 
@@ -20,9 +22,24 @@ config_option = click.option(
     show_default=True, envvar="SENTINEL_CONFIG", help="Configuration file.")
 
 
+def echo(line: str, err: bool = False) -> None:
+    """One line that may hold event text: a newline or escape sequence in it is shown, not acted on."""
+    click.echo(inert(line), err=err)
+
+
+def echo_text(text: str) -> None:
+    """Text composed of lines (ours); each line made inert, so only our own line breaks remain."""
+    click.echo(inert_lines(text))
+
+
+def echo_json(value: Any) -> None:
+    """One JSON object per line, every control and bidi character \\u-escaped."""
+    click.echo(json_line(value))
+
+
 def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
     for line in [lines] if isinstance(lines, str) else lines:
-        click.echo(line, err=True)
+        echo(line, err=True)
     sys.exit(code)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
+from sentinel.cli.common import config_option, echo, echo_json, echo_text, error_lines, fail, load_settings, with_db
 from sentinel.clock import SystemClock
 from sentinel.config import SECRET_ENV
 from sentinel.errors import ErrorGroup
@@ -33,10 +33,6 @@ def parse_since(text: str, now: datetime) -> datetime:
         return parse_timestamp(text)
     except ValueError:
         raise click.BadParameter("use e.g. 30m, 2h, 7d or an ISO-8601 time") from None
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def register(main: click.Group) -> None:
@@ -61,7 +57,7 @@ def register(main: click.Group) -> None:
             fail(error_lines(e))
         results = asyncio.run(channels[channel].send_each(sample_alert(SystemClock().now())))
         for url, outcome in results:
-            click.echo(f"{'ok  ' if outcome.ok else 'FAIL'} {url}" + ("" if outcome.ok else f"  {outcome.detail}"))
+            echo(f"{'ok  ' if outcome.ok else 'FAIL'} {url}" + ("" if outcome.ok else f"  {outcome.detail}"))
         if not all(outcome.ok for _, outcome in results):
             raise SystemExit(1)
 
@@ -84,10 +80,10 @@ def register(main: click.Group) -> None:
         rows = with_db(settings, lambda c: list_alerts(c, after, rule_id, limit))
         for row in rows:
             if as_json:
-                _echo_json(row)
+                echo_json(row)
             else:
-                click.echo(f"{row['id']:>6}  {row['created_at'][:19]}  {row['severity']:<8}  {row['rule_id']}  "
-                           f"{row['title']}" + (f"  (x{row['count']})" if row["count"] > 1 else ""))
+                echo(f"{row['id']:>6}  {row['created_at'][:19]}  {row['severity']:<8}  {row['rule_id']}  "
+                     f"{row['title']}" + (f"  (x{row['count']})" if row["count"] > 1 else ""))
         if not rows and not as_json:
             click.echo("no alerts", err=True)
 
@@ -107,13 +103,17 @@ def register(main: click.Group) -> None:
         if row is None:
             fail(f"no alert with id {alert_id}")
         if as_json:
-            _echo_json({**row, "deliveries": deliveries})
+            echo_json({**row, "deliveries": deliveries})
             return
         options = render_options(settings.delivery.timezone, settings.okta.org_url)
-        click.echo(plain_text(render_facts(alert_from_row(row), options)))
-        click.echo(f"\nAlert key: {row['key']}\nEvents: {', '.join(row['event_uuids'])}\n\nDeliveries:")
+        echo_text(plain_text(render_facts(alert_from_row(row), options)))
+        echo("")
+        echo(f"Alert key: {row['key']}")
+        echo(f"Events: {', '.join(map(str, row['event_uuids']))}")
+        echo("")
+        echo("Deliveries:")
         for d in deliveries:
-            click.echo("  " + _delivery_line(d))
+            echo("  " + _delivery_line(d))
 
     @main.command()
     @config_option
@@ -127,9 +127,9 @@ def register(main: click.Group) -> None:
         settings = load_settings(config_path)
         for row in with_db(settings, lambda c: list_deliveries(c, status, limit)):
             if as_json:
-                _echo_json(row)
+                echo_json(row)
             else:
-                click.echo(f"{_delivery_line(row)}  alert {row['alert_id']}: {row['title']}")
+                echo(f"{_delivery_line(row)}  alert {row['alert_id']}: {row['title']}")
 
     @main.command()
     @config_option
@@ -197,15 +197,17 @@ def _delivery_line(d: dict[str, Any]) -> str:
 
 
 def sample_alert(now: datetime) -> Any:
-    from sentinel.model import Alert, Severity
+    from sentinel.alert_context import AlertContext, Party
+    from sentinel.model import Alert, Severity, format_timestamp
 
     return Alert(
         key=f"sentinel-test:{now.timestamp()}", rule_id="sentinel-notify-test", severity=Severity.INFO,
         title="Sentinel test alert", summary="This is a test of the channel, sent by `sentinel notify test`.",
         group_key="test", first_seen=now, last_seen=now, count=1, event_uuids=("00000000-test",),
-        context={"event_type": "sentinel.notify.test",
-                 "actor": {"alternateId": "sentinel@localhost", "displayName": "Sentinel"},
-                 "targets": [{"type": "Channel", "alternateId": "test", "displayName": "this channel"}],
-                 "outcome_result": "SUCCESS", "published": now.isoformat(), "uuid": "00000000-test",
-                 "runbook": "Nothing to do: if you can read this, the channel works."},
+        context=AlertContext(
+            event_type="sentinel.notify.test", event_uuid="00000000-test", published=format_timestamp(now),
+            actor=Party(alternate_id="sentinel@localhost", display_name="Sentinel"),
+            targets=(Party(alternate_id="test", display_name="this channel", type="Channel"),),
+            outcome_result="SUCCESS", rule_id="sentinel-notify-test",
+            runbook="Nothing to do: if you can read this, the channel works."),
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from sentinel.cli.common import error_lines, fail
+from sentinel.cli.common import echo, echo_json, error_lines, fail
 from sentinel.config import load_config
 from sentinel.errors import ErrorGroup
 from sentinel.rule_model import RuleSet
@@ -122,9 +121,9 @@ def replay_command(rule_paths: tuple[Path, ...], config_path: Path | None, files
             fail(f"{source}: cannot read: {error.__class__.__name__}: {getattr(error, 'strerror', '') or error}")
         read_events(text, source, report)
     for problem in report.problems:
-        click.echo(f"skipped: {problem}", err=True)
+        echo(f"skipped: {problem}", err=True)
     for alert in replay(ruleset, report.events, max_groups=max_groups):
-        click.echo(json.dumps(alert_json(alert), ensure_ascii=False))
+        echo_json(alert_json(alert))
 
 
 def register(main: click.Group) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import json
 import logging
 import os
 import secrets
@@ -20,7 +19,7 @@ import click
 
 from sentinel import log as sentinel_log
 from sentinel import systemd
-from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
+from sentinel.cli.common import config_option, echo, echo_json, error_lines, fail, load_settings, with_db
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
 from sentinel.secret import Secret
@@ -226,9 +225,9 @@ def register(main: click.Group) -> None:
         rows = with_db(load_settings(config_path), lambda conn: list_events(conn, last, event_type))
         for row in rows:
             if as_json:
-                click.echo(json.dumps(row, ensure_ascii=False))
+                echo_json(row)
             else:
-                click.echo(_event_line(row))
+                echo(_event_line(row))
 
     @main.command()
     @config_option
@@ -239,7 +238,10 @@ def register(main: click.Group) -> None:
         """List malformed events kept from deliveries: id, when, JSON path, reason, the element."""
         rows = with_db(load_settings(config_path), lambda conn: list_quarantine(conn, last))
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False) if as_json else _quarantine_line(row))
+            if as_json:
+                echo_json(row)
+            else:
+                echo(_quarantine_line(row))
 
 
 

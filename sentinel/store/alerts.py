@@ -70,19 +70,24 @@ def _insert_alert(conn: sqlite3.Connection, alert: Alert, now: str) -> int:
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (alert.key, alert.rule_id, alert.severity.label, int(alert.severity), alert.title, alert.summary,
          alert.group_key, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen), alert.count,
-         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context), now, now),
+         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context.as_dict()), now, now),
     )
     return int(cursor.lastrowid or 0)
 
 
 def _fold_into(conn: sqlite3.Connection, alert_id: int, known: list[str], alert: Alert, now: str) -> None:
-    """A later emission of the same alert key: keep the widest time span and the largest count."""
+    """A later emission of the same alert key: keep the widest time span and the largest count.
+
+    The message context follows the version with the largest count, so a message sent (or retried) after
+    the alert grew states its distinct values and samples, not those of its first version.
+    """
     merged = known + [u for u in alert.event_uuids if u not in set(known)]
     conn.execute(
-        "UPDATE alerts SET count = max(count, ?), first_seen = min(first_seen, ?), last_seen = max(last_seen, ?), "
-        "event_uuids = ?, updated_at = ? WHERE id = ?",
-        (alert.count, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen),
-         json.dumps(merged[:MAX_EVENT_UUIDS]), now, alert_id),
+        "UPDATE alerts SET context = CASE WHEN ? >= count THEN ? ELSE context END, count = max(count, ?), "
+        "first_seen = min(first_seen, ?), last_seen = max(last_seen, ?), event_uuids = ?, updated_at = ? "
+        "WHERE id = ?",
+        (alert.count, _dump(alert.context.as_dict()), alert.count, format_timestamp(alert.first_seen),
+         format_timestamp(alert.last_seen), json.dumps(merged[:MAX_EVENT_UUIDS]), now, alert_id),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sentinel.alert_context import AlertContext
 from sentinel.model import Alert, Severity, format_timestamp, parse_timestamp
 
 ERROR_LIMIT = 1000
@@ -43,7 +44,7 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
         first_seen=parse_timestamp(row["first_seen"]), last_seen=parse_timestamp(row["last_seen"]),
         count=int(row["count"]),
         event_uuids=tuple(json.loads(uuids) if isinstance(uuids, str) else uuids or ()),
-        context=json.loads(context) if isinstance(context, str) else context or {},
+        context=AlertContext.from_dict(json.loads(context) if isinstance(context, str) else context),
     )
 
 
