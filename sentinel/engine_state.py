@@ -143,7 +143,9 @@ class EngineState:
     def _place(self, key: str, record: dict[str, Any]) -> None:
         """File the group under its progress tier, as that tier's most recently updated."""
         progress = record.get("progress", 0)
-        tier = min(PROGRESS_TIERS, max(0, int(progress * PROGRESS_TIERS))) if type(progress) in (int, float) else 0
+        tier = 0
+        if isinstance(progress, int | float) and progress > 0:  # NaN or junk in a stored row: tier 0
+            tier = PROGRESS_TIERS if progress >= 1 else int(progress * PROGRESS_TIERS)
         old = self._tier_of.get(key)
         if old is not None and old != tier:
             del self._tiers[old][key]

@@ -389,3 +389,15 @@ def test_what_the_state_lets_go_is_counted_per_rule_and_handed_over_once(ruleset
         evaluate(broken, event("user.account.lock", T0), state, T0)
     assert state.take_rule_counts() == {("match_errors", "lock"): 3}
     assert state.match_errors == 3 and state.expired_groups == 3
+
+
+def test_a_restored_state_still_spares_the_group_about_to_fire(ruleset):
+    at = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+    spray = [event("user.session.start", next(at), user=f"v{i}@x", ip="198.51.100.9") for i in range(2)]
+    _, state = run(ruleset, spray)
+    restored = EngineState.restore(state.take_changes()[0].items(), max_groups=50)
+    flood = [event("user.session.start", next(at), user=f"f{i}@x", ip=f"10.0.{i // 256}.{i % 256}")
+             for i in range(100)]
+    last = event("user.session.start", next(at), user="v2@x", ip="198.51.100.9")
+    alerts, _ = run(ruleset, [*flood, last], restored)
+    assert [a.group_key for a in by_rule(alerts, "spray")] == ["client.ipAddress=198.51.100.9"]
