@@ -27,7 +27,6 @@ EVICTED_GROUPS = "groups_evicted"  # live groups dropped because max_groups was 
 EXPIRED_GROUPS = "groups_expired"  # groups removed because their windows ended (housekeeping)
 DROPPED_ENTRIES = "entries_dropped"  # matching events forgotten from a group (repeats of a distinct value)
 MATCH_ERRORS = "match_errors"  # a rule raised while matching (a bug; the event is skipped for it)
-RULE_COUNTS = (EVICTED_GROUPS, EXPIRED_GROUPS, DROPPED_ENTRIES, MATCH_ERRORS)
 # An event stamped further than this past ``now`` does not move the watermark (a bad clock must not
 # expire everyone's windows).
 FUTURE_SKEW = timedelta(minutes=10)
