@@ -205,7 +205,18 @@ class FieldTest:
         return all(any(p(v) for v in values) for p in self.predicates)
 
 
-def compile_field_test(path_text: str, spec: object) -> list[FieldTest]:
+@dataclass(frozen=True, slots=True)
+class NegatedTable:
+    """``not = true`` on a table of several operators: ``not (A and B)``, the whole table negated as
+    docs/rules.md says (not each operator on its own, which would be ``not A and not B``)."""
+
+    tests: tuple[Matcher, ...]
+
+    def __call__(self, data: EventData) -> bool:
+        return not all(test(data) for test in self.tests)
+
+
+def compile_field_test(path_text: str, spec: object) -> list[Matcher]:
     """``spec`` is a scalar (equals), a list (in-list) or a table of operators and modifiers."""
     path = FieldPath.parse(path_text)
     if not isinstance(spec, dict):
@@ -224,7 +235,9 @@ def compile_field_test(path_text: str, spec: object) -> list[FieldTest]:
     operators = [k for k in spec if k in OPERATORS]
     if not operators:
         raise ConditionError("names no operator")
-    tests = []
+    if negate and len(operators) > 1:
+        return [NegatedTable(tuple(compile_field_test(path_text, {**spec, "not": False})))]
+    tests: list[Matcher] = []
     for name in operators:
         operand = spec[name]
         kind = OPERATORS[name].kind
@@ -277,7 +290,7 @@ def compile_selection(spec: object) -> Matcher:
         return lambda data: any(m(data) for m in alternatives)
     if not isinstance(spec, dict) or not spec:
         raise ConditionError("a selection must be a non-empty table of field = matcher")
-    tests: list[FieldTest] = []
+    tests: list[Matcher] = []
     for path_text, matcher in spec.items():
         try:
             tests.extend(compile_field_test(path_text, matcher))

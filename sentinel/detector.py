@@ -21,6 +21,7 @@ from sentinel.errors import PayloadError, StoreError
 from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, parse_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
+from sentinel.rule_state_log import RuleStateLog
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import load_rule_state, record_evaluation
 from sentinel.store.events import events_by_uuid, pending_uuids
@@ -47,6 +48,8 @@ class DetectorReport:
     groups: int | None = None
     dropped: int | None = None
     alerts: list[tuple[str, str]] = field(default_factory=list)  # (rule id, severity) of each new alert
+    # (kind, rule id) → what rule state let go in this pass (sentinel.engine_state's kinds).
+    rule_state_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     new_alert_ids: list[int] = field(default_factory=list)
     unpacked_upto: int | None = None  # inbox rows up to this id are in the main database now
 
@@ -68,6 +71,10 @@ def apply_report(metrics: Metrics, report: DetectorReport) -> None:
         metrics.rule_state_dropped.set(report.dropped)
     for rule_id, severity in report.alerts:
         metrics.alerts.labels(rule_id, severity).inc()
+    for (kind, rule_id), count in report.rule_state_counts.items():
+        counter = metrics.rule_state_counts.get(kind)
+        if counter is not None:
+            counter.labels(rule_id).inc(count)
 
 
 class Evaluator(Protocol):
@@ -76,6 +83,8 @@ class Evaluator(Protocol):
     def evaluate(self, event: Event, now: datetime) -> list[Alert]: ...
 
     def take_changes(self) -> tuple[dict[str, str], set[str]]: ...
+
+    def take_rule_counts(self) -> dict[tuple[str, str], int]: ...
 
     def restore(self, rows: Iterable[tuple[str, str]]) -> None: ...
 
@@ -99,6 +108,7 @@ class Detector:
         self._unpacked_upto = 0
         self._pruned_upto = 0
         self._last_prune = float("-inf")
+        self._rule_state_log = RuleStateLog(log)
 
     def wake(self) -> None:
         self._wake.set()
@@ -178,6 +188,7 @@ class Detector:
 
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
+        self._rule_state_log.flush(self.clock.monotonic())  # what the interval held back, even when idle
         uuids = await self.store.read(lambda conn: pending_uuids(conn, BATCH_SIZE))
         if not uuids:
             return 0
@@ -200,6 +211,8 @@ class Detector:
                 report.errors += 1
                 log.exception("detector: evaluating event %s (%s) failed; skipped", event.uuid, event.event_type)
         changes, deleted = evaluator.take_changes()
+        report.rule_state_counts = evaluator.take_rule_counts()
+        self._rule_state_log.add(report.rule_state_counts, self.clock.monotonic())
         uuids = [e.uuid for e in events]
         try:
             result = await self.store.write(

@@ -1,8 +1,8 @@
 """The pure engine: ``evaluate(ruleset, event, state, now) -> (alerts, state)``. No clock, no I/O, no logging.
 
 Windows use event time (``published``, in integer microseconds), so out-of-order delivery works. Stateful
-rules keep one JSON-able group record per (rule, group); the store persists changed records through
-``EngineState.take_changes`` and reloads them with ``EngineState.restore``.
+rules keep one JSON-able group record per (rule, group) in an ``EngineState`` (``sentinel.engine_state``:
+bounded, persisted by the store, counting per rule what it had to let go).
 
 Semantics (documented in docs/rules.md):
 - threshold: fires when some window of ``window`` seconds holding the new event has >= count events (or
@@ -15,124 +15,26 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
-from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from sentinel.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.operators import as_text
 from sentinel.rule_context import alert_context, short_event
 from sentinel.rule_model import Rule, RuleSet
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROS = 1_000_000
-DEFAULT_MAX_GROUPS = 100_000
-MAX_ENTRIES_PER_GROUP = 2_000
+__all__ = ["EngineState", "alert_key", "evaluate", "group_key_of"]
+
+# A distinct-count group keeps every matching event until it holds this many (or twice its count, if
+# more); then only the newest event of each value: the distinct count is exact, the event count of a
+# flood of repeats is not. A plain count needs no cap: a group never holds more than ``count`` events.
+EXACT_DISTINCT_ENTRIES = 2_000
 MAX_ALERT_UUIDS = 100
 MAX_SAMPLES = 5
 MAX_DISTINCT_KEPT = 100
 MAX_GROUP_VALUE_CHARS = 256
-SWEEP_EVERY = 1024
-# An event stamped further than this past ``now`` does not move the watermark (a bad clock must not
-# expire everyone's windows).
-FUTURE_SKEW = timedelta(minutes=10)
-
-
-def to_micros(moment: datetime) -> int:
-    if moment.tzinfo is None:  # Okta's timestamps are UTC; never compare naive with aware
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
-
-
-class EngineState:
-    """Per-(rule, group) records for stateful rules, bounded in number, with change tracking."""
-
-    def __init__(self, max_groups: int = DEFAULT_MAX_GROUPS) -> None:
-        if max_groups < 1:
-            raise ValueError("max_groups must be at least 1")
-        self.max_groups = max_groups
-        self.groups: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.watermark = 0  # the latest plausible event time seen, microseconds
-        self.evicted_groups = 0  # dropped because the cap was reached (live windows lost)
-        self.expired_groups = 0  # removed because their windows ended
-        self.dropped_entries = 0  # events forgotten because one group held too many
-        self.match_errors = 0  # a rule raised while matching (a bug; the event is skipped for it)
-        self._changed: set[str] = set()
-        self._deleted: set[str] = set()
-        self._since_sweep = 0
-
-    @property
-    def group_count(self) -> int:
-        return len(self.groups)
-
-    @property
-    def dropped_groups(self) -> int:
-        """Live groups thrown away because ``max_groups`` was reached (their windows were lost)."""
-        return self.evicted_groups
-
-    def take_changes(self) -> tuple[dict[str, str], set[str]]:
-        """Group key → JSON text for groups changed since the last call, and keys deleted since then."""
-        changed = {k: json.dumps(self.groups[k], separators=(",", ":")) for k in self._changed if k in self.groups}
-        deleted = self._deleted - changed.keys()
-        self._changed, self._deleted = set(), set()
-        return changed, deleted
-
-    @classmethod
-    def restore(cls, rows: Iterable[tuple[str, str]], max_groups: int = DEFAULT_MAX_GROUPS) -> EngineState:
-        """Rebuild from the store's (key, JSON) rows; unreadable rows are skipped (and counted)."""
-        state = cls(max_groups)
-        records = []
-        for key, text in rows:
-            try:
-                record = json.loads(text)
-            except ValueError:
-                state.match_errors += 1
-                continue
-            if isinstance(record, dict) and isinstance(record.get("seen"), int):
-                records.append((record["seen"], key, record))
-        for seen, key, record in sorted(records, key=lambda r: r[0])[-max_groups:]:
-            state.groups[key] = record
-            state.watermark = max(state.watermark, seen)
-        return state
-
-    def group(self, key: str) -> dict[str, Any] | None:
-        record = self.groups.get(key)
-        if record is not None:
-            self.groups.move_to_end(key)
-        return record
-
-    def put(self, key: str, record: dict[str, Any]) -> None:
-        if key not in self.groups and len(self.groups) >= self.max_groups:
-            oldest, _ = self.groups.popitem(last=False)
-            self._deleted.add(oldest)
-            self._changed.discard(oldest)
-            self.evicted_groups += 1
-        self.groups[key] = record
-        self.groups.move_to_end(key)
-        self._changed.add(key)
-
-    def observe(self, micros: int, now: datetime) -> None:
-        self.watermark = max(self.watermark, min(micros, to_micros(now + FUTURE_SKEW)))
-        self._since_sweep += 1
-        # A sweep scans every group: spacing sweeps by the group count keeps its cost per event constant.
-        if self._since_sweep >= max(SWEEP_EVERY, len(self.groups) // 8):
-            self.sweep()
-
-    def sweep(self) -> None:
-        """Remove every group whose windows ended before the watermark."""
-        self._since_sweep = 0
-        expired = [k for k, record in self.groups.items() if record.get("expires", 0) < self.watermark]
-        for key in expired:
-            del self.groups[key]
-            self._deleted.add(key)
-            self._changed.discard(key)
-        self.expired_groups += len(expired)
 
 
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
@@ -149,7 +51,7 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
             if not rule.matcher(data):
                 continue
         except Exception:  # a loaded rule must not raise; if one does, skip it rather than stall intake
-            state.match_errors += 1
+            state.tally(MATCH_ERRORS, rule.id)
             continue
         if rule.threshold is not None:
             alert = _threshold(rule, event, data, micros, state)
@@ -279,23 +181,29 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
         state.put(state_key, group)
         return _make_alert(rule, event, data, alert_key(rule.id, group_key, episode["start"]), group_key, episode)
     entries: list[list[Any]] = group["entries"]
+    values = None
+    if distinct is not None:
+        values = _value_counts(group)
+        values[distinct] = values.get(distinct, 0) + 1
     bisect.insort(entries, [micros, event.uuid, distinct])
     if episode is not None and micros >= episode["start"] + hold:
         # The episode is over: what it consumed is gone, and it must not swallow later windows.
-        del entries[: bisect.bisect_left(entries, [episode["start"] + hold])]
+        _drop_oldest(group, bisect.bisect_left(entries, [episode["start"] + hold]))
         group["episode"] = episode = None
     newest = entries[-1][0]
-    del entries[: bisect.bisect_left(entries, [newest - window])]
-    if len(entries) > MAX_ENTRIES_PER_GROUP:
-        state.dropped_entries += len(entries) - MAX_ENTRIES_PER_GROUP
-        del entries[: len(entries) - MAX_ENTRIES_PER_GROUP]
-    found = _qualifying_window(entries, micros, window, threshold.count, distinct is not None)
+    _drop_oldest(group, bisect.bisect_left(entries, [newest - window]))
+    if values is not None and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
+        state.tally(DROPPED_ENTRIES, rule.id, _forget_repeats(group))
     group["expires"] = newest + window + hold
-    if found is None:
+    # Every entry now lies within one window of the newest, so the window that starts at the oldest
+    # holds them all: the threshold is met when they reach the count (a new event too late to be kept
+    # cannot complete a window).
+    held = len(group["values"]) if values is not None else len(entries)
+    group["progress"] = round(min(held / threshold.count, 1.0), 4)  # what eviction spares (engine_state)
+    if held < threshold.count or entries[0][0] > micros:
         state.put(state_key, group)
         return None
-    first, last = found
-    members = entries[first:last]
+    members = entries[:]
     distinct_values = list(dict.fromkeys(e[2] for e in members))
     record = {
         "start": members[0][0],
@@ -307,7 +215,8 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
         "distinct": distinct_values[:MAX_DISTINCT_KEPT] if distinct is not None else [],
         "distinct_count": len(distinct_values) if distinct is not None else 0,
     }
-    del entries[first:last]
+    _drop_oldest(group, len(entries))
+    group["progress"] = 0.0
     if episode is None or record["start"] >= episode["start"]:
         group["episode"] = record
     group["expires"] = max(group["expires"], record["start"] + hold + window)
@@ -315,39 +224,36 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     return _make_alert(rule, event, data, alert_key(rule.id, group_key, record["start"]), group_key, record)
 
 
-def _qualifying_window(
-    entries: list[list[Any]], micros: int, window: int, needed: int, distinct: bool
-) -> tuple[int, int] | None:
-    """The first [start, start + window] span holding ``micros`` with ``needed`` entries or distinct values.
+def _value_counts(group: dict[str, Any]) -> dict[str, int]:
+    """How often each value occurs among a distinct-count group's pending entries (kept in step with
+    them, so a check costs no pass over the entries; rebuilt for records stored without it)."""
+    values: dict[str, int] | None = group.get("values")
+    if values is None:
+        values = group["values"] = {}
+        for entry in group["entries"]:
+            if entry[2] is not None:
+                values[entry[2]] = values.get(entry[2], 0) + 1
+    return values
 
-    Returns (first, last) indexes into the sorted ``entries`` (last exclusive), or None.
-    """
-    if len(entries) < needed:
-        return None
-    first = bisect.bisect_left(entries, [micros - window])
-    if not distinct:
-        for start in range(first, len(entries)):
-            begin = entries[start][0]
-            if begin > micros:
-                break
-            end = bisect.bisect_right(entries, [begin + window, "\uffff"])
-            if end - start >= needed:
-                return start, end
-        return None
-    # Distinct values in a sliding window: one pass, two pointers, a counter per value.
-    counts: Counter[Any] = Counter()
-    end = first
-    for start in range(first, len(entries)):
-        begin = entries[start][0]
-        if begin > micros:
-            break
-        while end < len(entries) and entries[end][0] <= begin + window:
-            counts[entries[end][2]] += 1
-            end += 1
-        if len(counts) >= needed:
-            return start, end
-        value = entries[start][2]
-        counts[value] -= 1
-        if not counts[value]:
-            del counts[value]
-    return None
+
+def _drop_oldest(group: dict[str, Any], how_many: int) -> None:
+    entries = group["entries"]
+    values = group.get("values")
+    if values is not None:
+        for entry in entries[:how_many]:
+            left = values.pop(entry[2], 0) - 1
+            if left > 0:
+                values[entry[2]] = left
+    del entries[:how_many]
+
+
+def _forget_repeats(group: dict[str, Any]) -> int:
+    """Keep only the newest entry of each value (all a distinct count needs). Returns how many went."""
+    entries = group["entries"]
+    newest: dict[str, list[Any]] = {}
+    for entry in entries:  # in time order: a later entry of a value replaces the earlier one
+        newest[entry[2]] = entry
+    forgotten = len(entries) - len(newest)
+    entries[:] = sorted(newest.values())
+    group["values"] = dict.fromkeys(newest, 1)
+    return forgotten

@@ -35,6 +35,9 @@ class RuleEvaluator:
     def take_changes(self) -> tuple[dict[str, str], set[str]]:
         return self.state.take_changes()
 
+    def take_rule_counts(self) -> dict[tuple[str, str], int]:
+        return self.state.take_rule_counts()
+
     def restore(self, rows: Iterable[tuple[str, str]]) -> None:
         self.state = EngineState.restore(rows, self.max_groups)
 

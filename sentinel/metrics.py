@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sentinel.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -44,6 +46,18 @@ class Metrics:
                                        registry=r)
         self.rule_state_dropped = Gauge("sentinel_rule_state_groups_dropped",
                                         "Groups dropped because the group cap was reached", registry=r)
+        # What rule state let go, per rule (EngineState's counts, keyed by its kind names).
+        self.rule_state_counts = {
+            EVICTED_GROUPS: Counter("sentinel_rule_groups_evicted", "Live groups evicted because rule state "
+                                    "was full ([rules] max_groups): windows lost, alerts may be missed",
+                                    ["rule"], registry=r),
+            EXPIRED_GROUPS: Counter("sentinel_rule_groups_expired", "Groups removed because their windows ended",
+                                    ["rule"], registry=r),
+            DROPPED_ENTRIES: Counter("sentinel_rule_entries_dropped", "Pending events forgotten (repeats of a "
+                                     "value in a full distinct-count group)", ["rule"], registry=r),
+            MATCH_ERRORS: Counter("sentinel_rule_match_errors", "Events skipped because the rule raised while "
+                                  "matching (a bug)", ["rule"], registry=r),
+        }
         self.last_event_time = Gauge("sentinel_last_event_received_timestamp_seconds",
                                      "When the newest event was received (Unix time)", registry=r)
         self.reload = Counter("sentinel_reloads", "Config/rule reloads, by result", ["result"], registry=r)

@@ -14,8 +14,8 @@ PURE_CORE = [
     "sentinel.errors", "sentinel.clock", "sentinel.model", "sentinel.okta", "sentinel.config",
     "sentinel.operators", "sentinel.conditions", "sentinel.condition_expr", "sentinel.templates", "sentinel.rule_model",
     "sentinel.rule_loader", "sentinel.lint", "sentinel.rules", "sentinel.rule_context", "sentinel.engine",
-    "sentinel.rule_tests", "sentinel.render", "sentinel.render_facts", "sentinel.routing", "sentinel.monitor",
-    "sentinel.secret", "sentinel.alert_context", "sentinel.safe_text",
+    "sentinel.engine_state", "sentinel.rule_tests", "sentinel.render", "sentinel.render_facts", "sentinel.routing",
+    "sentinel.monitor", "sentinel.secret", "sentinel.alert_context", "sentinel.safe_text",
 ]
 FORBIDDEN = {"starlette", "uvicorn", "sqlite_utils", "sqlite3", "apprise", "tenacity", "click", "requests",
              "httpx", "socket"}

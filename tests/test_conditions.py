@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from sentinel.condition_expr import parse_condition
 from sentinel.conditions import ConditionError, FieldPath, compile_selection
+from sentinel.engine import EngineState, evaluate
+from sentinel.rule_tests import event_from_dict
+from sentinel.rules import load_rules
 
 DATA = Path(__file__).parent / "data" / "rules"
 GRANT = json.loads((DATA / "privilege-grant-roletargets.json").read_text())
@@ -92,6 +95,41 @@ def test_negation_exists_all_and_field_comparison():
     assert self_grant({"actor": {"alternateId": "a@x"}, "target": [{"type": "User", "alternateId": "a@x"}]})
     assert not self_grant({"actor": {"alternateId": "a@x"}, "target": [{"type": "User", "alternateId": "b@x"}]})
     assert not self_grant({"actor": {"alternateId": "a@x"}})
+
+
+NOT_EVIL_ADMIN = """
+id = "not-evil-admin"
+title = "grant by {actor.alternateId}"
+severity = "low"
+event_types = ["user.account.privilege.grant"]
+condition = "grant"
+
+[detection.grant]
+"actor.alternateId" = { startswith = "admin", endswith = "@evil.example", not = true }
+"""
+
+
+def test_not_negates_the_whole_table_of_operators(tmp_path):
+    """docs/rules.md: the operators of one table must all hold and ``not`` negates that test, so
+    ``{ startswith = A, endswith = B, not = true }`` is ``not (A and B)``, not ``not A and not B``."""
+    (tmp_path / "rule.toml").write_text(NOT_EVIL_ADMIN)
+    ruleset = load_rules([tmp_path])
+
+    def alerts_for(actor: str | None) -> int:
+        data = json.loads(json.dumps(GRANT))  # the real event, only its actor changed
+        if actor is None:
+            del data["actor"]["alternateId"]
+        else:
+            data["actor"]["alternateId"] = actor
+        event = event_from_dict(data)
+        return len(evaluate(ruleset, event, EngineState(), event.published)[0])
+
+    assert GRANT["actor"]["alternateId"] == "admin.user@example.com"  # starts with "admin" only
+    assert alerts_for("admin.user@example.com") == 1
+    assert alerts_for("mallory@evil.example") == 1  # ends with "@evil.example" only
+    assert alerts_for("jane@example.com") == 1  # neither
+    assert alerts_for(None) == 1  # a negated test on a missing field matches
+    assert alerts_for("admin@evil.example") == 0  # both: the only case the negated table excludes
 
 
 def test_unknown_operator_names_the_key():

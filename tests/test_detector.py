@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import make_event
+from prometheus_client import generate_latest
 
+from sentinel import engine
 from sentinel.clock import FixedClock
 from sentinel.detector import Detector, DetectorReport, apply_report
+from sentinel.evaluator import RuleEvaluator
 from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, Severity
 from sentinel.okta import parse_event
+from sentinel.rules import RuleSet, load_rules
 from sentinel.store import Store
 from sentinel.store.events import ingest
 from sentinel.store.inbox import inbox_path
@@ -43,6 +50,9 @@ class ScriptedEvaluator:
 
     def take_changes(self) -> tuple[dict[str, str], set[str]]:
         return {}, set()
+
+    def take_rule_counts(self) -> dict[tuple[str, str], int]:
+        return {}
 
     def restore(self, rows: Iterable[tuple[str, str]]) -> None:
         return None
@@ -209,3 +219,83 @@ def test_pruning_drops_only_unpacked_deliveries(tmp_path: Path) -> None:
             store.close()
 
     assert asyncio.run(scenario()) == [3, 4]
+
+
+SPRAY_RULE = """
+id = "spray"
+title = "Spray from {client.ipAddress}"
+severity = "high"
+event_types = ["user.session.start"]
+condition = "failed"
+group_by = ["client.ipAddress"]
+
+[detection.failed]
+"outcome.result" = "FAILURE"
+
+[threshold]
+count = 3
+distinct = "actor.alternateId"
+window = "1h"
+"""
+
+
+def failure(uuid: str, ip: str, user: str = "alice@example.com", at: datetime = NOW) -> Event:
+    return parse_event(make_event(uuid, published=at.isoformat().replace("+00:00", "Z"), client={"ipAddress": ip},
+                                  actor={"alternateId": user, "type": "User"}, outcome={"result": "FAILURE"}))
+
+
+def test_what_rule_state_lets_go_is_logged_once_per_rule_and_interval_and_exported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real rules and engine, max_groups 5: every kind the state counts reaches the metrics with its rule,
+    and the log has one line per rule and kind per minute, with the count since the last one."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "spray.toml").write_text(SPRAY_RULE)
+    evaluator = RuleEvaluator(load_rules([tmp_path / "rules"]), max_groups=5)
+    monkeypatch.setattr(engine, "EXACT_DISTINCT_ENTRIES", 10)  # forget repeats after 10, not 2000
+    metrics, clock = Metrics(), FixedClock(NOW)
+    caplog.set_level(logging.INFO, logger="sentinel.detector")
+
+    def lines(what: str) -> list[str]:
+        return [m for r in caplog.records if (m := r.getMessage()).startswith("rule spray: ") and what in m]
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        detector = Detector(store, evaluator, lambda a: ["log"], clock, on_report=lambda r: apply_report(metrics, r))
+        await detector.load_state()
+
+        async def evaluate(events: list[Event]) -> None:
+            await store.write(lambda c: ingest(c, events, [], NOW))
+            assert await detector.run_once() == len(events)
+
+        try:
+            for batch in range(3):  # 30 groups into 5: 25 evicted, in three passes 20 s apart
+                if batch:
+                    clock.advance(timedelta(seconds=20))
+                await evaluate([failure(f"b{batch}-{i}", f"10.0.{batch}.{i}") for i in range(10)])
+            assert lines("evicted") == ["rule spray: 5 live groups evicted: rule state is full ([rules] max_groups); "
+                                        "their windows were lost, so alerts may be missed"]  # 20 more wait
+            await evaluate([failure(f"r{i}", "10.0.2.9", user="bob@example.com") for i in range(12)])  # repeats
+            clock.advance(timedelta(seconds=21))
+            await detector.run_once()  # an idle pass logs what the interval held back
+            assert lines("evicted")[1:] == ["rule spray: 20 live groups evicted in the last 61 s: rule state is full "
+                                            "([rules] max_groups); their windows were lost, so alerts may be missed"]
+            clock.advance(timedelta(hours=3))
+            await evaluate([failure("late", "10.9.9.9", at=clock.now())])  # the oldest group's windows ended
+            detector.swap(evaluator.successor(RuleSet([replace(r, matcher=lambda data: 1 / 0)
+                                                       for r in evaluator.ruleset]), 5), lambda a: ["log"])
+            await evaluate([failure("boom", "10.0.0.1")])
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    assert len(lines("evicted")) == 2
+    assert [lines(what) for what in ("expired", "forgotten", "skipped")] == [
+        ["rule spray: 1 groups expired: their windows ended"],
+        ["rule spray: 9 pending events forgotten: repeats of a value filled a distinct-count group; the distinct "
+         "count is intact, the alert's count is lower"],
+        ["rule spray: 1 events skipped: the rule raised while matching (a bug; `sentinel replay` reproduces it)"]]
+    exposed = generate_latest(metrics.registry).decode()
+    for name, count in [("groups_evicted", 25), ("groups_expired", 1), ("entries_dropped", 9), ("match_errors", 1)]:
+        assert f'sentinel_rule_{name}_total{{rule="spray"}} {count}.0' in exposed, name
+    assert "sentinel_rule_state_groups_dropped 25.0" in exposed  # the gauge it always had

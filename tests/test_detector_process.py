@@ -97,3 +97,43 @@ def test_sigterm_to_the_whole_group_stops_cleanly(tmp_path: Path) -> None:
     assert wait_for(lambda: gone(child))
     assert "exited" not in d.log(), d.log()[-2000:]
     assert stored(tmp_path / "state" / "sentinel.db") == ["g-1"]
+
+
+SPRAY_RULE = """
+id = "test-spray"
+title = "Spray from {client.ipAddress}"
+severity = "high"
+event_types = ["user.session.start"]
+condition = "failed"
+group_by = ["client.ipAddress"]
+
+[detection.failed]
+"outcome.result" = "FAILURE"
+
+[threshold]
+count = 3
+distinct = "actor.alternateId"
+window = "1h"
+"""
+
+
+def test_a_group_flood_is_one_log_line_per_rule_and_counted_by_rule_in_metrics(tmp_path: Path) -> None:
+    """max_groups = 5 and 30 groups in three deliveries: 25 evictions, each batch evicting, one log line."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[rules]\n", "[rules]\nmax_groups = 5\n"))
+    (tmp_path / "rules" / "spray.toml").write_text(SPRAY_RULE)
+    d = Daemon(config).start()
+    try:
+        db = tmp_path / "state" / "sentinel.db"
+        for batch in range(3):
+            events = [make_event(f"f{batch}-{i}", client={"ipAddress": f"10.0.{batch}.{i}"},
+                                 outcome={"result": "FAILURE"}) for i in range(10)]
+            assert d.post(envelope(*events)).status_code == 204
+            assert wait_for(lambda: settled(db))  # one batch each: a line per batch would show
+        assert wait_for(lambda: metric(d, 'sentinel_rule_groups_evicted_total{rule="test-spray"}') == 25)
+        assert metric(d, "sentinel_rule_state_groups") == 5
+    finally:
+        d.stop()
+    evicted = [line for line in d.log().splitlines() if "rule test-spray: " in line and "evicted" in line]
+    assert len(evicted) == 1, evicted
+    assert "live groups evicted: rule state is full ([rules] max_groups)" in evicted[0]

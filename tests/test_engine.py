@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -296,3 +297,109 @@ def test_engine_accepts_non_dict_mappings(ruleset):
     item = event("user.account.lock", T0)
     proxy = Event(item.uuid, item.event_type, item.published, MappingProxyType(dict(item.data)))
     assert len(evaluate(ruleset, proxy, EngineState(), T0)[0]) == 1
+
+
+def big_threshold(folder, count: int, distinct: bool) -> RuleSet:
+    """A rule file with a large threshold, through the real loader."""
+    (folder / "big.toml").write_text(textwrap.dedent(f"""
+        id = "big"
+        title = "Many failures from {{client.ipAddress}}"
+        severity = "high"
+        event_types = ["user.session.start"]
+        condition = "failed"
+        group_by = ["client.ipAddress"]
+        [detection.failed]
+        "outcome.result" = "FAILURE"
+        [threshold]
+        count = {count}
+        window = "1h"
+        {'distinct = "actor.alternateId"' if distinct else ""}
+    """))
+    return load_rules([folder])
+
+
+def test_a_count_above_2000_fires_at_its_count_and_not_before(tmp_path):
+    ruleset = big_threshold(tmp_path, 2500, distinct=False)
+    events = [event("user.session.start", T0 + timedelta(milliseconds=i)) for i in range(2500)]
+    alerts, state = run(ruleset, events[:2499])
+    assert alerts == []
+    alerts, state = run(ruleset, events[2499:], state)
+    assert [(a.rule_id, a.count) for a in alerts] == [("big", 2500)]
+    assert alerts[0].first_seen == T0 and len(alerts[0].event_uuids) == 100
+    assert state.dropped_entries == 0
+
+
+def test_a_distinct_count_above_2000_fires_at_its_count_despite_repeats(tmp_path):
+    ruleset = big_threshold(tmp_path, 2500, distinct=True)
+    at = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+    users = [event("user.session.start", next(at), user=f"u{i}@x") for i in range(2499)]
+    repeats = [event("user.session.start", next(at), user=f"u{i % 7}@x") for i in range(2000)]
+    alerts, state = run(ruleset, users + repeats)
+    assert alerts == []
+    alerts, state = run(ruleset, [event("user.session.start", next(at), user="last@x")], state)
+    # Under twice its count a group keeps every event: the alert counts them all.
+    assert [(a.context["distinct_count"], a.count) for a in alerts] == [(2500, 2500 + 2000)]
+    assert state.dropped_entries == 0
+
+
+def test_a_flood_of_one_value_neither_hides_a_spray_nor_is_kept_whole(tmp_path):
+    """One user, then 5000 failures of another from the same IP: the group forgets repeats (and counts
+    them), never a distinct value, so the third user still completes the spray."""
+    ruleset = big_threshold(tmp_path, 3, distinct=True)
+    at = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+    first = event("user.session.start", next(at), user="v0@x")
+    flood = [event("user.session.start", next(at), user="noise@x") for _ in range(5000)]
+    alerts, state = run(ruleset, [first, *flood])
+    assert alerts == []
+    group = state.groups["big/client.ipAddress=192.0.2.1"]
+    assert len(group["entries"]) <= 2000 and set(group["values"]) == {"v0@x", "noise@x"}
+    assert state.rule_counts["entries_dropped", "big"] == state.dropped_entries == 5001 - len(group["entries"])
+    alerts, state = run(ruleset, [event("user.session.start", next(at), user="last@x")], state)
+    assert [a.context["distinct_count"] for a in alerts] == [3]
+
+
+def test_a_flood_of_new_groups_evicts_the_flood_not_a_spray_about_to_fire(ruleset):
+    """The state is full (50 groups); 500 failures from fresh IPs and users each open two groups. The
+    spray one user short of its count must survive them: evicting least-recently-used lost it."""
+    at = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+    spray = [event("user.session.start", next(at), user=f"v{i}@x", ip="198.51.100.9") for i in range(2)]
+    flood = [event("user.session.start", next(at), user=f"f{i}@x", ip=f"10.0.{i // 256}.{i % 256}")
+             for i in range(500)]
+    alerts, state = run(ruleset, spray + flood, EngineState(max_groups=50))
+    assert by_rule(alerts, "spray") == []
+    assert state.group_count == 50 and state.evicted_groups == 1 + 2 + 2 * 500 - 50  # spray, 2 brute, flood
+    alerts, state = run(ruleset, [event("user.session.start", next(at), user="v2@x", ip="198.51.100.9")], state)
+    assert [a.group_key for a in by_rule(alerts, "spray")] == ["client.ipAddress=198.51.100.9"]
+
+
+def test_what_the_state_lets_go_is_counted_per_rule_and_handed_over_once(ruleset, monkeypatch):
+    state = EngineState(max_groups=3)
+    events = [event("user.session.start", T0 + timedelta(seconds=i), user=f"u{i}@x", ip=f"10.0.0.{i}")
+              for i in range(5)]
+    _, state = run(ruleset, events, state)
+    assert state.take_rule_counts() == {("groups_evicted", "brute"): 4, ("groups_evicted", "spray"): 3}
+    assert state.take_rule_counts() == {}  # handed over once; the totals stay
+    assert (state.evicted_groups, state.rule_counts["groups_evicted", "brute"]) == (7, 4)
+
+    _, state = run(ruleset, [event("user.account.lock", T0 + timedelta(hours=2))], state)
+    state.sweep()
+    assert state.take_rule_counts() == {("groups_expired", "brute"): 1, ("groups_expired", "spray"): 2}
+
+    lock = ruleset.rules_for("user.account.lock")[0]
+    broken = RuleSet([replace(lock, matcher=lambda data: 1 / 0)])
+    for _ in range(3):
+        evaluate(broken, event("user.account.lock", T0), state, T0)
+    assert state.take_rule_counts() == {("match_errors", "lock"): 3}
+    assert state.match_errors == 3 and state.expired_groups == 3
+
+
+def test_a_restored_state_still_spares_the_group_about_to_fire(ruleset):
+    at = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+    spray = [event("user.session.start", next(at), user=f"v{i}@x", ip="198.51.100.9") for i in range(2)]
+    _, state = run(ruleset, spray)
+    restored = EngineState.restore(state.take_changes()[0].items(), max_groups=50)
+    flood = [event("user.session.start", next(at), user=f"f{i}@x", ip=f"10.0.{i // 256}.{i % 256}")
+             for i in range(100)]
+    last = event("user.session.start", next(at), user="v2@x", ip="198.51.100.9")
+    alerts, _ = run(ruleset, [*flood, last], restored)
+    assert [a.group_key for a in by_rule(alerts, "spray")] == ["client.ipAddress=198.51.100.9"]
