@@ -338,7 +338,7 @@ def test_a_distinct_count_above_2000_fires_at_its_count_despite_repeats(tmp_path
     assert alerts == []
     alerts, state = run(ruleset, [event("user.session.start", next(at), user="last@x")], state)
     # Under twice its count a group keeps every event: the alert counts them all.
-    assert [(a.context["distinct_count"], a.count) for a in alerts] == [(2500, 2500 + 2000)]
+    assert [(a.context.distinct_count, a.count) for a in alerts] == [(2500, 2500 + 2000)]
     assert state.dropped_entries == 0
 
 
@@ -355,7 +355,7 @@ def test_a_flood_of_one_value_neither_hides_a_spray_nor_is_kept_whole(tmp_path):
     assert len(group["entries"]) <= 2000 and set(group["values"]) == {"v0@x", "noise@x"}
     assert state.rule_counts["entries_dropped", "big"] == state.dropped_entries == 5001 - len(group["entries"])
     alerts, state = run(ruleset, [event("user.session.start", next(at), user="last@x")], state)
-    assert [a.context["distinct_count"] for a in alerts] == [3]
+    assert [a.context.distinct_count for a in alerts] == [3]
 
 
 def test_a_flood_of_new_groups_evicts_the_flood_not_a_spray_about_to_fire(ruleset):
