@@ -50,8 +50,10 @@ path = "state/alerts.jsonl"
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
+                 umask: int = -1) -> None:
         self.config = config
+        self.umask = umask  # -1: the test process's
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
         self.env.pop("SENTINEL_OKTA_SECRET_PREVIOUS", None)
@@ -69,7 +71,7 @@ class Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sentinel", "serve", "--config", str(self.config)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, umask=self.umask,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

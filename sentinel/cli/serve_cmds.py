@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from sentinel import log as sentinel_log
-from sentinel import systemd
+from sentinel import private_files, systemd
 from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
@@ -160,6 +160,7 @@ def register(main: click.Group) -> None:
         """Run the daemon: receive Okta Event Hooks, detect, alert."""
         # A reload requested while starting is moot (the config is read below): don't die of it.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        os.umask(private_files.UMASK)  # whatever else gets created (by a library too) is owner-only
         settings = load_settings(config_path)
         server = settings.server
         settings = dataclasses.replace(settings, server=dataclasses.replace(
