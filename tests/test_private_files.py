@@ -36,7 +36,7 @@ def test_the_daemons_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> 
         d.stop()
     # Everything it writes, present (the walk proves something), none readable by anyone else.
     assert {"sentinel.db", "sentinel.db-wal", "sentinel.db-shm", "sentinel.inbox.db", "sentinel.inbox.db-wal",
-            "sentinel.inbox.db-shm", "sentinel.db.detector.lock", "alerts.jsonl"} <= set(found)
+            "sentinel.inbox.db-shm", "sentinel.db.lock", "sentinel.db.detector.lock", "alerts.jsonl"} <= set(found)
     assert {name: oct(mode) for name, mode in found.items()
             if mode != (0o700 if name == "." else 0o600)} == {}
 
