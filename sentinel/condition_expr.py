@@ -50,12 +50,17 @@ def parse_condition(text: str, names: Sequence[str]) -> Node:
     node = parser.parse_or()
     if parser.position != len(tokens):
         raise ConditionError(f"unexpected {tokens[parser.position]!r} in condition {text!r}")
+    if len(parser.unknown) == 1:
+        raise ConditionError(f"condition names unknown selection {parser.unknown[0]!r}")
+    if parser.unknown:
+        raise ConditionError(f"condition names unknown selections {', '.join(map(repr, parser.unknown))}")
     return node
 
 
 class _Parser:
     def __init__(self, tokens: list[str], names: tuple[str, ...], text: str) -> None:
         self.tokens, self.names, self.text, self.position = tokens, names, text, 0
+        self.unknown: list[str] = []  # all named in one message, after the whole condition is read
 
     def _peek(self) -> str:
         return self.tokens[self.position].lower() if self.position < len(self.tokens) else ""
@@ -103,8 +108,8 @@ class _Parser:
             return Node("and" if token.lower() == "all" else "or", children=refs)
         if token in ("and", "or", ")") or token.lower() in ("and", "or", "not", "of"):
             raise ConditionError(f"unexpected {token!r} in condition {self.text!r}")
-        if token not in self.names:
-            raise ConditionError(f"condition names unknown selection {token!r}")
+        if token not in self.names and token not in self.unknown:
+            self.unknown.append(token)
         return Node("ref", name=token)
 
     def _expand(self, pattern: str) -> list[str]:

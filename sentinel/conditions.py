@@ -26,12 +26,27 @@ _EMPTY: tuple[Any, ...] = ()
 
 
 class ConditionError(ValueError):
-    """A rule construct that cannot be compiled; ``key`` is the sub-path where it was found."""
+    """A rule construct that cannot be compiled; ``key`` is the sub-path where it was found.
 
-    def __init__(self, message: str, key: str = "") -> None:
+    ``errors`` holds every problem found in the construct (this one first): a rule's author sees them
+    all in one run, not one per run.
+    """
+
+    def __init__(self, message: str, key: str = "", errors: Sequence[ConditionError] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.key = key
+        self.errors: tuple[ConditionError, ...] = tuple(errors) or (self,)
+
+    @classmethod
+    def of(cls, errors: Sequence[ConditionError]) -> ConditionError:
+        """One error standing for all of ``errors`` (the first one's message and key)."""
+        every = [inner for error in errors for inner in error.errors]
+        return every[0] if len(every) == 1 else cls(every[0].message, every[0].key, every)
+
+    def under(self, head: str) -> ConditionError:
+        """The same problems, found under the sub-path ``head``."""
+        return ConditionError.of([ConditionError(e.message, _join(head, e.key)) for e in self.errors])
 
 
 # --- field paths ------------------------------------------------------------------------------------------
@@ -217,60 +232,85 @@ class NegatedTable:
 
 
 def compile_field_test(path_text: str, spec: object) -> list[Matcher]:
-    """``spec`` is a scalar (equals), a list (in-list) or a table of operators and modifiers."""
-    path = FieldPath.parse(path_text)
+    """``spec`` is a scalar (equals), a list (in-list) or a table of operators and modifiers. Raises
+    ConditionError carrying every problem of the path and of each operator."""
+    problems: list[ConditionError] = []
+    path: FieldPath | None = None
+    try:
+        path = FieldPath.parse(path_text)
+    except ConditionError as error:
+        problems.append(error)
     if not isinstance(spec, dict):
-        return [_value_test(path, "equals", spec, Options(), negate=False)]
-    unknown = [k for k in spec if k not in OPERATORS and k not in MODIFIERS]
-    if unknown:
-        raise ConditionError(
-            f"unknown operator {unknown[0]!r} (known: {', '.join(OPERATORS)}; modifiers: {', '.join(MODIFIERS)})",
-            unknown[0],
-        )
-    for modifier in MODIFIERS:
-        if modifier in spec and not isinstance(spec[modifier], bool):
-            raise ConditionError(f"{modifier} must be true or false", modifier)
-    options = Options(ignore_case=bool(spec.get("ignore_case")), all=bool(spec.get("all")))
-    negate = bool(spec.get("not"))
-    operators = [k for k in spec if k in OPERATORS]
-    if not operators:
-        raise ConditionError("names no operator")
-    if negate and len(operators) > 1:
-        return [NegatedTable(tuple(compile_field_test(path_text, {**spec, "not": False})))]
-    tests: list[Matcher] = []
-    for name in operators:
-        operand = spec[name]
-        kind = OPERATORS[name].kind
-        if kind == "exists":
-            if not isinstance(operand, bool):
-                raise ConditionError("exists must be true or false", name)
-            tests.append(FieldTest(path, (_always_false,), negate, exists=operand))
-        elif kind == "field":
-            if not isinstance(operand, str):
-                raise ConditionError("equals_field expects a field path", name)
-            try:
-                other = FieldPath.parse(operand)
-            except ConditionError as error:
-                raise ConditionError(error.message, name) from None
-            tests.append(FieldTest(path, (_always_false,), negate, other=other, ignore_case=options.ignore_case))
-        else:
-            tests.append(_value_test(path, name, operand, options, negate, key=name))
-    return tests
+        spec = {"equals": spec}
+        keyed = False  # the shorthand has no operator key to name
+    else:
+        keyed = True
+        unknown = [name for name in spec if name not in OPERATORS and name not in MODIFIERS]
+        problems.extend(ConditionError(f"unknown operator {name!r} (known: {', '.join(OPERATORS)}; "
+                                       f"modifiers: {', '.join(MODIFIERS)})", name) for name in unknown)
+        problems.extend(ConditionError(f"{modifier} must be true or false", modifier)
+                        for modifier in MODIFIERS if modifier in spec and not isinstance(spec[modifier], bool))
+        if not unknown and not any(name in OPERATORS for name in spec):
+            problems.append(ConditionError("names no operator"))
+    options = Options(ignore_case=spec.get("ignore_case") is True, all=spec.get("all") is True)
+    negate = spec.get("not") is True
+    # `not` on a table of several operators negates the whole table (see NegatedTable).
+    negate_table = negate and sum(1 for k in spec if k in OPERATORS) > 1
+    if negate_table:
+        negate = False
+    tests: list[FieldTest] = []
+    for name in (k for k in spec if k in OPERATORS):
+        try:
+            test = _operator_test(path, name, spec[name], options, negate, name if keyed else "")
+        except ConditionError as error:
+            problems.append(error)
+            continue
+        if path is not None:
+            tests.append(test)
+    if problems:
+        raise ConditionError.of(problems)
+    if negate_table:
+        return [NegatedTable(tuple(tests))]
+    return list(tests)
 
 
-def _value_test(
-    path: FieldPath, name: str, operand: object, options: Options, negate: bool, key: str = ""
-) -> FieldTest:
+def _operator_test(path: FieldPath | None, name: str, operand: object, options: Options, negate: bool,
+                   key: str) -> FieldTest:
+    placeholder = path or FieldPath("", (), ())  # the path was bad (reported): only the operand is checked
+    kind = OPERATORS[name].kind
+    if kind == "exists":
+        if not isinstance(operand, bool):
+            raise ConditionError("exists must be true or false", key)
+        return FieldTest(placeholder, (_always_false,), negate, exists=operand)
+    if kind == "field":
+        if not isinstance(operand, str):
+            raise ConditionError("equals_field expects a field path", key)
+        try:
+            other = FieldPath.parse(operand)
+        except ConditionError as error:
+            raise ConditionError(error.message, key) from None
+        return FieldTest(placeholder, (_always_false,), negate, other=other, ignore_case=options.ignore_case)
+    return FieldTest(placeholder, _predicates(name, operand, options, key), negate)
+
+
+def _predicates(name: str, operand: object, options: Options, key: str) -> tuple[Predicate, ...]:
     compile_operator = OPERATORS[name].compile
+    single = Options(ignore_case=options.ignore_case)
     try:
         if options.all and isinstance(operand, list) and len(operand) > 1:
-            single = Options(ignore_case=options.ignore_case)
-            predicates = tuple(compile_operator(o, single) for o in operand)
-        else:
-            predicates = (compile_operator(operand, options),)
+            return tuple(compile_operator(o, single) for o in operand)
+        return (compile_operator(operand, options),)
     except ValueError as error:
-        raise ConditionError(str(error), key) from None
-    return FieldTest(path, predicates, negate)
+        if not isinstance(operand, list) or len(operand) < 2:
+            raise ConditionError(str(error), key) from None
+    # A list with a bad value: name each bad one by its position.
+    problems = []
+    for position, value in enumerate(operand):
+        try:
+            compile_operator(value, single)
+        except ValueError as error:
+            problems.append(ConditionError(str(error), f"{key}[{position}]"))
+    raise ConditionError.of(problems or [ConditionError("bad list of values", key)])
 
 
 # --- selections ----------------------------------------------------------------------------------------
@@ -278,6 +318,7 @@ def _value_test(
 
 def compile_selection(spec: object) -> Matcher:
     """A table (its field tests AND-ed) or a list of tables (OR-ed), as in Sigma."""
+    problems: list[ConditionError] = []
     if isinstance(spec, list):
         if not spec or not all(isinstance(s, dict) for s in spec):
             raise ConditionError("a selection list must hold one or more tables")
@@ -286,7 +327,9 @@ def compile_selection(spec: object) -> Matcher:
             try:
                 alternatives.append(compile_selection(table))
             except ConditionError as error:
-                raise ConditionError(error.message, f"[{position}]" + _join("", error.key)) from None
+                problems.append(error.under(f"[{position}]"))
+        if problems:
+            raise ConditionError.of(problems)
         return lambda data: any(m(data) for m in alternatives)
     if not isinstance(spec, dict) or not spec:
         raise ConditionError("a selection must be a non-empty table of field = matcher")
@@ -295,7 +338,9 @@ def compile_selection(spec: object) -> Matcher:
         try:
             tests.extend(compile_field_test(path_text, matcher))
         except ConditionError as error:
-            raise ConditionError(error.message, _join(_quote(path_text), error.key)) from None
+            problems.append(error.under(_quote(path_text)))
+    if problems:
+        raise ConditionError.of(problems)
     frozen = tuple(tests)
     if len(frozen) == 1:
         return frozen[0]

@@ -33,7 +33,7 @@ CHANNEL_KINDS = ("apprise", "log")
 SECTION_KEYS: dict[str, frozenset[str]] = {
     "server": frozenset({"host", "port", "max_body_bytes"}),
     "okta": frozenset({"auth_header", "allow_unauthenticated", "org_url"}),
-    "storage": frozenset({"path"}),
+    "storage": frozenset({"path", "retention_days"}),
     "rules": frozenset({"paths", "max_groups"}),
     "delivery": frozenset({"retry_budget_hours", "timezone", "fallback_channel"}),
     "channels": frozenset(),
@@ -66,6 +66,11 @@ class OktaSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     path: Path = Path("sentinel.db")
+    retention_days: float = 90.0  # as Okta's System Log; 0 keeps everything
+
+    @property
+    def retention(self) -> timedelta | None:
+        return timedelta(days=self.retention_days) if self.retention_days > 0 else None
 
 
 @dataclass(frozen=True)
@@ -307,7 +312,9 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
 
     t = r.table(doc, "storage", "storage")
     r.unknown(t, SECTION_KEYS["storage"], "storage")
-    storage = StorageSettings(path=_resolve(base, r.get(t, "path", "storage", str, "sentinel.db", _non_empty)))
+    storage = StorageSettings(
+        path=_resolve(base, r.get(t, "path", "storage", str, "sentinel.db", _non_empty)),
+        retention_days=float(r.get(t, "retention_days", "storage", float, 90, _between(0, 36500))))
 
     t = r.table(doc, "rules", "rules")
     r.unknown(t, SECTION_KEYS["rules"], "rules")

@@ -13,18 +13,19 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sentinel.clock import Clock
 from sentinel.errors import PayloadError, StoreError
 from sentinel.metrics import Metrics
-from sentinel.model import Alert, Event, parse_timestamp
+from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.rule_state_log import RuleStateLog
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import load_rule_state, record_evaluation
 from sentinel.store.events import events_by_uuid, pending_uuids
+from sentinel.store.retention import Pruned, prune_expired, reclaim_space
 
 log = logging.getLogger("sentinel.detector")
 BATCH_SIZE = 500
@@ -33,6 +34,14 @@ PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
 PRUNE_INTERVAL_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 2.0
+# Retention sweeps: a hundredth of the retention apart (a short one in tests), at least once a second,
+# at most ten minutes apart.
+SWEEP_MIN_SECONDS = 1.0
+SWEEP_MAX_SECONDS = 600.0
+
+
+def sweep_interval(retention_period: timedelta) -> float:
+    return min(SWEEP_MAX_SECONDS, max(SWEEP_MIN_SECONDS, retention_period.total_seconds() / 100))
 
 
 @dataclass
@@ -96,13 +105,21 @@ class Evaluator(Protocol):
 
 
 class Detector:
+    """Also the main database's housekeeper: it writes events and alerts, so it prunes them too
+    (``retention``: None keeps everything), from the same writer thread, between its batches."""
+
     def __init__(self, store: Store, evaluator: Evaluator, route: Callable[[Alert], Sequence[str]],
-                 clock: Clock, on_report: Callable[[DetectorReport], None] | None = None) -> None:
+                 clock: Clock, on_report: Callable[[DetectorReport], None] | None = None,
+                 retention: timedelta | None = None) -> None:
         self.store = store
         self.evaluator = evaluator
         self.route = route
         self.clock = clock
         self.on_report = on_report
+        self.retention = retention
+        self._next_sweep = float("-inf")  # the first sweep comes with the first pass
+        self._swept = Pruned()
+        self._reclaimed = 0
         self._wake = asyncio.Event()
         self._parsed: OrderedDict[str, Event] = OrderedDict()
         self._unpacked_upto = 0
@@ -186,6 +203,33 @@ class Detector:
             self._last_prune = float("-inf")  # more to delete: the next chunk at the next pass
         return deleted
 
+    async def expire_once(self) -> int:
+        """One step of a retention sweep: a chunk of expired rows, or once none is left, a chunk of free
+        pages given back. Returns what it did (0: nothing to do, or not time for a sweep yet)."""
+        if self.retention is None or self.clock.monotonic() < self._next_sweep:
+            return 0
+        cutoff = self.clock.now() - self.retention
+        try:
+            pruned = await self.store.write(lambda conn: prune_expired(conn, cutoff))
+            reclaimed = 0 if pruned.total else await self.store.write(reclaim_space)
+        except (StoreError, sqlite3.Error) as e:  # housekeeping: the next sweep tries again
+            log.warning("retention: pruning failed: %s", e)
+            self._next_sweep = self.clock.monotonic() + sweep_interval(self.retention)
+            return 0
+        if pruned.total or reclaimed:
+            self._swept += pruned
+            self._reclaimed += reclaimed
+            return pruned.total + reclaimed
+        swept = self._swept
+        if swept.total or self._reclaimed:
+            log.log(logging.INFO if swept.total else logging.DEBUG,
+                    "retention: pruned %d events, %d quarantined elements, %d alerts (%d deliveries) stored "
+                    "before %s; %d pages given back", swept.events, swept.quarantine, swept.alerts,
+                    swept.deliveries, format_timestamp(cutoff), self._reclaimed)
+        self._swept, self._reclaimed = Pruned(), 0
+        self._next_sweep = self.clock.monotonic() + sweep_interval(self.retention)
+        return 0
+
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
         self._rule_state_log.flush(self.clock.monotonic())  # what the interval held back, even when idle
@@ -260,7 +304,7 @@ class Detector:
                 # would push parsed events out of the cache and make them be read back.
                 evaluated = await self.run_once()
                 unpacked = await self.unpack_once() if evaluated < BATCH_SIZE else 0
-                pruned = await self.prune_once()
+                pruned = await self.prune_once() + await self.expire_once()
             except StoreError as e:
                 log.error("detector: %s; retrying in %.0f s", e, RETRY_AFTER_FAILURE_SECONDS)
                 await _wait(stop, RETRY_AFTER_FAILURE_SECONDS)

@@ -253,7 +253,8 @@ async def _child(conn: Connection, wake_fd: int) -> None:
     try:
         evaluator = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
         store.start(clock.now())
-        detector = Detector(store, evaluator, routes, clock, on_report=lambda r: send(("report", r)))
+        detector = Detector(store, evaluator, routes, clock, on_report=lambda r: send(("report", r)),
+                            retention=settings.storage.retention)
         await detector.load_state()
     except Exception as e:
         send(("failed", f"{type(e).__name__}: {e}"))

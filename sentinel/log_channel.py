@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from sentinel import private_files
 from sentinel.model import Alert, DeliveryOutcome, Severity
 from sentinel.render import DEFAULT_OPTIONS, RenderOptions, log_record
 
@@ -46,8 +47,7 @@ class LogChannel:
         return [(f"log://{self.path}", await self.send(alert))]
 
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
+        with os.fdopen(private_files.open_append(self.path), "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -195,8 +195,8 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     channels = None
     if "channels" in table:
         channels = _texts(table, "channels", where, problems)
-    matcher, selections = _detection(table, where, problems)
-    severity_when = _severity_when(table, where, selections, problems)
+    matcher, selections, declared = _detection(table, where, problems)
+    severity_when = _severity_when(table, where, selections, declared, problems)
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
     throttle = _throttle(table.get("throttle"), where + "throttle", problems)
@@ -229,39 +229,52 @@ def _match_all(data: Mapping[str, Any]) -> bool:
     return True
 
 
-def _detection(table: Mapping[str, Any], where: str, problems: _Problems) -> tuple[Matcher | None, dict[str, Matcher]]:
+def _detection(table: Mapping[str, Any], where: str,
+               problems: _Problems) -> tuple[Matcher | None, dict[str, Matcher], list[str]]:
+    """The rule's matcher, its compiled selections, and the names of all its selections (a selection that
+    failed to compile is still declared: a condition naming it is checked, and not called unknown)."""
     detection = table.get("detection", {})
     selections: dict[str, Matcher] = {}
     if not isinstance(detection, dict):
         problems.add(where + "detection", "must be a table of named selections")
-        return None, selections
+        return None, selections, []
+    declared: list[str] = []
     for name, spec in detection.items():
         key = f"{where}detection.{name}"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             problems.add(key, "selection names are letters, digits and '_'")
             continue
+        declared.append(name)
         try:
             selections[name] = compile_selection(spec)
         except ConditionError as error:
-            problems.add(f"{key}.{error.key}" if error.key else key, error.message)
+            for each in error.under(key).errors:
+                problems.add(each.key, each.message)
     condition = table.get("condition")
     if condition is None:
         # No condition: every event of the rule's types matches; selections may still drive severity_when.
         if detection and "severity_when" not in table:
             problems.add(where + "condition", "is required when the rule has selections")
-            return None, selections
-        return _match_all, selections
-    if len(selections) != len(detection):
-        return None, selections  # already reported; avoid a misleading "unknown selection"
+            return None, selections, declared
+        return _match_all, selections, declared
+    matcher = _compile_condition(condition, where + "condition", selections, declared, problems)
+    return matcher if len(selections) == len(detection) else None, selections, declared
+
+
+def _compile_condition(condition: Any, key: str, selections: Mapping[str, Matcher], declared: list[str],
+                       problems: _Problems) -> Matcher | None:
+    """Check ``condition`` against every declared selection; compile it only if all of them compiled."""
     try:
-        return parse_condition(condition, list(selections)).compile(selections), selections
+        node = parse_condition(condition, declared)
     except ConditionError as error:
-        problems.add(where + "condition", error.message)
-        return None, selections
+        problems.add(key, error.message)
+        return None
+    return node.compile(selections) if len(selections) == len(declared) else None
 
 
 def _severity_when(
-    table: Mapping[str, Any], where: str, selections: Mapping[str, Matcher], problems: _Problems
+    table: Mapping[str, Any], where: str, selections: Mapping[str, Matcher], declared: list[str],
+    problems: _Problems,
 ) -> tuple[tuple[Matcher, Severity], ...]:
     entries = table.get("severity_when", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -273,12 +286,9 @@ def _severity_when(
         for extra in (k for k in entry if k not in SEVERITY_WHEN_KEYS):
             problems.add(f"{key}.{extra}", "unknown field (known: condition, severity)")
         severity = _severity(entry.get("severity"), key + ".severity", problems)
-        try:
-            matcher = parse_condition(entry.get("condition", ""), list(selections)).compile(selections)
-        except ConditionError as error:
-            problems.add(key + ".condition", error.message)
-            continue
-        if severity is not None:
+        matcher = _compile_condition(entry.get("condition", ""), key + ".condition", selections, declared,
+                                     problems)
+        if matcher is not None and severity is not None:
             result.append((matcher, severity))
     return tuple(result)
 

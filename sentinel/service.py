@@ -75,7 +75,8 @@ class Service:
         self.channels: dict[str, Channel] = build_channels(settings)
         self._log_lint(evaluator)
         self._log_routing(settings, evaluator)
-        self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report)
+        self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report,
+                                 retention=settings.storage.retention)
         self.detector_process = DetectorProcess(settings, self._on_report) if detector_process else None
         self._rule_count = evaluator.rule_count
         self.metrics.rules_loaded.set(evaluator.rule_count)

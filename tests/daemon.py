@@ -51,10 +51,11 @@ path = "state/alerts.jsonl"
 
 class Daemon:
     def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
-                 launcher: list[str] | None = None) -> None:
+                 launcher: list[str] | None = None, umask: int = -1) -> None:
         self.config = config
         # What runs ``serve --config FILE``: the real CLI, or tests/e2e_launch.py (Apprise pointed at a capture).
         self.launcher = launcher or [sys.executable, "-m", "sentinel"]
+        self.umask = umask  # -1: the test process's
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
         self.env.pop("SENTINEL_OKTA_SECRET_PREVIOUS", None)
@@ -72,7 +73,7 @@ class Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [*self.launcher, "serve", "--config", str(self.config)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, umask=self.umask,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

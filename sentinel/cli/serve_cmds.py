@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any
 import click
 
 from sentinel import log as sentinel_log
-from sentinel import systemd
+from sentinel import private_files, systemd
 from sentinel.cli.common import config_option, echo, echo_json, error_lines, fail, load_settings, with_db
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
+from sentinel.instance import InstanceClash, StoreLock, listen
 from sentinel.secret import Secret
 from sentinel.store.events import list_events, list_quarantine
 
@@ -60,7 +62,29 @@ def _with_local_secret(settings: Settings, path: Path) -> Settings:
     return dataclasses.replace(settings, okta=dataclasses.replace(settings.okta, secrets=(secret,)))
 
 
+def _claim(settings: Settings) -> tuple[StoreLock, socket.socket, socket.socket | None]:
+    """Before anything starts: the store, then the ports. A second instance on the same store hears so
+    (with the first one's pid) even when its port is taken too; a taken port leaves nothing created."""
+    lock = StoreLock(settings.storage.path)
+    sockets: list[socket.socket] = []
+    try:
+        lock.acquire(create=False)
+        sockets.append(listen(settings.server.host, settings.server.port, "[server] host and port"))
+        if settings.metrics.enabled and settings.metrics.listen:
+            host, _, port = settings.metrics.listen.rpartition(":")
+            sockets.append(listen(host.strip("[]"), int(port), "[metrics] listen"))
+        lock.acquire()
+    except InstanceClash as e:
+        for sock in sockets:
+            sock.close()
+        lock.release()
+        fail(str(e))
+    return lock, sockets[0], sockets[1] if len(sockets) > 1 else None
+
+
 def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
+    _lock, main_socket, metrics_socket = _claim(settings)  # held for the life of the process; first: fail fast
+
     import uvicorn
 
     from sentinel.app import create_app, create_metrics_app
@@ -91,7 +115,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     server = server_for(create_app(service), settings.server.host, settings.server.port)
     metrics_server = None
-    if settings.metrics.enabled and settings.metrics.listen:
+    if metrics_socket is not None and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
         metrics_server = server_for(create_metrics_app(service), host.strip("[]"), int(port), QuietServer)
 
@@ -105,13 +129,14 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
         # Installed before the server starts: a SIGHUP's default action would kill the process.
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
-        serving = asyncio.create_task(server.serve(), name="http")
+        serving = asyncio.create_task(server.serve(sockets=[main_socket]), name="http")
         while not server.started and not serving.done():
             await asyncio.sleep(0.02)
-        if serving.done():  # start-up failed (port taken, store unusable): uvicorn has logged why
+        if serving.done():  # start-up failed (store unusable): uvicorn has logged why
             await serving
             sys.exit(3)
-        extra = asyncio.create_task(metrics_server.serve(), name="metrics") if metrics_server else None
+        extra = asyncio.create_task(metrics_server.serve(sockets=[metrics_socket]), name="metrics") \
+            if metrics_server is not None and metrics_socket is not None else None
         stop = asyncio.Event()
         watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
         log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
@@ -159,6 +184,7 @@ def register(main: click.Group) -> None:
         """Run the daemon: receive Okta Event Hooks, detect, alert."""
         # A reload requested while starting is moot (the config is read below): don't die of it.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        os.umask(private_files.UMASK)  # whatever else gets created (by a library too) is owner-only
         settings = load_settings(config_path)
         server = settings.server
         settings = dataclasses.replace(settings, server=dataclasses.replace(

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sentinel.clock import Clock, SystemClock
 from sentinel.model import format_timestamp
-from sentinel.store import inbox
+from sentinel.store import inbox, retention
 from sentinel.store.appender import Appender
 from sentinel.store.database import Reader, Writer, connect
 from sentinel.store.schema import migrate
@@ -49,6 +49,7 @@ class Store:
         if self.intake:
             conn = connect(self.path)
             try:
+                retention.use_incremental_vacuum(conn)  # a new store only: before its first table
                 applied = migrate(conn, format_timestamp(now))
             finally:
                 conn.close()
