@@ -32,9 +32,11 @@ def error_lines(error: SentinelError) -> list[str]:
     return [str(error)]
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, *, secrets: bool = True) -> Settings:
+    """The config, or exit with one line per problem. ``secrets=False`` for commands that use none
+    (they then work where a channel's ``${VAR}`` is not set, e.g. root reading the store)."""
     try:
-        return load_config(path)
+        return load_config(path, resolve_secrets=secrets)
     except ErrorGroup as e:
         fail(error_lines(e))
 

@@ -79,7 +79,7 @@ def register(main: click.Group) -> None:
             return
         from sentinel.store.deliveries import list_alerts
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         after = parse_since(since, SystemClock().now()) if since else None
         rows = with_db(settings, lambda c: list_alerts(c, after, rule_id, limit))
         for row in rows:
@@ -102,7 +102,7 @@ def register(main: click.Group) -> None:
         from sentinel.render import plain_text
         from sentinel.store.deliveries import alert_from_row, deliveries_for_alert, get_alert
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         row, deliveries = with_db(settings, lambda c: (get_alert(c, alert_id), deliveries_for_alert(c, alert_id)))
         if row is None:
             fail(f"no alert with id {alert_id}")
@@ -124,7 +124,7 @@ def register(main: click.Group) -> None:
         """List deliveries (alert × channel), newest first."""
         from sentinel.store.deliveries import list_deliveries
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         for row in with_db(settings, lambda c: list_deliveries(c, status, limit)):
             if as_json:
                 _echo_json(row)
@@ -141,7 +141,7 @@ def register(main: click.Group) -> None:
 
         if (delivery_id is None) == (not all_dead):
             fail("give a delivery ID or --dead (not both)")
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         now = SystemClock().now()
         count = with_db(settings, lambda c: requeue(c, now, delivery_id, all_dead), write=True)
         if delivery_id is not None and count == 0:

@@ -216,7 +216,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
     def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
         """List stored events, oldest first."""
-        rows = with_db(load_settings(config_path), lambda conn: list_events(conn, last, event_type))
+        rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_events(conn, last, event_type))
         for row in rows:
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
@@ -230,7 +230,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
     def quarantine(config_path: Path, last: int, as_json: bool) -> None:
         """List malformed events kept from deliveries: id, when, JSON path, reason, the element."""
-        rows = with_db(load_settings(config_path), lambda conn: list_quarantine(conn, last))
+        rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_quarantine(conn, last))
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False) if as_json else _quarantine_line(row))
 
