@@ -50,7 +50,9 @@ path = "state/alerts.jsonl"
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
+                 port: int | None = None) -> None:
+        """``port``: start with ``serve --port PORT`` (as ``make run PORT=…`` does) instead of the config's."""
         self.config = config
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
@@ -62,13 +64,14 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config.parent / "daemon.log"
         text = config.read_text(encoding="utf-8")
-        self.port = int(text.split("port = ", 1)[1].split()[0])
+        self.port = port or int(text.split("port = ", 1)[1].split()[0])
+        self.args = ["--port", str(port)] if port else []
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "sentinel", "serve", "--config", str(self.config), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent,
         )
         deadline = time.monotonic() + timeout

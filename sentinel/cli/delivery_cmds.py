@@ -14,7 +14,16 @@ from typing import Any
 
 import click
 
-from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
+from sentinel.cli.common import (
+    address_file,
+    config_option,
+    error_lines,
+    fail,
+    hook_url,
+    load_settings,
+    read_address,
+    with_db,
+)
 from sentinel.clock import SystemClock
 from sentinel.config import SECRET_ENV
 from sentinel.errors import ErrorGroup
@@ -150,15 +159,16 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @config_option
-    @click.option("--url", help="The daemon's hook URL (default: from [server] in the config).")
+    @click.option("--url", help="The daemon's hook URL (default: the one the running daemon wrote beside its "
+                                "store, else [server] in the config).")
     @click.option("--secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                   help=f"Read the auth header value from this file (default: ${SECRET_ENV}).")
     def demo(config_path: Path, url: str | None, secret_file: Path | None) -> None:
         """Post sample Okta deliveries (suspicious activity, rate limit, Super admin grant, password spray)."""
         from sentinel.cli.demo_events import demo_events, envelope
 
-        settings = load_settings(config_path)
-        target = url or f"http://{settings.server.host}:{settings.server.port}/hooks/okta"
+        settings = load_settings(config_path, secrets=False)
+        target = url or read_address(settings) or hook_url(settings.server.host, settings.server.port)
         secret = (secret_file.read_text(encoding="utf-8").strip() if secret_file
                   else os.environ.get(SECRET_ENV, ""))
         if not secret and not settings.okta.allow_unauthenticated:
@@ -170,6 +180,9 @@ def register(main: click.Group) -> None:
             failures += status != 204
             click.echo(f"{'sent' if status == 204 else 'FAILED'} {label}: {len(events)} event(s) -> {status}")
         if failures:
+            if not url:
+                click.echo(f"(sent to {target}: the address a running daemon writes to {address_file(settings)}, "
+                           "else [server] in the config; --url overrides)", err=True)
             raise SystemExit(1)
         click.echo("watch the log channel (e.g. state/alerts.jsonl) or run: sentinel alerts")
 

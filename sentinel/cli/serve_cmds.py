@@ -20,7 +20,16 @@ import click
 
 from sentinel import log as sentinel_log
 from sentinel import systemd
-from sentinel.cli.common import config_option, error_lines, fail, load_settings, with_db
+from sentinel.cli.common import (
+    config_option,
+    error_lines,
+    fail,
+    hook_url,
+    load_settings,
+    remove_address,
+    with_db,
+    write_address,
+)
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
 from sentinel.secret import Secret
@@ -49,7 +58,7 @@ def _with_local_secret(settings: Settings, path: Path) -> Settings:
         click.echo(f"{SECRET_ENV} is set; ignoring --secret-file {path}", err=True)
         return settings
     secret, created = _local_secret(path)
-    url = f"http://{settings.server.host}:{settings.server.port}/hooks/okta"
+    url = hook_url(settings.server.host, settings.server.port)
     header = settings.okta.auth_header
     if created:
         # Printed once, to the terminal of the person who asked for it; never logged.
@@ -85,12 +94,20 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    class MainServer(uvicorn.Server):
+        """Says it stopped listening first thing on shutdown: uvicorn re-raises SIGTERM once it has
+        stopped, which ends the process before any code after ``serve()``."""
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            remove_address(settings)
+            await super().shutdown(sockets)
+
     def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
         return kind(uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_keep_alive=5, server_header=False))
 
-    server = server_for(create_app(service), settings.server.host, settings.server.port)
+    server = server_for(create_app(service), settings.server.host, settings.server.port, MainServer)
     metrics_server = None
     if settings.metrics.enabled and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
@@ -118,6 +135,10 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
                  settings.server.port, settings.storage.path)
         started.set()
+        try:
+            log.info("address written to %s (for `sentinel demo`)", write_address(settings))
+        except OSError as e:
+            log.warning("could not write the address file (`sentinel demo` then needs --url): %s", e)
         # Everything loaded so far (libraries, rules) lives as long as the process: keep it out of the
         # collector's full passes, which otherwise stall the loop for tens of milliseconds.
         gc.freeze()
