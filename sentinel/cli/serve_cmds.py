@@ -32,7 +32,7 @@ from sentinel.cli.common import (
 )
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
-from sentinel.secret import Secret
+from sentinel.secret import Secret, short_secret_warnings
 from sentinel.store.events import list_events, list_quarantine
 
 log = logging.getLogger("sentinel")
@@ -78,6 +78,8 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
     _register_secrets(settings)
+    for warning in short_secret_warnings(settings.okta.secrets):
+        log.warning("%s", warning)
     if not settings.okta.secrets:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
@@ -219,6 +221,8 @@ def register(main: click.Group) -> None:
         problems.extend(check_channels(settings))
         if problems:
             fail(problems)
+        for warning in short_secret_warnings(settings.okta.secrets):
+            click.echo(f"warning: {warning}", err=True)
         from sentinel.rules import lint
 
         for warning in lint(evaluator.ruleset) if evaluator is not None else []:
