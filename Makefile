@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= sentinel.toml
+PORT ?=
+HOST ?=
 
 .PHONY: run test proof lint bench clean
 
@@ -19,10 +21,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-# Starts the daemon on the shipped config. With no SENTINEL_OKTA_SECRET set, a local secret is
-# generated in .okta-secret (git-ignored) and the header value to paste into Okta is printed.
+# Starts the daemon on the shipped config (`make run PORT=9000 HOST=0.0.0.0` to override [server]). With no
+# SENTINEL_OKTA_SECRET set, a local secret is generated in .okta-secret (git-ignored) and the header value
+# to paste into Okta is printed. The daemon writes its URL to state/sentinel.url, where `sentinel demo` finds it.
 run: $(VENV)/.installed-run
-	$(BIN)/sentinel serve --config $(CONFIG) --secret-file .okta-secret
+	@echo "The sentinel command is $(BIN)/sentinel; to type just 'sentinel': export PATH=\"$(CURDIR)/$(BIN):\$$PATH\""
+	$(BIN)/sentinel serve --config $(CONFIG) --secret-file .okta-secret $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sentinel tests

@@ -2,7 +2,9 @@
 
 Every problem is collected and reported at once as ``file: key.path: message``. Relative paths are
 resolved against the config file's folder. Secrets come from the environment or systemd credentials
-(``$CREDENTIALS_DIRECTORY``), never from the file, and are held as :class:`Secret`.
+(``$CREDENTIALS_DIRECTORY``), never from the file, and are held as :class:`Secret`. Commands that use no
+secret (listing events, alerts, rules) load with ``resolve_secrets=False``: no secret is read, so a missing
+one is no error there; ``serve`` and ``check`` resolve them and fail on a missing one.
 """
 
 from __future__ import annotations
@@ -281,9 +283,13 @@ def _resolve(base: Path, text: str) -> Path:
 
 
 def parse_config(doc: Mapping[str, Any], file: str, base: Path,
-                 environ: Mapping[str, str] | None = None) -> Settings:
-    """Validate a parsed TOML document. Raises ErrorGroup with every problem found."""
-    env = os.environ if environ is None else environ
+                 environ: Mapping[str, str] | None = None, *, resolve_secrets: bool = True) -> Settings:
+    """Validate a parsed TOML document. Raises ErrorGroup with every problem found.
+
+    ``resolve_secrets=False``: read no secret at all (no Okta secret, metrics token or channel URL; the
+    settings then hold none), for commands that need none; everything else is validated as usual.
+    """
+    env: Mapping[str, str] = (os.environ if environ is None else environ) if resolve_secrets else {}
     errors: list[ConfigError] = []
     r = _Reader(errors, file)
     r.unknown(doc, set(SECTION_KEYS), "")
@@ -307,7 +313,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
         org_url=org_url.rstrip("/") if org_url else None,
         secrets=tuple(s for s in (current, previous) if s is not None),
     )
-    if previous is not None and current is None:
+    if resolve_secrets and previous is not None and current is None:
         r.fail("okta", f"{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not; set the new secret too")
 
     t = r.table(doc, "storage", "storage")
@@ -343,7 +349,8 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
         r.unknown(table, CHANNEL_KEYS, path)
         kind = r.get(table, "kind", path, str, "apprise", _one_of(*CHANNEL_KINDS))
         raw_urls = r.string_list(table, "urls", path, ())
-        urls = tuple(Secret(_expand(u, f"{path}.urls[{i}]", r, env)) for i, u in enumerate(raw_urls))
+        urls = tuple(Secret(_expand(u, f"{path}.urls[{i}]", r, env)) for i, u in enumerate(raw_urls)
+                     ) if resolve_secrets else ()
         log_path = r.get(table, "path", path, str, None, _non_empty)
         declared_kind = table.get("kind", "apprise")
         if declared_kind == "apprise" and not raw_urls and "urls" not in table:
@@ -365,7 +372,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     r.unknown(t, SECTION_KEYS["metrics"], "metrics")
     require_token = r.get(t, "require_token", "metrics", bool, False)
     token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
-    if require_token and token is None:
+    if resolve_secrets and require_token and token is None:
         r.fail("metrics.require_token", f"is true but no token is set ({METRICS_TOKEN_ENV} or credential "
                                         f"{METRICS_TOKEN_CREDENTIAL})")
     metrics = MetricsSettings(
@@ -388,8 +395,10 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
                     logging=logging_settings)
 
 
-def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate a config file. Raises ErrorGroup (every problem, with its location)."""
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
+                resolve_secrets: bool = True) -> Settings:
+    """Read and validate a config file. Raises ErrorGroup (every problem, with its location).
+    ``resolve_secrets=False``: see :func:`parse_config`."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -401,4 +410,5 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> S
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ErrorGroup([ConfigError(f"invalid TOML: {e}", str(file))]) from None
-    return parse_config(doc, str(file), file.resolve().parent, environ)
+    return parse_config(doc, str(file), file.resolve().parent, environ, resolve_secrets=resolve_secrets)
+

@@ -221,7 +221,7 @@ class DetectorProcess:
 # ---- the child -------------------------------------------------------------------------------------
 
 
-async def _child(conn: Connection, wake_fd: int) -> None:
+async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) -> None:
     from sentinel import log as sentinel_log
     from sentinel.clock import SystemClock
     from sentinel.detector import Detector
@@ -233,6 +233,10 @@ async def _child(conn: Connection, wake_fd: int) -> None:
     kind, settings = conn.recv()
     assert kind == "settings"
     sentinel_log.configure(settings.logging.level, settings.logging.format)
+    if nice_error is not None:
+        logging.getLogger("sentinel.detector").warning(
+            "could not lower the detector's CPU priority (nice +%d: %s): it competes with intake for the CPU",
+            NICENESS, nice_error)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -331,11 +335,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
     # When the machine is short of CPU, answering Okta within its 3 s comes first: detection catches
-    # up after the burst (events wait in the store), a delivery Okta gives up on is lost.
+    # up after the burst (events wait in the store), a delivery Okta gives up on is lost. The shipped
+    # unit's syscall filter allows setpriority() for this (without CAP_SYS_NICE it can only lower).
     try:
         os.nice(NICENESS)
-    except OSError:  # the shipped unit denies @resources system calls: systemd's CPUWeight= is the knob there
-        pass
+        nice_error = None
+    except OSError as e:  # e.g. a stricter syscall filter: said once logging is set up
+        nice_error = e.strerror or str(e)
     # The daemon decides when this process stops (it says "stop", or its end of the socket closes):
     # Ctrl-C in a terminal and systemd's SIGTERM reach the whole group, and the daemon must not see
     # its detector exit before it has begun to stop. A SIGHUP reload is the daemon's to handle.
@@ -343,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, signal.SIG_IGN)
     conn = Connection(args.conn_fd)
     try:
-        asyncio.run(_child(conn, args.wake_fd))
+        asyncio.run(_child(conn, args.wake_fd, nice_error))
     except Exception:
         logging.getLogger("sentinel.detector").exception("detector process failed")
         sys.exit(1)

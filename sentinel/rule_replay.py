@@ -1,81 +1,103 @@
-"""Offline replay: read saved events (JSON lines, JSON arrays, hook POST bodies), run the engine, no sending."""
+"""Offline replay: run saved events through the engine as they stream in; nothing is sent or stored.
+
+Order policy: events are evaluated in the order they are read (file order, files in the order given), with
+event time (``published``) as the clock, exactly as the daemon's engine does. Its windows are event-time
+windows that accept out-of-order events, so a file need not be sorted; Sentinel's own ``sentinel events
+--json`` output is in ``published`` order anyway.
+
+Memory stays bounded whatever the input's size:
+
+- duplicates (Okta delivers at least once) are skipped by ``uuid`` among the last ``DEDUPE_WINDOW`` events;
+- an alert is printed as soon as it is final: at once for a single-event rule; for a threshold or throttle
+  rule once event time has passed the end of its windows (an out-of-order event that still folds into it
+  later prints it again, with the grown count: the last line for a ``key`` wins);
+- at most ``PENDING_LIMIT`` alerts wait; past that the oldest is printed early (same rule).
+"""
 
 from __future__ import annotations
 
-import json
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from sentinel.engine import EngineState, evaluate
-from sentinel.errors import PayloadError
+from sentinel.engine import evaluate
+from sentinel.engine_state import DEFAULT_MAX_GROUPS, MICROS, EngineState, to_micros
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.okta import parse_event
-from sentinel.rule_model import RuleSet
+from sentinel.rule_model import Rule, RuleSet
+
+DEDUPE_WINDOW = 100_000
+PENDING_LIMIT = 10_000
 
 
-@dataclass
-class ReadReport:
-    events: list[Event] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # "source: location: message", one per skipped item
+def open_for_micros(rule: Rule) -> int:
+    """How long after an alert's first event a later event can still fold into it (0: never)."""
+    if rule.threshold is not None:
+        hold = rule.throttle_seconds or rule.threshold.window_seconds
+        return (rule.threshold.window_seconds + hold) * MICROS
+    if rule.throttle_seconds is not None:
+        return 2 * rule.throttle_seconds * MICROS
+    return 0
 
 
-def _elements(document: Any, where: str) -> Iterator[tuple[Any, str]]:
-    """Events inside one JSON document: a hook body, an array, or a single event."""
-    if isinstance(document, dict) and isinstance(document.get("data"), dict) and "events" in document["data"]:
-        events = document["data"]["events"]
-        if isinstance(events, list):
-            for index, raw in enumerate(events):
-                yield raw, f"{where}data.events[{index}]"
-        else:
-            yield events, f"{where}data.events"
-    elif isinstance(document, list):
-        for index, raw in enumerate(document):
-            yield from _elements(raw, f"{where}[{index}]") if _is_body(raw) else [(raw, f"{where}[{index}]")]
-    else:
-        yield document, where.rstrip(".") or "event"
+class Replay:
+    """Feed events one at a time; each call returns the alerts that became final."""
 
+    def __init__(self, ruleset: RuleSet, max_groups: int = DEFAULT_MAX_GROUPS) -> None:
+        self.state = EngineState(max_groups=max_groups)
+        self._ruleset = ruleset
+        self._open_for = {rule.id: open_for_micros(rule) for rule in ruleset}
+        self._recent: deque[str] = deque()
+        self._recent_set: set[str] = set()
+        # key -> (the alert's latest version, when it is final): in the order alerts first appeared
+        self._pending: OrderedDict[str, tuple[Alert, int]] = OrderedDict()
+        self.duplicates = 0
+        self.evaluated = 0
 
-def _is_body(raw: Any) -> bool:
-    return isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "events" in raw["data"]
+    def _seen(self, uuid: str) -> bool:
+        if uuid in self._recent_set:
+            return True
+        self._recent.append(uuid)
+        self._recent_set.add(uuid)
+        if len(self._recent) > DEDUPE_WINDOW:
+            self._recent_set.discard(self._recent.popleft())
+        return False
 
-
-def read_events(text: str, source: str, report: ReadReport) -> None:
-    """Add the events in ``text`` to ``report``; anything unusable is reported with its location and skipped."""
-    stripped = text.strip()
-    if not stripped:
-        return
-    documents: list[tuple[Any, str]] = []
-    try:
-        documents.append((json.loads(stripped), ""))  # one document: a body, an array or an event
-    except ValueError:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                documents.append((json.loads(line), f"line {number}: "))
-            except ValueError as error:
-                report.problems.append(f"{source}: line {number}: not JSON ({error})")
-    for document, prefix in documents:
-        for raw, location in _elements(document, ""):
-            try:
-                report.events.append(parse_event(raw, location or "event"))
-            except PayloadError as error:
-                report.problems.append(f"{source}: {prefix}{error}")
-
-
-def replay(ruleset: RuleSet, events: Iterable[Event], max_groups: int = 100_000) -> list[Alert]:
-    """Evaluate in ``published`` order with event time as ``now``; one (final) alert per alert key."""
-    unique: dict[str, Event] = {}
-    for event in events:
-        unique.setdefault(event.uuid, event)  # Okta delivers at least once
-    state = EngineState(max_groups=max_groups)
-    alerts: dict[str, Alert] = {}
-    for event in sorted(unique.values(), key=lambda e: e.published):
-        found, state = evaluate(ruleset, event, state, event.published)
+    def feed(self, event: Event) -> list[Alert]:
+        if self._seen(event.uuid):
+            self.duplicates += 1
+            return []
+        self.evaluated += 1
+        found, self.state = evaluate(self._ruleset, event, self.state, event.published)
+        final: list[Alert] = []
         for alert in found:
-            alerts[alert.key] = alert  # later versions carry the grown count
-    return list(alerts.values())
+            open_for = self._open_for.get(alert.rule_id, 0)
+            if open_for == 0:
+                final.append(alert)
+                continue
+            previous = self._pending.get(alert.key)
+            final_at = previous[1] if previous else to_micros(alert.first_seen) + open_for
+            self._pending[alert.key] = (alert, final_at)
+        while self._pending:
+            key, (alert, final_at) = next(iter(self._pending.items()))
+            if final_at >= self.state.watermark and len(self._pending) <= PENDING_LIMIT:
+                break
+            del self._pending[key]
+            final.append(alert)
+        return final
+
+    def finish(self) -> list[Alert]:
+        """Every alert still waiting (the input has ended)."""
+        final = [alert for alert, _ in self._pending.values()]
+        self._pending.clear()
+        return final
+
+
+def replay(ruleset: RuleSet, events: Iterable[Event], max_groups: int = DEFAULT_MAX_GROUPS) -> Iterator[Alert]:
+    """Every final alert of ``events`` (see the module's order policy), as soon as it is final."""
+    run = Replay(ruleset, max_groups)
+    for event in events:
+        yield from run.feed(event)
+    yield from run.finish()
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

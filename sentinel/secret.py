@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
+
+# A short value can be guessed by anyone who can reach the hook; `make run` and the README make 43 characters.
+MIN_SECRET_LENGTH = 32
 
 
 class Secret:
@@ -37,3 +41,11 @@ class Secret:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("a Secret is not to be pickled")
+
+
+def short_secret_warnings(secrets: Sequence[Secret]) -> list[str]:
+    """One line per Okta secret (current, then previous) shorter than MIN_SECRET_LENGTH; never the value."""
+    labels = ("the Okta secret", "the previous Okta secret")
+    return [f"{label} is shorter than {MIN_SECRET_LENGTH} characters, so it is easier to guess; make a new one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            for label, secret in zip(labels, secrets, strict=False) if len(secret.reveal()) < MIN_SECRET_LENGTH]

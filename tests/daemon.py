@@ -51,7 +51,8 @@ path = "state/alerts.jsonl"
 
 class Daemon:
     def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
-                 launcher: list[str] | None = None, umask: int = -1) -> None:
+                 launcher: list[str] | None = None, umask: int = -1, port: int | None = None) -> None:
+        """``port``: start with ``serve --port PORT`` (as ``make run PORT=…`` does) instead of the config's."""
         self.config = config
         # What runs ``serve --config FILE``: the real CLI, or tests/e2e_launch.py (Apprise pointed at a capture).
         self.launcher = launcher or [sys.executable, "-m", "sentinel"]
@@ -66,13 +67,14 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config.parent / "daemon.log"
         text = config.read_text(encoding="utf-8")
-        self.port = int(text.split("port = ", 1)[1].split()[0])
+        self.port = port or int(text.split("port = ", 1)[1].split()[0])
+        self.args = ["--port", str(port)] if port else []
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*self.launcher, "serve", "--config", str(self.config)],
+            [*self.launcher, "serve", "--config", str(self.config), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, umask=self.umask,
         )
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@ and shipped rule, so nothing a user can type or set is undocumented."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -56,3 +57,11 @@ def test_secret_variables_are_documented() -> None:
     for name in ("SENTINEL_OKTA_SECRET", "SENTINEL_OKTA_SECRET_PREVIOUS", "SENTINEL_METRICS_TOKEN",
                  "okta-secret", "okta-secret-previous", "metrics-token"):
         assert f"`{name}`" in README, name
+
+
+def test_shell_examples_say_where_sentinel_is() -> None:
+    # `make run` installs the command in .venv/bin, not on PATH: a copied line must work as written.
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
+    assert blocks
+    bare = [line for block in blocks for line in block.splitlines() if re.match(r"\s*sentinel\b", line)]
+    assert bare == []

@@ -157,3 +157,87 @@ def test_bad_input_is_one_clear_line(args, message):
     assert result.returncode in (1, 2)
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _demo_bodies() -> list[dict]:
+    """The hook bodies `sentinel demo` posts (a real daemon answers them 204: tests/test_demo_replay.py)."""
+    from datetime import UTC, datetime
+
+    from sentinel.cli.demo_events import demo_events, envelope
+
+    now = datetime.now(UTC)
+    return [envelope(events, now) for _, events in demo_events(now)]
+
+
+DEMO_RULES = ["okta-admin-privilege-granted-user", "okta-org-rate-limit-warning", "okta-password-spraying",
+              "okta-user-reported-suspicious-activity"]
+
+
+@pytest.mark.parametrize("layout", ["one body per line", "one pretty-printed body per file",
+                                    "pretty-printed bodies one after another"])
+def test_replay_reads_hook_bodies(tmp_path, layout):
+    bodies = _demo_bodies()
+    if layout == "one body per line":
+        files = [tmp_path / "bodies.jsonl"]
+        files[0].write_text("".join(json.dumps(body) + "\n" for body in bodies))
+    elif layout == "one pretty-printed body per file":
+        files = [tmp_path / f"body{i}.json" for i in range(len(bodies))]
+        for file, body in zip(files, bodies):
+            file.write_text(json.dumps(body, indent=2))
+    else:
+        files = [tmp_path / "bodies.json"]
+        files[0].write_text("\n".join(json.dumps(body, indent=2) for body in bodies))
+    result = sentinel("replay", "--rules", str(PACK), *map(str, files))
+    assert result.returncode == 0, result.stderr
+    assert sorted(json.loads(line)["rule_id"] for line in result.stdout.splitlines()) == DEMO_RULES
+    assert "replayed 15 event(s)" in result.stderr
+
+
+def test_replay_streams_arrays_and_reports_where_one_breaks(tmp_path):
+    events = [failure(f"a{i}", f"u{i}@example.com", i) for i in range(12)]
+    pages = tmp_path / "pages.json"  # System Log API pages, one after another; the last one cut short
+    pages.write_text(json.dumps(events[:6], indent=2) + "\n" + json.dumps(events[6:])[:-20])
+    result = sentinel("replay", "--rules", str(PACK), str(pages))
+    assert result.returncode == 0, result.stderr
+    assert f"{pages}: not JSON after element 10" in result.stderr
+    assert "the rest of the file was not read" in result.stderr
+    assert "replayed 11 event(s), 1 item(s) skipped" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"hello\nworld\n", b"{not json\n\x00\xff\n",
+                                     b"[1, 2, 3]", b'{"uuid": "x"}\n' * 3, bytes(range(256)) * 40])
+def test_replay_that_reads_no_event_fails_clearly(tmp_path, content):
+    path = tmp_path / "garbage"
+    path.write_bytes(content)
+    result = sentinel("replay", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"no events read from {path}: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_shows_a_progress_bar_only_on_a_terminal(tmp_path):
+    import os
+    import pty
+
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(failure(f"p{i}", "a@x", i % 60)) + "\n" for i in range(2000)))
+    leader, follower = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "sentinel", "replay", str(path)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=follower) as proc:
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            screen += chunk
+        stdout = proc.stdout.read()
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"replaying" in screen and b"100%" in screen
+    assert b"replaying" not in stdout  # alerts only on stdout
+    piped = sentinel("replay", str(path))
+    assert "replaying" not in piped.stderr and "%" not in piped.stderr

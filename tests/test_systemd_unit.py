@@ -84,6 +84,16 @@ def test_security_exposure_is_at_most_2_5(analyze: str, tmp_path: Path) -> None:
     assert result.returncode == 0, f"rc={result.returncode} with {threshold}:\n{table}"
 
 
+def test_the_detector_may_lower_its_cpu_priority_under_the_syscall_filter(analyze: str, tmp_path: Path) -> None:
+    # The detector calls setpriority() (os.nice) to yield the CPU to intake; @resources is otherwise denied.
+    d = _directives(UNIT.read_text(encoding="utf-8"))
+    assert d["SystemCallFilter"] == ["@system-service", "~@privileged @resources", "setpriority"]
+    unit = _testable_unit(tmp_path)
+    result = _run(analyze, "security", "--offline=yes", "--no-pager", str(unit), cwd=tmp_path)
+    line = next(line for line in result.stdout.splitlines() if "SystemCallFilter=~@resources" in line)
+    assert "(e.g. setpriority is allowed)" in line, line  # systemd's own reading of the filter
+
+
 def test_unit_keeps_the_promised_behaviour() -> None:
     d = _directives(UNIT.read_text(encoding="utf-8"))
     one = {k: v[-1] for k, v in d.items()}

@@ -1,8 +1,10 @@
-"""Helpers shared by CLI commands: loading config with one clear line per problem, and output that
-never hands event text to the terminal raw (see :mod:`sentinel.safe_text`)."""
+"""Helpers shared by CLI commands: loading config with one clear line per problem, the daemon's address file,
+and output that never hands event text to the terminal raw (see :mod:`sentinel.safe_text`)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -49,9 +51,11 @@ def error_lines(error: SentinelError) -> list[str]:
     return [str(error)]
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, *, secrets: bool = True) -> Settings:
+    """The config, or exit with one line per problem. ``secrets=False`` for commands that use none
+    (they then work where a channel's ``${VAR}`` is not set, e.g. root reading the store)."""
     try:
-        return load_config(path)
+        return load_config(path, resolve_secrets=secrets)
     except ErrorGroup as e:
         fail(error_lines(e))
 
@@ -80,3 +84,42 @@ def with_db(settings: Settings, fn: Callable[[sqlite3.Connection], T], write: bo
         raise
     finally:
         conn.close()
+
+
+def address_file(settings: Settings) -> Path:
+    """Where a running daemon says which URL it listens on (``state/sentinel.url`` for ``state/sentinel.db``),
+    so ``sentinel demo`` finds a daemon started with ``--port``/``--host``."""
+    store = settings.storage.path
+    return store.with_name(f"{store.stem}.url")
+
+
+def hook_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses for a daemon listening on ``host:port``."""
+    # A wildcard listener is reached on loopback.
+    reachable = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    return f"http://{f'[{reachable}]' if ':' in reachable else reachable}:{port}/hooks/okta"
+
+
+def write_address(settings: Settings) -> Path:
+    """Write the hook URL to the address file, owner-only (0600), replacing it atomically."""
+    path = address_file(settings)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(hook_url(settings.server.host, settings.server.port) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def remove_address(settings: Settings) -> None:
+    with contextlib.suppress(OSError):
+        address_file(settings).unlink()
+
+
+def read_address(settings: Settings) -> str | None:
+    """The URL a running daemon wrote for this config's store, if any."""
+    try:
+        url = address_file(settings).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return url if url.startswith(("http://", "https://")) else None

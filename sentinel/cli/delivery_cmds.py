@@ -14,7 +14,19 @@ from typing import Any
 
 import click
 
-from sentinel.cli.common import config_option, echo, echo_json, echo_text, error_lines, fail, load_settings, with_db
+from sentinel.cli.common import (
+    address_file,
+    config_option,
+    echo,
+    echo_json,
+    echo_text,
+    error_lines,
+    fail,
+    hook_url,
+    load_settings,
+    read_address,
+    with_db,
+)
 from sentinel.clock import SystemClock
 from sentinel.config import SECRET_ENV
 from sentinel.errors import ErrorGroup
@@ -75,7 +87,7 @@ def register(main: click.Group) -> None:
             return
         from sentinel.store.deliveries import list_alerts
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         after = parse_since(since, SystemClock().now()) if since else None
         rows = with_db(settings, lambda c: list_alerts(c, after, rule_id, limit))
         for row in rows:
@@ -98,7 +110,7 @@ def register(main: click.Group) -> None:
         from sentinel.render import plain_text
         from sentinel.store.deliveries import alert_from_row, deliveries_for_alert, get_alert
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         row, deliveries = with_db(settings, lambda c: (get_alert(c, alert_id), deliveries_for_alert(c, alert_id)))
         if row is None:
             fail(f"no alert with id {alert_id}")
@@ -124,7 +136,7 @@ def register(main: click.Group) -> None:
         """List deliveries (alert × channel), newest first."""
         from sentinel.store.deliveries import list_deliveries
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         for row in with_db(settings, lambda c: list_deliveries(c, status, limit)):
             if as_json:
                 echo_json(row)
@@ -141,7 +153,7 @@ def register(main: click.Group) -> None:
 
         if (delivery_id is None) == (not all_dead):
             fail("give a delivery ID or --dead (not both)")
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, secrets=False)
         now = SystemClock().now()
         count = with_db(settings, lambda c: requeue(c, now, delivery_id, all_dead), write=True)
         if delivery_id is not None and count == 0:
@@ -150,15 +162,16 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @config_option
-    @click.option("--url", help="The daemon's hook URL (default: from [server] in the config).")
+    @click.option("--url", help="The daemon's hook URL (default: the one the running daemon wrote beside its "
+                                "store, else [server] in the config).")
     @click.option("--secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                   help=f"Read the auth header value from this file (default: ${SECRET_ENV}).")
     def demo(config_path: Path, url: str | None, secret_file: Path | None) -> None:
         """Post sample Okta deliveries (suspicious activity, rate limit, Super admin grant, password spray)."""
         from sentinel.cli.demo_events import demo_events, envelope
 
-        settings = load_settings(config_path)
-        target = url or f"http://{settings.server.host}:{settings.server.port}/hooks/okta"
+        settings = load_settings(config_path, secrets=False)
+        target = url or read_address(settings) or hook_url(settings.server.host, settings.server.port)
         secret = (secret_file.read_text(encoding="utf-8").strip() if secret_file
                   else os.environ.get(SECRET_ENV, ""))
         if not secret and not settings.okta.allow_unauthenticated:
@@ -170,6 +183,9 @@ def register(main: click.Group) -> None:
             failures += status != 204
             click.echo(f"{'sent' if status == 204 else 'FAILED'} {label}: {len(events)} event(s) -> {status}")
         if failures:
+            if not url:
+                click.echo(f"(sent to {target}: the address a running daemon writes to {address_file(settings)}, "
+                           "else [server] in the config; --url overrides)", err=True)
             raise SystemExit(1)
         click.echo("watch the log channel (e.g. state/alerts.jsonl) or run: sentinel alerts")
 

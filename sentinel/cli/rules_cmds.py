@@ -1,4 +1,4 @@
-"""``sentinel rules check|test|list`` and ``sentinel replay``: work with rules offline, without an Okta org."""
+"""``sentinel rules check|test|list``: work with rules offline, without an Okta org."""
 
 from __future__ import annotations
 
@@ -8,38 +8,45 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import echo, echo_json, error_lines, fail
+from sentinel.cli.common import DEFAULT_CONFIG, error_lines, fail
 from sentinel.config import load_config
+from sentinel.engine_state import DEFAULT_MAX_GROUPS
 from sentinel.errors import ErrorGroup
 from sentinel.rule_model import RuleSet
-from sentinel.rule_replay import ReadReport, alert_json, read_events, replay
 from sentinel.rule_tests import run_tests
 from sentinel.rules import lint, load_rules
 
 DEFAULT_RULES = (Path("rules"),)
 
+# Unlike the store commands, these work without any config: with none given and no ./sentinel.toml,
+# PATH defaults to ./rules.
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Read the rule paths from [rules] paths of this configuration file.",
+    envvar="SENTINEL_CONFIG",
+    help=f"Read the rule paths from [rules] paths of this configuration file "
+         f"(default: $SENTINEL_CONFIG, else ./{DEFAULT_CONFIG} if it exists, else PATH is ./rules).",
 )
 
 
-def _rule_paths(paths: Sequence[Path], config_path: Path | None) -> tuple[Sequence[Path], int]:
+def rule_paths_from(paths: Sequence[Path], config_path: Path | None) -> tuple[Sequence[Path], int]:
+    """The rule paths and group cap: PATHs given, else the config's [rules], else ./rules."""
     if paths:
-        return paths, 100_000
+        return paths, DEFAULT_MAX_GROUPS
+    if config_path is None and Path(DEFAULT_CONFIG).is_file():
+        config_path = Path(DEFAULT_CONFIG)
     if config_path is not None:
         try:
-            settings = load_config(config_path)
+            settings = load_config(config_path, resolve_secrets=False)  # rules need no secret
         except ErrorGroup as error:
             fail(error_lines(error), code=2)
         return settings.rules.paths, settings.rules.max_groups
-    return DEFAULT_RULES, 100_000
+    return DEFAULT_RULES, DEFAULT_MAX_GROUPS
 
 
-def _load(paths: Sequence[Path]) -> RuleSet:
+def load_ruleset(paths: Sequence[Path]) -> RuleSet:
     try:
         return load_rules(paths)
     except ErrorGroup as error:
@@ -58,9 +65,9 @@ def rules_group() -> None:
 @paths_argument
 @config_option
 def check(paths: tuple[Path, ...], config_path: Path | None) -> None:
-    """Validate rule files (default: ./rules); print every problem, one per line; exit 1 if any."""
-    rule_paths, _ = _rule_paths(paths, config_path)
-    ruleset = _load(rule_paths)
+    """Validate rule files; print every problem, one per line; exit 1 if any."""
+    rule_paths, _ = rule_paths_from(paths, config_path)
+    ruleset = load_ruleset(rule_paths)
     for warning in lint(ruleset):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{len(ruleset)} rules OK")
@@ -71,8 +78,8 @@ def check(paths: tuple[Path, ...], config_path: Path | None) -> None:
 @config_option
 def test(paths: tuple[Path, ...], config_path: Path | None) -> None:
     """Run every rule's inline tests; exit 1 if one fails."""
-    rule_paths, _ = _rule_paths(paths, config_path)
-    ruleset = _load(rule_paths)
+    rule_paths, _ = rule_paths_from(paths, config_path)
+    ruleset = load_ruleset(rule_paths)
     results = run_tests(ruleset)
     failed = 0
     for result in results:
@@ -91,8 +98,8 @@ def test(paths: tuple[Path, ...], config_path: Path | None) -> None:
 @config_option
 def list_rules(paths: tuple[Path, ...], config_path: Path | None) -> None:
     """Show id, severity, event types and whether each rule is enabled."""
-    rule_paths, _ = _rule_paths(paths, config_path)
-    ruleset = _load(rule_paths)
+    rule_paths, _ = rule_paths_from(paths, config_path)
+    ruleset = load_ruleset(rule_paths)
     rows = [(r.id, r.severity.label, ",".join(r.event_types), "yes" if r.enabled else "no") for r in ruleset]
     header = ("ID", "SEVERITY", "EVENT TYPES", "ENABLED")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
@@ -100,33 +107,6 @@ def list_rules(paths: tuple[Path, ...], config_path: Path | None) -> None:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
 
 
-@click.command("replay")
-@click.option("--rules", "rule_paths", multiple=True, type=click.Path(path_type=Path), help="Rule file or folder.")
-@config_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
-def replay_command(rule_paths: tuple[Path, ...], config_path: Path | None, files: tuple[Path, ...]) -> None:
-    """Run saved events (JSON lines, JSON arrays or hook POST bodies; - for stdin) through the rules.
-
-    Events are evaluated in published order with event time as the clock; one JSON object per alert is
-    printed. Nothing is sent and nothing is stored.
-    """
-    paths, max_groups = _rule_paths(rule_paths, config_path)
-    ruleset = _load(paths)
-    report = ReadReport()
-    for file in files:
-        source = "<stdin>" if str(file) == "-" else str(file)
-        try:
-            text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            fail(f"{source}: cannot read: {error.__class__.__name__}: {getattr(error, 'strerror', '') or error}")
-        read_events(text, source, report)
-    for problem in report.problems:
-        echo(f"skipped: {problem}", err=True)
-    for alert in replay(ruleset, report.events, max_groups=max_groups):
-        echo_json(alert_json(alert))
-
-
 def register(main: click.Group) -> None:
     """Add this module's commands to ``main``."""
     main.add_command(rules_group)
-    main.add_command(replay_command)

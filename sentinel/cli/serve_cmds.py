@@ -20,11 +20,22 @@ import click
 
 from sentinel import log as sentinel_log
 from sentinel import private_files, systemd
-from sentinel.cli.common import config_option, echo, echo_json, error_lines, fail, load_settings, with_db
+from sentinel.cli.common import (
+    config_option,
+    echo,
+    echo_json,
+    error_lines,
+    fail,
+    hook_url,
+    load_settings,
+    remove_address,
+    with_db,
+    write_address,
+)
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
 from sentinel.instance import InstanceClash, StoreLock, listen
-from sentinel.secret import Secret
+from sentinel.secret import Secret, short_secret_warnings
 from sentinel.store.events import list_events, list_quarantine
 
 log = logging.getLogger("sentinel")
@@ -50,7 +61,7 @@ def _with_local_secret(settings: Settings, path: Path) -> Settings:
         click.echo(f"{SECRET_ENV} is set; ignoring --secret-file {path}", err=True)
         return settings
     secret, created = _local_secret(path)
-    url = f"http://{settings.server.host}:{settings.server.port}/hooks/okta"
+    url = hook_url(settings.server.host, settings.server.port)
     header = settings.okta.auth_header
     if created:
         # Printed once, to the terminal of the person who asked for it; never logged.
@@ -92,6 +103,8 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
     _register_secrets(settings)
+    for warning in short_secret_warnings(settings.okta.secrets):
+        log.warning("%s", warning)
     if not settings.okta.secrets:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
@@ -108,12 +121,20 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    class MainServer(uvicorn.Server):
+        """Says it stopped listening first thing on shutdown: uvicorn re-raises SIGTERM once it has
+        stopped, which ends the process before any code after ``serve()``."""
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            remove_address(settings)
+            await super().shutdown(sockets)
+
     def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
         return kind(uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_keep_alive=5, server_header=False))
 
-    server = server_for(create_app(service), settings.server.host, settings.server.port)
+    server = server_for(create_app(service), settings.server.host, settings.server.port, MainServer)
     metrics_server = None
     if metrics_socket is not None and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
@@ -142,6 +163,10 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
                  settings.server.port, settings.storage.path)
         started.set()
+        try:
+            log.info("address written to %s (for `sentinel demo`)", write_address(settings))
+        except OSError as e:
+            log.warning("could not write the address file (`sentinel demo` then needs --url): %s", e)
         # Everything loaded so far (libraries, rules) lives as long as the process: keep it out of the
         # collector's full passes, which otherwise stall the loop for tens of milliseconds.
         gc.freeze()
@@ -228,6 +253,8 @@ def register(main: click.Group) -> None:
         problems.extend(routing.problems)
         if problems:
             fail(problems)
+        for warning in short_secret_warnings(settings.okta.secrets):
+            click.echo(f"warning: {warning}", err=True)
         from sentinel.rules import lint
 
         for warning in lint(evaluator.ruleset) if evaluator is not None else []:
@@ -248,7 +275,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
     def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
         """List stored events, oldest first."""
-        rows = with_db(load_settings(config_path), lambda conn: list_events(conn, last, event_type))
+        rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_events(conn, last, event_type))
         for row in rows:
             if as_json:
                 echo_json(row)
@@ -262,7 +289,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
     def quarantine(config_path: Path, last: int, as_json: bool) -> None:
         """List malformed events kept from deliveries: id, when, JSON path, reason, the element."""
-        rows = with_db(load_settings(config_path), lambda conn: list_quarantine(conn, last))
+        rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_quarantine(conn, last))
         for row in rows:
             if as_json:
                 echo_json(row)
