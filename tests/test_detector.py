@@ -168,8 +168,11 @@ def test_unpacking_stores_events_quarantines_bad_elements_and_ignores_redeliveri
     conn = sqlite3.connect(tmp_path / "s.db")
     assert [r[0] for r in conn.execute("SELECT uuid FROM events WHERE evaluated_at IS NOT NULL ORDER BY uuid")] \
         == ["a", "b", "c"]
-    assert [r[0] for r in conn.execute("SELECT path FROM quarantine ORDER BY id")] == \
-        ["data.events[2].eventType", "data.events[3]"] * 2
+    # One record per delivery, however many bad elements: their paths, reasons and texts together.
+    assert conn.execute("SELECT path, reason, body FROM quarantine ORDER BY id").fetchall() == [
+        ("data.events[2].eventType, data.events[3]",
+         "data.events[2].eventType: missing; data.events[3]: must be an object, not a number",
+         '[{"uuid": "no-type"},42]')] * 2
 
 
 def test_each_delivery_is_unpacked_once_across_a_restart(tmp_path: Path) -> None:
