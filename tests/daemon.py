@@ -50,8 +50,11 @@ path = "state/alerts.jsonl"
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
+                 command: list[str] | None = None) -> None:
         self.config = config
+        # How `sentinel` is run: `python -m sentinel`, or e.g. the installed script as the systemd unit does.
+        self.command = command or [sys.executable, "-m", "sentinel"]
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
         self.env.pop("SENTINEL_OKTA_SECRET_PREVIOUS", None)
@@ -68,7 +71,7 @@ class Daemon:
     def start(self, timeout: float = 20.0) -> Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel", "serve", "--config", str(self.config)],
+            [*self.command, "serve", "--config", str(self.config)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent,
         )
         deadline = time.monotonic() + timeout
