@@ -169,8 +169,7 @@ def good_delivery(uuid: str) -> bytes:
     return json.dumps(deepcopy(ENVELOPE) | {"data": {"events": [deepcopy(SAMPLE) | {"uuid": uuid}]}}).encode()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(placements=st.lists(st.tuples(PLACES, TOKENS), min_size=1, max_size=3),
        cuts=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 3), MUTATION_BYTES), max_size=2))
 def test_whatever_intake_acknowledges_is_unpacked_or_quarantined_and_detection_goes_on(
