@@ -95,6 +95,8 @@ class ChannelSettings:
     urls: tuple[Secret, ...] = ()
     min_severity: Severity = Severity.INFO
     path: Path | None = None
+    # The ${NAMES} its URLs are built from: environment variables (or credentials) holding secrets.
+    secret_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
             name=name, kind=kind, urls=urls,
             min_severity=Severity.parse(r.get(table, "min_severity", path, str, "info", _severity)),
             path=_resolve(base, log_path) if log_path else None,
+            secret_names=tuple(dict.fromkeys(n for u in raw_urls for n in _PLACEHOLDER.findall(u))),
         )
 
     t = r.table(doc, "monitor", "monitor")
@@ -393,6 +396,12 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     return Settings(source=Path(file), server=server, okta=okta, storage=storage, rules=rules,
                     delivery=delivery, channels=channels, monitor=monitor, metrics=metrics,
                     logging=logging_settings)
+
+
+def secret_variables(settings: Settings) -> frozenset[str]:
+    """The environment variables that hold (or lead to) a secret of these settings."""
+    named = (name for channel in settings.channels.values() for name in channel.secret_names)
+    return frozenset({SECRET_ENV, PREVIOUS_SECRET_ENV, METRICS_TOKEN_ENV, "CREDENTIALS_DIRECTORY", *named})
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,

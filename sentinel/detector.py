@@ -21,10 +21,11 @@ from sentinel.errors import PayloadError, StoreError
 from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
+from sentinel.quarantine import summary
 from sentinel.rule_state_log import RuleStateLog
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import load_rule_state, record_evaluation
-from sentinel.store.events import events_by_uuid, pending_uuids
+from sentinel.store.events import IngestResult, events_by_uuid, pending_uuids
 from sentinel.store.retention import Pruned, prune_expired, reclaim_space
 
 log = logging.getLogger("sentinel.detector")
@@ -42,6 +43,12 @@ SWEEP_MAX_SECONDS = 600.0
 
 def sweep_interval(retention_period: timedelta) -> float:
     return min(SWEEP_MAX_SECONDS, max(SWEEP_MIN_SECONDS, retention_period.total_seconds() / 100))
+
+
+# The store failing (disk full, I/O, locked): the only reason to try a delivery again. Anything else
+# about one delivery is that delivery's problem, and it is quarantined.
+STORE_FAILURES = (StoreError, sqlite3.OperationalError)
+MAX_REASON_CHARS = 500
 
 
 @dataclass
@@ -161,7 +168,15 @@ class Detector:
             return 0
         deliveries = [(received_at, _unpack(row_id, body)) for row_id, received_at, body in rows]
         last_id, generation = rows[-1][0], self.store.inbox_generation
-        results = await self.store.write(lambda conn: inbox.record_unpacked(conn, generation, last_id, deliveries))
+        try:
+            results = await self.store.write(
+                lambda conn: inbox.record_unpacked(conn, generation, last_id, deliveries))
+        except STORE_FAILURES:
+            raise
+        except Exception:
+            # Not the store failing but something in one delivery it refuses: store them one at a time,
+            # so that only that one is quarantined whole, instead of the batch being retried forever.
+            results = [await self._record_alone(generation, row, deliveries, i) for i, row in enumerate(rows)]
         self._unpacked_upto = last_id
         report = DetectorReport(unpacked_upto=last_id)
         now = self.clock.now()
@@ -174,14 +189,36 @@ class Detector:
                 # stored copy may differ from this one, so it is read back instead.
                 self._offer(delivery.events)
             waited_ms = (now - parse_timestamp(received_at)).total_seconds() * 1000
+            # One line per delivery, however many bad elements it holds (they are one quarantine record).
             level = logging.WARNING if result.quarantined else logging.INFO
             log.log(level, "okta delivery %d: %d events (%d new, %d duplicate, %d quarantined), unpacked %.0f ms "
-                    "after it was stored", row_id, len(delivery.events) + result.quarantined, result.new,
-                    result.duplicate, result.quarantined, waited_ms)
-            for q in delivery.quarantined:
-                log.warning("okta delivery %d: quarantined %s: %s", row_id, q.path, q.reason)
+                    "after it was stored%s", row_id, len(delivery.events) + result.quarantined, result.new,
+                    result.duplicate, result.quarantined, waited_ms,
+                    f"; quarantined {summary(delivery.quarantined)}" if delivery.quarantined else "")
         self._report(report)
         return len(rows)
+
+    async def _record_alone(self, generation: str, row: tuple[int, str, bytes],
+                            deliveries: list[tuple[str, Delivery]], index: int) -> IngestResult:
+        """Store one delivery in a transaction of its own; if the store refuses it (not a store failure),
+        store it quarantined whole instead. ``deliveries[index]`` is replaced by what was stored."""
+        row_id, received_at, body = row
+        delivery = deliveries[index][1]
+        try:
+            (result,) = await self.store.write(
+                lambda conn: inbox.record_unpacked(conn, generation, row_id, [(received_at, delivery)]))
+            self._unpacked_upto = row_id  # committed: a store failure later in the batch must not redo it
+            return result
+        except STORE_FAILURES:
+            raise
+        except Exception as e:
+            log.exception("okta delivery %d: its events cannot be stored; quarantined whole", row_id)
+            whole = _quarantined_whole(row_id, body, "$", f"cannot be stored: {type(e).__name__}: {e}")
+        deliveries[index] = (received_at, whole)
+        (result,) = await self.store.write(
+            lambda conn: inbox.record_unpacked(conn, generation, row_id, [(received_at, whole)]))
+        self._unpacked_upto = row_id
+        return result
 
     async def prune_once(self) -> int:
         """Delete a chunk of unpacked deliveries from the inbox and checkpoint its WAL, at most once a
@@ -330,12 +367,21 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 
 def _unpack(row_id: int, body: bytes) -> Delivery:
-    """A stored body as a delivery. Intake checked its shape before storing it, so a body that fails
-    here (a bug, or a file edited by hand) is quarantined whole rather than lost or retried forever."""
+    """A stored body as a delivery. Intake checked it with the same definition of a valid body, so a
+    body that fails here (a bug, a limit nobody foresaw, a file edited by hand) is quarantined whole,
+    with the reason, rather than lost or retried forever."""
     try:
         return parse_delivery(body)
     except PayloadError as e:
-        log.error("okta delivery %d: stored body cannot be parsed (%s); quarantined whole", row_id, e)
-        return Delivery(events=(), quarantined=(
-            Quarantined(path=f"delivery {row_id}: {e.location}", reason=e.message,
-                        raw=body.decode("utf-8", "backslashreplace")),))
+        return _quarantined_whole(row_id, body, e.location, e.message)
+    except Exception as e:
+        log.exception("okta delivery %d: unpacking failed; quarantined whole", row_id)
+        return _quarantined_whole(row_id, body, "$", f"cannot be unpacked: {type(e).__name__}: {e}")
+
+
+def _quarantined_whole(row_id: int, body: bytes, location: str, reason: str) -> Delivery:
+    # The reason may quote hostile text (an exception's message): kept short and storable as UTF-8.
+    reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_REASON_CHARS]
+    return Delivery(events=(), quarantined=(
+        Quarantined(path=f"delivery {row_id}: {location}", reason=reason,
+                    raw=body.decode("utf-8", "backslashreplace")),))

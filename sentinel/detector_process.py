@@ -8,7 +8,9 @@ alerts and rule state to the main database. If the child dies it is started agai
 since everything it had not committed is still in the store.
 
 The child gets no secrets: the Okta secrets, the metrics token and the channel URLs are removed from
-its settings, and the Okta secret from its environment.
+its settings, and every variable that holds a secret from its environment. It runs only Sentinel's own
+code: ``python -P`` keeps the working directory off ``sys.path`` (``-m`` would put it first, so a folder
+named ``sentinel`` there would be imported instead).
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from sentinel.config import MetricsSettings, OktaSettings, Settings
+from sentinel.config import MetricsSettings, OktaSettings, Settings, secret_variables
 from sentinel.detector import DetectorReport
 
 log = logging.getLogger("sentinel.detector")
@@ -50,9 +52,18 @@ def child_settings(settings: Settings) -> Settings:
                                channels=channels)
 
 
-def _child_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("SENTINEL_OKTA_SECRET") and k != "CREDENTIALS_DIRECTORY"}
+def child_environment(secret_names: Collection[str], environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The daemon's environment without a secret: no variable the config names as one (channel ``${NAMES}``
+    included), no ``CREDENTIALS_DIRECTORY``, no ``SENTINEL_`` variable at all (the child's settings come
+    over the socket), and no ``PYTHONPATH`` entry relative to the working directory."""
+    env = {k: v for k, v in environ.items() if k not in secret_names and not k.startswith("SENTINEL_")}
+    if "PYTHONPATH" in env:
+        kept = [entry for entry in env["PYTHONPATH"].split(os.pathsep) if os.path.isabs(entry)]
+        if kept:
+            env["PYTHONPATH"] = os.pathsep.join(kept)
+        else:
+            del env["PYTHONPATH"]
+    return env
 
 
 class DetectorProcess:
@@ -60,6 +71,8 @@ class DetectorProcess:
 
     def __init__(self, settings: Settings, on_report: Callable[[DetectorReport], None]) -> None:
         self._settings = child_settings(settings)
+        # Every secret variable any config so far named: a reload may drop a channel, not its variable.
+        self._secret_names = set(secret_variables(settings))
         self._on_report = on_report
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -88,9 +101,10 @@ class DetectorProcess:
         os.set_blocking(wake_write, False)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "sentinel.detector_process", "--conn-fd", str(child.fileno()),
+                [sys.executable, "-P", "-m", "sentinel.detector_process", "--conn-fd", str(child.fileno()),
                  "--wake-fd", str(wake_read), "--parent", str(os.getpid())],
-                pass_fds=(child.fileno(), wake_read), env=_child_environment(), stdin=subprocess.DEVNULL)
+                pass_fds=(child.fileno(), wake_read), env=child_environment(self._secret_names),
+                stdin=subprocess.DEVNULL)
         finally:
             child.close()
             os.close(wake_read)
@@ -119,6 +133,7 @@ class DetectorProcess:
     async def reload(self, settings: Settings) -> tuple[bool, str]:
         """Hand the child a new rule set. Returns (applied, problem)."""
         self._settings = child_settings(settings)
+        self._secret_names |= secret_variables(settings)
         if not self.running() or self._conn is None:
             return True, ""  # a restart picks the new settings up
         self._reload_reply = asyncio.get_running_loop().create_future()

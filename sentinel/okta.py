@@ -3,12 +3,17 @@
 A body that is not a delivery at all is a :class:`PayloadError` naming the JSON path (the caller
 answers 400). A delivery whose individual events are malformed keeps the good events and returns the
 bad ones as :class:`Quarantined` entries, so nothing is silently dropped.
+
+What a valid body is has one definition, :func:`_load`: intake's check (:func:`check_delivery`, whose
+msgspec fast path is never more lenient) and the detector's unpacking (:func:`parse_delivery`) both
+apply it, so whatever intake acknowledges the detector can unpack.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +35,12 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 # character), so a UTF-8 body is checked as bytes, where surrogatepass writes U+D800..U+DFFF as ED A0..BF.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _UTF8_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+class LongInteger(str):
+    """An integer literal longer than Python converts (``sys.get_int_max_str_digits()``, 4,300 digits by
+    default: converting is quadratic), kept as its text. Valid JSON, so a body holding one is valid; an
+    element holding one is quarantined (it could not be read back from the store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +110,7 @@ def _elements_quickly(body: bytes, utf8_errors: str) -> list[msgspec.Raw] | None
 
 def parse_delivery(body: bytes) -> Delivery:
     """Parse an Event Hook POST body into events (good ones) and quarantined elements (bad ones)."""
-    encoding, text, raw_events = _load(body)
+    encoding, text, raw_events, long_integers = _load(body)
     sources = _element_texts(body, len(raw_events))
     events: list[Event] = []
     quarantined: list[Quarantined] = []
@@ -110,12 +121,16 @@ def parse_delivery(body: bytes) -> Delivery:
         maybe_surrogates = _SURROGATE.search(text) is not None
     for index, raw in enumerate(raw_events):
         path = f"data.events[{index}]"
+        source = sources[index] if sources else None
         try:
-            event = parse_event(raw, path, sources[index] if sources else None)
+            if long_integers and _holds_long_integer(raw):
+                raise PayloadError(f"contains an integer of more than {sys.get_int_max_str_digits()} digits", path)
+            event = parse_event(raw, path, source)
             if maybe_surrogates and not _encodable(raw):
                 raise PayloadError("contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF): not Unicode text", path)
         except PayloadError as e:
-            quarantined.append(Quarantined(path=e.location, reason=e.message, raw=_dump(raw)))
+            quarantined.append(Quarantined(path=e.location, reason=e.message,
+                                           raw=source if source is not None else _dump(raw)))
             continue
         if event.uuid in seen:  # the same event twice in one batch: keep the first
             continue
@@ -134,11 +149,14 @@ def _element_texts(body: bytes, count: int) -> list[str] | None:
     return [bytes(element).decode("utf-8") for element in elements]
 
 
-def _load(body: bytes) -> tuple[str, str, list[Any]]:
+def _load(body: bytes) -> tuple[str, str, list[Any], bool]:
+    """The one definition of a valid body: JSON (as ``json.loads`` reads it, integers of any length
+    included), an object, ``data.events`` an array. Returns the encoding, the text, the elements, and
+    whether some integer is a :class:`LongInteger`."""
     try:
         encoding = json.detect_encoding(body)
         text = body.decode(encoding, "surrogatepass")  # as json.loads(bytes) does
-        doc = json.loads(text)
+        doc, long_integers = _decode(text)
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 text", "$") from None
     except json.JSONDecodeError as e:
@@ -154,7 +172,36 @@ def _load(body: bytes) -> tuple[str, str, list[Any]]:
     if not isinstance(raw_events, list):
         problem = "missing" if raw_events is None else f"must be an array, not {_json_type(raw_events)}"
         raise PayloadError(problem, "data.events")
-    return encoding, text, raw_events
+    return encoding, text, raw_events, long_integers
+
+
+def _decode(text: str) -> tuple[Any, bool]:
+    try:
+        return json.loads(text), False
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer too long for int(); msgspec takes it, so must this (rare: decode again)
+        return json.loads(text, parse_int=_integer), True
+
+
+def _integer(text: str) -> int | LongInteger:
+    try:
+        return int(text)
+    except ValueError:
+        return LongInteger(text)
+
+
+def _holds_long_integer(value: Any) -> bool:
+    stack = [value]  # not recursive: an element may be nested as deep as json.loads allows
+    while stack:
+        item = stack.pop()
+        if isinstance(item, LongInteger):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def parse_event(raw: Any, path: str = "event", source: str | None = None) -> Event:
@@ -211,7 +258,7 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, LongInteger)):
         return "a number"
     if isinstance(value, str):
         return "a string"

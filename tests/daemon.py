@@ -51,11 +51,12 @@ path = "state/alerts.jsonl"
 
 class Daemon:
     def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
-                 launcher: list[str] | None = None, umask: int = -1, port: int | None = None) -> None:
-        """``port``: start with ``serve --port PORT`` (as ``make run PORT=…`` does) instead of the config's."""
+                 command: list[str] | None = None, umask: int = -1, port: int | None = None) -> None:
+        """``command``: how `sentinel` is run: ``python -m sentinel`` by default, the installed script as the
+        systemd unit does, or tests/e2e_launch.py (Apprise pointed at a capture server).
+        ``port``: start with ``serve --port PORT`` (as ``make run PORT=…`` does) instead of the config's."""
         self.config = config
-        # What runs ``serve --config FILE``: the real CLI, or tests/e2e_launch.py (Apprise pointed at a capture).
-        self.launcher = launcher or [sys.executable, "-m", "sentinel"]
+        self.command = command or [sys.executable, "-m", "sentinel"]
         self.umask = umask  # -1: the test process's
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
@@ -74,7 +75,7 @@ class Daemon:
     def start(self, timeout: float = 20.0) -> Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*self.launcher, "serve", "--config", str(self.config), *self.args],
+            [*self.command, "serve", "--config", str(self.config), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, umask=self.umask,
         )
         deadline = time.monotonic() + timeout

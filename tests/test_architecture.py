@@ -15,7 +15,7 @@ PURE_CORE = [
     "sentinel.operators", "sentinel.conditions", "sentinel.condition_expr", "sentinel.templates", "sentinel.rule_model",
     "sentinel.rule_loader", "sentinel.lint", "sentinel.rules", "sentinel.rule_context", "sentinel.engine",
     "sentinel.engine_state", "sentinel.rule_tests", "sentinel.render", "sentinel.render_facts", "sentinel.routing",
-    "sentinel.monitor", "sentinel.secret", "sentinel.alert_context", "sentinel.safe_text",
+    "sentinel.monitor", "sentinel.secret", "sentinel.alert_context", "sentinel.safe_text", "sentinel.quarantine",
 ]
 FORBIDDEN = {"starlette", "uvicorn", "sqlite_utils", "sqlite3", "apprise", "tenacity", "click", "requests",
              "httpx", "socket"}

@@ -4,6 +4,7 @@ unrecordable alert never stops detection."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -16,13 +17,15 @@ import pytest
 from conftest import make_event
 from prometheus_client import generate_latest
 
+from sentinel import detector as detector_module
 from sentinel import engine
 from sentinel.clock import FixedClock
 from sentinel.detector import Detector, DetectorReport, apply_report
+from sentinel.errors import StoreError
 from sentinel.evaluator import RuleEvaluator
 from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, Severity
-from sentinel.okta import parse_event
+from sentinel.okta import Delivery, parse_event
 from sentinel.rules import RuleSet, load_rules
 from sentinel.store import Store
 from sentinel.store.events import ingest
@@ -178,8 +181,11 @@ def test_unpacking_stores_events_quarantines_bad_elements_and_ignores_redeliveri
     conn = sqlite3.connect(tmp_path / "s.db")
     assert [r[0] for r in conn.execute("SELECT uuid FROM events WHERE evaluated_at IS NOT NULL ORDER BY uuid")] \
         == ["a", "b", "c"]
-    assert [r[0] for r in conn.execute("SELECT path FROM quarantine ORDER BY id")] == \
-        ["data.events[2].eventType", "data.events[3]"] * 2
+    # One record per delivery, however many bad elements: their paths, reasons and texts together.
+    assert conn.execute("SELECT path, reason, body FROM quarantine ORDER BY id").fetchall() == [
+        ("data.events[2].eventType, data.events[3]",
+         "data.events[2].eventType: missing; data.events[3]: must be an object, not a number",
+         '[{"uuid": "no-type"},42]')] * 2
 
 
 def test_each_delivery_is_unpacked_once_across_a_restart(tmp_path: Path) -> None:
@@ -204,6 +210,75 @@ def test_a_stored_body_that_cannot_be_parsed_is_quarantined_whole_not_retried(tm
     assert counts(reports) == (1, 0, 1)
     conn = sqlite3.connect(tmp_path / "s.db")
     assert conn.execute("SELECT path, body FROM quarantine").fetchone() == ("delivery 1: $", "{not json")
+
+
+def test_a_delivery_whose_unpacking_raises_anything_is_quarantined_whole_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only a PayloadError: a bug or a limit nobody foresaw must not hold back every later delivery."""
+    real = detector_module.parse_delivery
+
+    def buggy(body: bytes) -> Delivery:
+        if b"boom" in body:
+            raise ZeroDivisionError("division by zero")
+        return real(body)
+
+    monkeypatch.setattr(detector_module, "parse_delivery", buggy)
+    reports = unpack_all(tmp_path, [delivery(make_event("boom")), delivery(make_event("after"))])
+    assert counts(reports) == (1, 0, 1)
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT path, reason FROM quarantine").fetchall() == \
+        [("delivery 1: $", "cannot be unpacked: ZeroDivisionError: division by zero")]
+    assert [r[0] for r in conn.execute("SELECT uuid FROM events")] == ["after"]
+
+
+def test_a_delivery_the_store_refuses_is_quarantined_whole_and_the_rest_of_its_batch_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a store failure (that is retried) but rows SQLite will not take: only that delivery is set aside."""
+    real = detector_module.parse_delivery
+
+    def unstorable(body: bytes) -> Delivery:
+        parsed = real(body)
+        if b"refused" not in body:
+            return parsed
+        # A lone surrogate cannot be bound as UTF-8 (the parser quarantines those; this stands for any
+        # such row it might let through).
+        return Delivery(events=(dataclasses.replace(parsed.events[0], uuid="refused-\ud800", source=None),),
+                        quarantined=())
+
+    monkeypatch.setattr(detector_module, "parse_delivery", unstorable)
+    bodies = [delivery(make_event("before")), delivery(make_event("refused")), delivery(make_event("after"))]
+    reports = unpack_all(tmp_path, bodies)
+    assert counts(reports) == (2, 0, 1)
+    conn = sqlite3.connect(tmp_path / "s.db")
+    ((path, reason, body),) = conn.execute("SELECT path, reason, body FROM quarantine").fetchall()
+    assert (path, reason.split(":")[0]) == ("delivery 2: $", "cannot be stored")
+    assert "UnicodeEncodeError" in reason and json.loads(body)["data"]["events"][0]["uuid"] == "refused"
+    assert [r[0] for r in conn.execute("SELECT uuid FROM events ORDER BY uuid")] == ["after", "before"]
+
+
+def test_a_store_failure_is_retried_not_quarantined(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[int], int]:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        try:
+            detector = Detector(store, Recorder(), lambda a: [], FixedClock(NOW))
+            await detector.load_state()
+            await store.receive(delivery(make_event("x")), NOW)
+            real_write = store.write
+
+            async def failing(fn):  # type: ignore[no-untyped-def]
+                raise StoreError("could not persist: disk I/O error")
+
+            store.write = failing  # type: ignore[method-assign]
+            with pytest.raises(StoreError):
+                await detector.unpack_once()
+            store.write = real_write  # type: ignore[method-assign]
+            return [await detector.unpack_once(), await detector.unpack_once()], \
+                await store.read(lambda c: c.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+        finally:
+            store.close()
+
+    assert asyncio.run(scenario()) == ([1, 0], 0)
 
 
 def test_pruning_drops_only_unpacked_deliveries(tmp_path: Path) -> None:

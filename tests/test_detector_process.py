@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import httpx
-from conftest import alert_rules, envelope, make_event, settled, stored, wait_for
+from conftest import LOCK_RULE, alert_rules, envelope, make_event, settled, stored, wait_for
 from daemon import SECRET, Daemon, write_config
+
+from sentinel.detector_process import child_environment
 
 
 def detector_of(daemon: Daemon) -> int:
@@ -36,10 +39,71 @@ def metric(daemon: Daemon, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_the_detector_gets_no_secret(ruled: Daemon) -> None:
-    environ = Path(f"/proc/{detector_of(ruled)}/environ").read_bytes()
-    assert SECRET.encode() not in environ
-    assert b"SENTINEL_OKTA_SECRET" not in environ
+METRICS_TOKEN = "metrics-token-5b1e0c"
+CHANNEL_TOKEN = "channel-token-9d44a7"
+# A channel whose URL takes a secret from the environment; no alert here reaches it (critical only).
+SECRET_CHANNEL = """
+[channels.webhook]
+urls = ["json://127.0.0.1:9/${CHANNEL_TOKEN}"]
+min_severity = "critical"
+"""
+
+
+def environment_of(pid: int) -> dict[bytes, bytes]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split(b"=", 1) for item in raw.split(b"\0") if item)
+
+
+def test_the_detector_gets_no_secret(tmp_path: Path) -> None:
+    """Not the Okta secret, the metrics token, a channel's ${VARIABLE}, nor where credentials are."""
+    config = write_config(tmp_path, extra=SECRET_CHANNEL)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    env = {"SENTINEL_METRICS_TOKEN": METRICS_TOKEN, "CHANNEL_TOKEN": CHANNEL_TOKEN,
+           "CREDENTIALS_DIRECTORY": str(credentials)}
+    d = Daemon(config, env=env).start()
+    try:
+        daemon_env = environment_of(d.proc.pid)  # type: ignore[union-attr]
+        child_env = environment_of(detector_of(d))
+    finally:
+        d.stop()
+    secret_names = [b"SENTINEL_OKTA_SECRET", b"SENTINEL_METRICS_TOKEN", b"CHANNEL_TOKEN", b"CREDENTIALS_DIRECTORY"]
+    assert all(name in daemon_env for name in secret_names)  # the daemon has them all, so the test can fail
+    assert [name for name in secret_names if name in child_env] == []
+    values = b"\0".join(child_env.values())
+    assert [s for s in (SECRET, METRICS_TOKEN, CHANNEL_TOKEN) if s.encode() in values] == []
+    assert child_env[b"PATH"] == daemon_env[b"PATH"]  # the rest of the environment is passed on
+
+
+def test_the_child_environment_drops_secrets_and_working_directory_paths() -> None:
+    environ = {"HOME": "/home/x", "CHANNEL_TOKEN": "t", "SENTINEL_CONFIG": "c", "SENTINEL_ANYTHING": "a",
+               "PYTHONPATH": os.pathsep.join(["", ".", "lib", "/opt/extra"])}
+    assert child_environment({"CHANNEL_TOKEN"}, environ) == {"HOME": "/home/x", "PYTHONPATH": "/opt/extra"}
+    assert "PYTHONPATH" not in child_environment(set(), {"PYTHONPATH": "."})
+
+
+def test_the_detector_imports_nothing_from_the_working_directory(tmp_path: Path) -> None:
+    """Run from a folder holding a `sentinel` package (a clone of another version, or planted code): the
+    detector still runs Sentinel's own code, and the planted code never runs."""
+    marker = tmp_path / "planted-code-ran"
+    planted = tmp_path / "sentinel"
+    planted.mkdir()
+    plant = f"import pathlib\npathlib.Path({str(marker)!r}).write_text(__name__)\n"
+    (planted / "__init__.py").write_text(plant)
+    (planted / "detector_process.py").write_text(plant + "raise SystemExit(3)\n")
+    (planted / "rules.py").write_text(plant)  # no load_rules: a clone of another version
+    config = write_config(tmp_path)
+    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
+    # The installed entry script, as the systemd unit runs it (`python -m sentinel` would itself import
+    # the planted package: the working directory comes first for -m).
+    d = Daemon(config, command=[str(Path(sys.executable).parent / "sentinel")]).start()
+    try:
+        assert d.proc is not None and Path(f"/proc/{d.proc.pid}/cwd").resolve() == tmp_path.resolve()
+        assert d.post(envelope(make_event("cwd-1", "user.account.lock"))).status_code == 204
+        assert wait_for(lambda: alert_rules(tmp_path) == ["test-lock"]), d.log()[-2000:]
+    finally:
+        d.stop()
+    assert not marker.exists(), f"planted code ran: {marker.read_text()}"
 
 
 def test_a_killed_detector_is_restarted_and_nothing_is_lost_meanwhile(ruled: Daemon) -> None:

@@ -7,13 +7,16 @@ import socket
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import envelope, inbox_received, make_event, settled, stored, wait_for
+from conftest import alert_rules, envelope, inbox_received, make_event, settled, stored, wait_for
 from daemon import SECRET, Daemon, write_config
 from proof_helpers import inbox_of, query
+
+from sentinel.model import format_timestamp
 
 
 def db_of(d: Daemon) -> Path:
@@ -186,22 +189,62 @@ def test_bad_events_are_quarantined_and_good_ones_kept(daemon: Daemon) -> None:
     assert r.status_code == 204
     db = db_of(daemon)
     assert stored(db) == ["good-1"]
-    reasons = stored(db, "SELECT path, reason FROM quarantine ORDER BY id")
-    assert reasons == [
-        ("data.events[1].uuid", "missing"),
-        ("data.events[2].eventType", "missing"),
-        ("data.events[3].uuid", "must be a string, not a number"),
-        ("data.events[4].published", "not an ISO-8601 timestamp"),
-        ("data.events[5]", "must be an object, not a string"),
-    ]
+    # The delivery's bad elements are one quarantine record: every path, every reason, every element.
+    paths = ["data.events[1].uuid", "data.events[2].eventType", "data.events[3].uuid", "data.events[4].published",
+             "data.events[5]"]
+    reasons = ["missing", "missing", "must be a string, not a number", "not an ISO-8601 timestamp",
+               "must be an object, not a string"]
+    record = (", ".join(paths), "; ".join(f"{p}: {r}" for p, r in zip(paths, reasons, strict=True)))
+    assert stored(db, "SELECT path, reason FROM quarantine ORDER BY id") == [record]
     assert "5 quarantined" in daemon.log()
     from test_config import run_cli
 
     listed = run_cli("quarantine", "--config", str(daemon.config), "--json")
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [(e["path"], e["reason"]) for e in entries] == reasons
-    assert json.loads(entries[-1]["body"]) == "not an object"
+    assert [(e["path"], e["reason"]) for e in entries] == [record]
+    assert json.loads(entries[0]["body"]) == bad
+
+
+def test_a_five_thousand_digit_integer_is_quarantined_and_detection_goes_on(ruled: Daemon) -> None:
+    """json.loads refuses integers past 4,300 digits; such a body used to be acknowledged by intake and
+    then fail in the detector at every retry, holding back every later delivery for good."""
+    digits = "1" * 5000
+    body = json.dumps(envelope(make_event("digits", "user.account.lock", n=0))).replace('"n": 0', f'"n": {digits}')
+    assert ruled.post(body).status_code == 204
+    assert ruled.post(envelope(make_event("after", "user.account.lock"))).status_code == 204
+    assert wait_for(lambda: alert_rules(ruled.config.parent) == ["test-lock"])
+    assert stored(db_of(ruled)) == ["after"]
+    from test_config import run_cli
+
+    listed = run_cli("quarantine", "--config", str(ruled.config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (entry["path"], entry["reason"]) == ("data.events[0]", "contains an integer of more than 4300 digits")
+    assert digits in entry["body"]
+    text = run_cli("quarantine", "--config", str(ruled.config)).stdout
+    assert "data.events[0]  contains an integer of more than 4300 digits" in text
+
+
+def test_a_body_of_many_bad_elements_is_one_log_line_and_one_quarantine_record(daemon: Daemon) -> None:
+    """It used to be one warning line and one quarantine row per bad element (500,001 lines, 67 MB, for
+    a 1 MB body)."""
+    count = 100_000
+    assert daemon.post(envelope(*[0] * count, make_event("kept"))).status_code == 204  # type: ignore[arg-type]
+    db = db_of(daemon)
+    assert stored(db) == ["kept"]
+    group = f"data.events[0-{count - 1}]"
+    assert stored(db, "SELECT path, reason, body FROM quarantine") == \
+        [(group, "must be an object, not a number", "[" + ",".join(["0"] * count) + "]")]
+    assert wait_for(lambda: "okta delivery 1:" in daemon.log())  # logged just after the commit
+    lines = [line for line in daemon.log().splitlines() if "okta delivery 1" in line or "data.events[" in line]
+    assert len(lines) == 1, lines[:5]
+    assert f"{count + 1} events (1 new, 0 duplicate, {count} quarantined)" in lines[0]
+    assert f"{group}: must be an object, not a number ({count:,} elements)" in lines[0]
+    from test_config import run_cli
+
+    listed = run_cli("quarantine", "--config", str(daemon.config)).stdout.splitlines()
+    assert len(listed) == 1 and group in listed[0]
 
 
 def test_real_okta_sample_is_accepted(daemon: Daemon, envelope_sample: dict) -> None:  # type: ignore[type-arg]
@@ -278,9 +321,11 @@ def test_pending_events_from_before_a_crash_are_evaluated_at_start(tmp_path: Pat
     d.stop()
     db = db_of(d)
     conn = sqlite3.connect(db)
+    # Received just before the crash: an old received_at would be pruned by retention once evaluated.
+    received = format_timestamp(datetime.now(UTC))
     conn.execute("INSERT INTO events (uuid, event_type, published, received_at, body) VALUES "
-                 "('left-1', 'user.session.start', '2024-05-01T10:00:00.000000Z', '2024-05-01T10:00:01.000000Z', ?)",
-                 (json.dumps(make_event("left-1")),))
+                 "('left-1', 'user.session.start', '2024-05-01T10:00:00.000000Z', ?, ?)",
+                 (received, json.dumps(make_event("left-1"))))
     conn.commit()
     conn.close()
     d.start()

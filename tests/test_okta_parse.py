@@ -55,6 +55,22 @@ def test_bad_event_is_quarantined(event: object, path: str, reason: str) -> None
     assert json.loads(q.raw) == event
 
 
+@pytest.mark.parametrize("number", ["1" * 5000, "-" + "9" * 4301])
+def test_an_integer_too_long_for_python_is_valid_json_and_quarantines_its_element(number: str) -> None:
+    """json.loads refuses more than 4,300 digits (ValueError), msgspec does not: the one definition of a
+    valid body takes them, and only the element holding one is quarantined, kept as delivered."""
+    bad = json.dumps(make_event("long", n=0)).replace('"n": 0', f'"n": {number}')
+    body = ('{"eventId": ' + number + ', "data": {"events": [' + bad + ", " + json.dumps(make_event("ok"))
+            + "]}}").encode()
+    assert check_delivery(body) == 2
+    delivery = parse_delivery(body)
+    assert [e.uuid for e in delivery.events] == ["ok"]
+    (q,) = delivery.quarantined
+    assert (q.path, q.reason, q.raw) == ("data.events[0]", "contains an integer of more than 4300 digits", bad)
+    top = ('{"data": {"events": ' + number + "}}").encode()
+    assert _checked(top) == _reference(top) == "error at data.events"
+
+
 def test_panther_timestamp_form_is_accepted() -> None:
     event = make_event("p", published="2020-11-25 21:27:03.496000000")
     parsed = parse_delivery(json.dumps({"data": {"events": [event]}}).encode()).events[0]
@@ -87,7 +103,8 @@ def _checked(body: bytes) -> int | str:
 ODD_VALUES = ["01", "1.", "-", "1e", "+1", ".5", "0x1", '"\\x"', '"\\u12G4"', '"\\u12"', "tru", "nul", "truex",
               "[1,]", '{"a":1,}', '{"a" 1}', "[1 2]", '"\\U0041"', '"\t"', '"\x01"', "NaN", "Infinity", "1e999",
               "123456789012345678901234567890", '"\\ud800"', '{"\\udc00":1}', '"\\ud83d\\ude00"', '"\\u0000"',
-              '"\x7f"', '"é"', "[1,\x0c2]", "[1,\xa02]", '{"a":1,"a":2}', "-0"]
+              '"\x7f"', '"é"', "[1,\x0c2]", "[1,\xa02]", '{"a":1,"a":2}', "-0", "1" * 4300, "1" * 5000,
+              "-" + "1" * 5000, "[" + "9" * 5000 + "]"]
 
 
 @pytest.mark.parametrize("value", ODD_VALUES)

@@ -75,7 +75,7 @@ min_severity = "high"
 """)
     daemon = Daemon(config, env={"SENTINEL_E2E_CAPTURE_BASE": capture.base, "PD_ROUTING_KEY": "routingKEY0123",
                                  "PD_API_KEY": "apiKEY0123"},
-                    launcher=[sys.executable, str(REPO / "tests" / "e2e_launch.py")]).start()
+                    command=[sys.executable, str(REPO / "tests" / "e2e_launch.py")]).start()
     try:
         assert daemon.post(envelope(HELPDESK)).status_code == 204
         assert daemon.post(envelope(SUPERADMIN)).status_code == 204

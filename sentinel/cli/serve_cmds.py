@@ -288,7 +288,8 @@ def register(main: click.Group) -> None:
                   help="How many of the newest entries.")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
     def quarantine(config_path: Path, last: int, as_json: bool) -> None:
-        """List malformed events kept from deliveries: id, when, JSON path, reason, the element."""
+        """List malformed events kept from deliveries, one record per delivery: id, when, JSON paths,
+        reasons, the elements."""
         rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_quarantine(conn, last))
         for row in rows:
             if as_json:
@@ -299,8 +300,13 @@ def register(main: click.Group) -> None:
 
 
 def _quarantine_line(row: dict[str, Any]) -> str:
-    body = row["body"] if len(row["body"]) <= 200 else row["body"][:200] + "…"
-    return "  ".join([str(row["id"]), row["received_at"], row["path"], row["reason"], body])
+    # One record holds all of a delivery's bad elements: paths and reasons can be long too (--json: in full).
+    return "  ".join([str(row["id"]), row["received_at"], _cut(row["path"], 300), _cut(row["reason"], 500),
+                      _cut(row["body"], 200)])
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _event_line(row: dict[str, Any]) -> str:

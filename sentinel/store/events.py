@@ -11,6 +11,7 @@ from typing import Any
 
 from sentinel.model import Event, format_timestamp, parse_timestamp
 from sentinel.okta import Quarantined
+from sentinel.quarantine import record
 
 _INSERT_EVENT = ("INSERT OR IGNORE INTO events (uuid, event_type, published, received_at, body) "
                  "VALUES (?, ?, ?, ?, ?)")
@@ -29,7 +30,8 @@ class IngestResult:
 
 def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Sequence[Quarantined],
            received_at: datetime) -> IngestResult:
-    """Store events (``INSERT OR IGNORE`` on uuid, so Okta's re-deliveries add nothing) and quarantine."""
+    """Store events (``INSERT OR IGNORE`` on uuid, so Okta's re-deliveries add nothing) and the quarantined
+    elements of one delivery, as one quarantine record (sentinel/quarantine.py)."""
     received = format_timestamp(received_at)
     before = conn.total_changes
     conn.executemany(_INSERT_EVENT, [(e.uuid, e.event_type, format_timestamp(e.published), received,
@@ -37,11 +39,10 @@ def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Seque
                                       json.dumps(e.data, ensure_ascii=False, separators=(",", ":")))
                                      for e in events])
     new = conn.total_changes - before
-    if quarantined:
-        conn.executemany(
-            "INSERT INTO quarantine (received_at, path, reason, body) VALUES (?, ?, ?, ?)",
-            [(received, q.path, q.reason, q.raw) for q in quarantined],
-        )
+    kept = record(quarantined)
+    if kept is not None:
+        conn.execute("INSERT INTO quarantine (received_at, path, reason, body) VALUES (?, ?, ?, ?)",
+                     (received, kept.path, kept.reason, kept.body))
     return IngestResult(new=new, duplicate=len(events) - new, quarantined=len(quarantined))
 
 
