@@ -46,5 +46,10 @@ class Metrics:
                                         "Groups dropped because the group cap was reached", registry=r)
         self.last_event_time = Gauge("sentinel_last_event_received_timestamp_seconds",
                                      "When the newest event was received (Unix time)", registry=r)
+        self.connections_open = Gauge("sentinel_connections_open", "HTTP connections open (hook and metrics "
+                                      "listeners)", registry=r)
+        self.connections_closed = Counter(
+            "sentinel_connections_closed", "HTTP connections closed by the server's limits, by reason "
+            "(header_timeout, header_too_large, evicted, refused)", ["reason"], registry=r)
         self.reload = Counter("sentinel_reloads", "Config/rule reloads, by result", ["result"], registry=r)
         self.rules_loaded = Gauge("sentinel_rules_loaded", "Rules in the active rule set", registry=r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -50,8 +51,11 @@ path = "state/alerts.jsonl"
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
+                 nofile: int | None = None) -> None:
+        """``nofile``: the daemon's file-descriptor limit (RLIMIT_NOFILE), as systemd's LimitNOFILE= sets it."""
         self.config = config
+        self.nofile = nofile
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
         self.env.pop("SENTINEL_OKTA_SECRET_PREVIOUS", None)
@@ -70,6 +74,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sentinel", "serve", "--config", str(self.config)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent,
+            preexec_fn=self._limit_fds if self.nofile is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -82,6 +87,10 @@ class Daemon:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"daemon did not start:\n{self.log()}")
+
+    def _limit_fds(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def headers(self, **extra: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
