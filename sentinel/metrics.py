@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -53,3 +57,20 @@ class Metrics:
             "(header_timeout, header_too_large, evicted, refused)", ["reason"], registry=r)
         self.reload = Counter("sentinel_reloads", "Config/rule reloads, by result", ["result"], registry=r)
         self.rules_loaded = Gauge("sentinel_rules_loaded", "Rules in the active rule set", registry=r)
+
+    def watch_readiness(self, checks: Callable[[], Mapping[str, bool]]) -> None:
+        """``sentinel_ready{check}``: 1 while the readiness check passes, 0 while it fails; read from
+        ``checks()`` at each scrape, so it is never stale."""
+        self.registry.register(_Readiness(checks))
+
+
+class _Readiness(Collector):
+    def __init__(self, checks: Callable[[], Mapping[str, bool]]) -> None:
+        self.checks = checks
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily("sentinel_ready", "1 while a readiness check passes (as in /readyz), 0 while "
+                                  "it fails; the reason is in the log", labels=["check"])
+        for name, ok in self.checks().items():
+            gauge.add_metric([name], 1.0 if ok else 0.0)
+        yield gauge

@@ -41,10 +41,12 @@ RESTART_ONLY = ("server", "okta", "storage", "metrics")
 
 @dataclass
 class Health:
-    store_ok: bool = False
+    """What readiness is made of (``Service.ready_checks``); the details of a failure are logged."""
+
+    store_ok: bool = False  # intake's last write to the store succeeded (set by each delivery stored)
+    store_check_ok: bool = True  # the last live check (``/readyz``) could take a write transaction
     rules_loaded: bool = False
-    last_reload_ok: bool = True
-    last_reload_error: str = ""
+    last_reload_ok: bool = True  # the last reload, if any, was applied (not rejected, not crashed)
 
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
@@ -76,6 +78,7 @@ class Service:
         self._log_lint(evaluator)
         self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report)
         self.detector_process = DetectorProcess(settings, self._on_report) if detector_process else None
+        self.metrics.watch_readiness(self.ready_checks)
         self._rule_count = evaluator.rule_count
         self.metrics.rules_loaded.set(evaluator.rule_count)
         self._unpacked_upto = 0
@@ -160,6 +163,13 @@ class Service:
     def metrics_rules(self) -> int:
         return self._rule_count
 
+    def ready_checks(self) -> dict[str, bool]:
+        """Each readiness check by name (the ``/readyz`` fields and ``sentinel_ready{check}``): True when
+        it passes. ``last_reload`` is reported but does not make the daemon unready: it runs on."""
+        health = self.health
+        return {"store": health.store_ok and health.store_check_ok, "rules_loaded": health.rules_loaded,
+                "detector": self.detector_running(), "last_reload": health.last_reload_ok}
+
     def detector_running(self) -> bool:
         return self.detector_process is None or self.detector_process.running()
 
@@ -171,55 +181,61 @@ class Service:
 
     async def reload(self) -> bool:
         """Re-read config and rules; swap them in only if everything is valid. Never drops an event:
-        the detector finishes its batch with the old rules and takes the new ones for the next."""
+        the detector finishes its batch with the old rules and takes the new ones for the next. A reload
+        that fails, or crashes, leaves the previous configuration running and says so (``/readyz``)."""
         if self._reload_settings is None:
             return False
         async with self._reload_lock:
             systemd.reloading("reloading configuration and rules")
             try:
-                settings = self._reload_settings()
-                evaluator = build_evaluator(settings)
-                channels = build_channels(settings)
-            except SentinelError as e:
-                errors = e.errors if isinstance(e, ErrorGroup) else (e,)
-                for error in errors:
-                    log.error("reload rejected: %s", error)
-                self.health.last_reload_ok = False
-                self.health.last_reload_error = f"{len(errors)} problem(s); first: {errors[0]}"
-                self.metrics.reload.labels("failed").inc()
-                systemd.ready("reload failed; running on the previous configuration")
-                return False
-            for section in RESTART_ONLY:
-                if getattr(settings, section) != getattr(self.settings, section):
-                    log.warning("reload: [%s] changed; it takes effect at the next restart", section)
-            if self.detector_process is not None:
-                applied, problem = await self.detector_process.reload(_keep_restart_only(settings, self.settings))
-                if not applied:
-                    log.error("reload rejected by the detector process: %s", problem)
-                    self.health.last_reload_ok = False
-                    self.health.last_reload_error = problem
-                    self.metrics.reload.labels("failed").inc()
-                    systemd.ready("reload failed; running on the previous configuration")
-                    return False
-            else:
-                current = self.detector.evaluator
-                if isinstance(current, RuleEvaluator):
-                    evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
-            self._log_lint(evaluator)
-            await self._stop_dispatchers()
-            self.settings = _keep_restart_only(settings, self.settings)
-            self.channels = channels
-            if self.detector_process is None:
-                self.detector.swap(evaluator, self._route)
-            self._rule_count = evaluator.rule_count
-            self._start_dispatchers()
-            self.metrics.rules_loaded.set(evaluator.rule_count)
-            self.health.last_reload_ok = True
-            self.health.last_reload_error = ""
-            self.metrics.reload.labels("ok").inc()
-            log.info("reloaded: %d rules, %d channels", evaluator.rule_count, len(channels))
-            systemd.ready(f"running: {evaluator.rule_count} rules")
-            return True
+                return await self._reload(self._reload_settings)
+            except Exception:  # a bug or an input nothing foresaw: logged, and the daemon runs on
+                log.exception("reload crashed; running on the previous configuration")
+                if not self._dispatch_tasks:  # stopped before the crash: alerts must still go out
+                    self._start_dispatchers()
+                return self._reload_failed()
+
+    def _reload_failed(self) -> bool:
+        self.health.last_reload_ok = False
+        self.metrics.reload.labels("failed").inc()
+        systemd.ready("reload failed; running on the previous configuration")
+        return False
+
+    async def _reload(self, reload_settings: Callable[[], Settings]) -> bool:
+        try:
+            settings = reload_settings()
+            evaluator = build_evaluator(settings)
+            channels = build_channels(settings)
+        except SentinelError as e:
+            for error in e.errors if isinstance(e, ErrorGroup) else (e,):
+                log.error("reload rejected: %s", error)
+            return self._reload_failed()
+        for section in RESTART_ONLY:
+            if getattr(settings, section) != getattr(self.settings, section):
+                log.warning("reload: [%s] changed; it takes effect at the next restart", section)
+        if self.detector_process is not None:
+            applied, problem = await self.detector_process.reload(_keep_restart_only(settings, self.settings))
+            if not applied:
+                log.error("reload rejected by the detector process: %s", problem)
+                return self._reload_failed()
+        else:
+            current = self.detector.evaluator
+            if isinstance(current, RuleEvaluator):
+                evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
+        self._log_lint(evaluator)
+        await self._stop_dispatchers()
+        self.settings = _keep_restart_only(settings, self.settings)
+        self.channels = channels
+        if self.detector_process is None:
+            self.detector.swap(evaluator, self._route)
+        self._rule_count = evaluator.rule_count
+        self._start_dispatchers()
+        self.metrics.rules_loaded.set(evaluator.rule_count)
+        self.health.last_reload_ok = True
+        self.metrics.reload.labels("ok").inc()
+        log.info("reloaded: %d rules, %d channels", evaluator.rule_count, len(channels))
+        systemd.ready(f"running: {evaluator.rule_count} rules")
+        return True
 
     async def _monitor(self) -> None:
         """Refresh the gauges that come from the store, and watch the feed for silence."""
