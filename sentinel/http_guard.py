@@ -174,6 +174,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         end = (tail + data).find(b"\r\n\r\n")
         return end < 0 or self.header_bytes - len(tail) + end + 4 > self.guard.max_header_bytes
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # Sentinel serves no WebSocket (``ws="none"``): an Upgrade header is ignored and the request answered
+        # as any other. uvicorn would log two warnings per such request, one advising to install a library.
+        log.debug("ignored an Upgrade request header")
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.in_headers = True
@@ -188,7 +193,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self.cycle.response_complete and not self.pipeline:  # the rest of a body answered already
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and not self.pipeline:  # a body answered already
             self.in_headers = True
 
     def on_response_complete(self) -> None:

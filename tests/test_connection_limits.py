@@ -206,3 +206,25 @@ def test_past_the_connection_cap_the_oldest_idle_connection_makes_room(few_fds: 
     assert fds <= RESERVED_FDS + 64
     metrics = httpx.get(f"{few_fds.url}/metrics").text
     assert 'sentinel_connections_closed_total{reason="evicted"}' in metrics
+
+
+def test_upgrade_requests_leave_no_connection_behind(few_fds: Daemon) -> None:
+    """Sentinel serves no WebSocket: an Upgrade request is an ordinary request, and its connection is
+    counted, and given back, like any other."""
+    upgrade = (b"GET /healthz HTTP/1.1\r\nHost: sentinel\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+    async def upgrades() -> list[bytes]:
+        answers = []
+        for _ in range(100):
+            reader, writer = await asyncio.open_connection(HOST, few_fds.port)
+            writer.write(upgrade)
+            answers.append(await reader.readline())
+            writer.close()
+        return answers
+
+    assert set(asyncio.run(upgrades())) == {b"HTTP/1.1 200 OK\r\n"}
+    assert few_fds.post(envelope(make_event("after-upgrades"))).status_code == 204
+    metrics = httpx.get(f"{few_fds.url}/metrics").text
+    (line,) = [line for line in metrics.splitlines() if line.startswith("sentinel_connections_open ")]
+    assert float(line.split()[1]) <= 2  # this scrape's own connection, and perhaps the delivery's

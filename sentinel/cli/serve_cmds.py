@@ -95,9 +95,10 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
                     "LimitNOFILE=", guard.max_connections, MAX_CONNECTIONS)
 
     def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
+        # No WebSocket endpoint, so ws="none": an upgraded connection would also escape the guard.
         return kind(uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-            timeout_keep_alive=5, server_header=False, http=guard.protocol()))
+            timeout_keep_alive=5, server_header=False, http=guard.protocol(), ws="none"))
 
     server = server_for(create_app(service), settings.server.host, settings.server.port)
     metrics_server = None
