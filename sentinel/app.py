@@ -6,9 +6,7 @@ Starlette's router); health, readiness and metrics are Starlette routes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,13 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sentinel.errors import StoreError
 from sentinel.hook_endpoint import PATH as HOOK_PATH
 from sentinel.hook_endpoint import OktaHookEndpoint
 from sentinel.service import Service
 
-log = logging.getLogger("sentinel.health")
-READY_CHECK_TIMEOUT_SECONDS = 2.0
 # The checks that make /readyz answer 503; a failed reload does not (the previous configuration runs on).
 READINESS = ("store", "rules_loaded", "detector")
 
@@ -35,23 +30,6 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def _word(ok: bool) -> str:
     return "ok" if ok else "failing"
-
-
-async def _check_store(service: Service) -> None:
-    """Can both store files take a write transaction now? (A lock held elsewhere, a stuck writer.) Only
-    a delivery stored again clears a failed write: an empty transaction commits on a full disk too."""
-    health = service.health
-    try:
-        async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
-            await service.store.check_writable()
-    except (StoreError, TimeoutError) as e:
-        if health.store_check_ok:
-            log.error("readiness: the store cannot take a write transaction: %s", str(e) or "timed out")
-        health.store_check_ok = False
-        return
-    if not health.store_check_ok:
-        log.info("readiness: the store takes write transactions again")
-    health.store_check_ok = True
 
 
 class SentinelApp:
@@ -76,7 +54,7 @@ def create_app(service: Service) -> ASGIApp:
 
     async def readyz(request: Request) -> Response:
         """Unauthenticated, so terse: check names and ok/failing only; why is in the log."""
-        await _check_store(service)
+        await service.check_store()
         checks = service.ready_checks()
         problems = [name for name in READINESS if not checks[name]]
         body = {

@@ -18,7 +18,7 @@ from sentinel.config import Settings
 from sentinel.detector import Detector, DetectorReport, apply_report
 from sentinel.detector_process import DetectorProcess
 from sentinel.dispatch import Dispatcher, start_dispatchers
-from sentinel.errors import ErrorGroup, SentinelError
+from sentinel.errors import ErrorGroup, SentinelError, StoreError
 from sentinel.evaluator import RuleEvaluator
 from sentinel.lint import lint
 from sentinel.metrics import Metrics
@@ -35,6 +35,7 @@ from sentinel.store.events import last_received, pending_summary
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
 DISPATCH_STOP_GRACE_SECONDS = 5.0
+READY_CHECK_TIMEOUT_SECONDS = 2.0
 # Settings a reload cannot change in a running process.
 RESTART_ONLY = ("server", "okta", "storage", "metrics")
 
@@ -163,6 +164,23 @@ class Service:
     def metrics_rules(self) -> int:
         return self._rule_count
 
+    async def check_store(self) -> None:
+        """Can both store files take a write transaction now (no lock held elsewhere, no stuck writer)?
+        For /readyz, and by the monitor while it fails. It cannot clear a failed delivery (``store_ok``):
+        an empty transaction commits on a full disk too; only a delivery stored again does."""
+        health = self.health
+        try:
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
+                await self.store.check_writable()
+        except (StoreError, TimeoutError) as e:
+            if health.store_check_ok:
+                log.error("the store cannot take a write transaction: %s", str(e) or "timed out")
+            health.store_check_ok = False
+            return
+        if not health.store_check_ok:
+            log.info("the store takes write transactions again")
+        health.store_check_ok = True
+
     def ready_checks(self) -> dict[str, bool]:
         """Each readiness check by name (the ``/readyz`` fields and ``sentinel_ready{check}``): True when
         it passes. ``last_reload`` is reported but does not make the daemon unready: it runs on."""
@@ -251,6 +269,8 @@ class Service:
 
     async def _monitor_once(self) -> None:
         now = self.clock.now()
+        if not self.health.store_check_ok:  # keep sentinel_ready{check="store"} current without /readyz
+            await self.check_store()
         names = list(self.channels)
         (pending, oldest), last, dead = await self.store.read(
             lambda conn: (pending_summary(conn), last_received(conn), {n: dead_count(conn, n) for n in names}))

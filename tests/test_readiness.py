@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from conftest import alert_rules, envelope, make_event, stored, wait_for
 from daemon import Daemon, write_config
+from proof_helpers import inbox_of
 
 READY_FIELDS = {"status", "store", "rules_loaded", "detector", "last_reload", "rules", "problems"}
 
@@ -158,3 +160,20 @@ def test_every_check_has_a_gauge(ruled: Daemon) -> None:
     for check in ("store", "rules_loaded", "detector", "last_reload"):
         assert gauge(ruled, check) == 1, check
     assert body["status"] == "ok"
+
+
+def test_a_lock_seen_by_readyz_clears_from_the_gauge_without_another_readyz(daemon: Daemon) -> None:
+    inbox = inbox_of(daemon.config.parent / "state" / "sentinel.db")
+    blocker = sqlite3.connect(inbox, isolation_level=None, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        response = ready(daemon)
+        assert response.status_code == 503 and response.json()["problems"] == ["store"]
+        assert gauge(daemon, "store") == 0
+        assert "the store cannot take a write transaction" in daemon.log()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # The monitor checks again while the check fails (every 5 s): /metrics alone sees the recovery.
+    assert wait_for(lambda: gauge(daemon, "store") == 1, timeout=12)
+    assert ready(daemon).status_code == 200
