@@ -16,7 +16,7 @@ request, is closed at once. uvicorn's ``limit_concurrency`` is not used: it stil
 connection and answers 503 only once the headers are in, which bounds neither.
 
 Deadlines are met by one sweep every SWEEP_SECONDS over the watched connections, oldest first, not a
-timer per connection; a request costs two dictionary operations.
+timer per connection; a request costs a few dictionary operations.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ class ConnectionGuard:
         now = loop.time()
         if self._cap_warned_at is None or now - self._cap_warned_at >= CAP_WARNING_EVERY_SECONDS:
             self._cap_warned_at = now
-            log.warning("%d connections open, the most allowed: closing the idlest (a flood of connections, "
-                        "or set LimitNOFILE= higher)", self.max_connections)
+            log.warning("%d connections open, the most allowed: closing the one longest without a request "
+                        "(a flood of connections, or LimitNOFILE= too low)", self.max_connections)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
