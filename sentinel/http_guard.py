@@ -13,7 +13,8 @@ most MAX_HEADER_BYTES before they are complete (431, then closed). At most ``max
 open (below RLIMIT_NOFILE, see connection_cap): one more evicts the connection that has owed its
 headers longest (a client that is not sending a request), or, if every connection is busy with a
 request, is closed at once. uvicorn's ``limit_concurrency`` is not used: it still accepts every
-connection and answers 503 only once the headers are in, which bounds neither.
+connection and answers 503 only once the headers are in, which bounds neither. Connections not yet
+accepted wait in the kernel's listen backlog (uvicorn's default, 2048) and hold no descriptor.
 
 Deadlines are met by one sweep every SWEEP_SECONDS over the watched connections, oldest first, not a
 timer per connection; a request costs a few dictionary operations.
