@@ -154,10 +154,12 @@ class OktaHookEndpoint:
             try:
                 await service.store.receive(body)
             except StoreError as e:
-                service.health.store_ok = False
+                service.health.store_ok = False  # /readyz says "store: failing" until a delivery is stored
                 log.error("store failed: %s", e)
                 return await self.reject("store", 503, "could not store the delivery; retry", scope, send)
-            service.health.store_ok = True
+            if not service.health.store_ok:
+                log.warning("store: deliveries are stored again")
+                service.health.store_ok = True
             service.delivery_stored()
         elapsed = self.clock.monotonic() - started
         self.metrics.ingest_seconds.observe(elapsed)

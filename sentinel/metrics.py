@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sentinel.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS
 
@@ -60,5 +64,27 @@ class Metrics:
         }
         self.last_event_time = Gauge("sentinel_last_event_received_timestamp_seconds",
                                      "When the newest event was received (Unix time)", registry=r)
+        self.connections_open = Gauge("sentinel_connections_open", "HTTP connections open (hook and metrics "
+                                      "listeners)", registry=r)
+        self.connections_closed = Counter(
+            "sentinel_connections_closed", "HTTP connections closed by the server's limits, by reason "
+            "(header_timeout, header_too_large, evicted, refused)", ["reason"], registry=r)
         self.reload = Counter("sentinel_reloads", "Config/rule reloads, by result", ["result"], registry=r)
         self.rules_loaded = Gauge("sentinel_rules_loaded", "Rules in the active rule set", registry=r)
+
+    def watch_readiness(self, checks: Callable[[], Mapping[str, bool]]) -> None:
+        """``sentinel_ready{check}``: 1 while the readiness check passes, 0 while it fails; read from
+        ``checks()`` at each scrape, so it is never stale."""
+        self.registry.register(_Readiness(checks))
+
+
+class _Readiness(Collector):
+    def __init__(self, checks: Callable[[], Mapping[str, bool]]) -> None:
+        self.checks = checks
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily("sentinel_ready", "1 while a readiness check passes (as in /readyz), 0 while "
+                                  "it fails; the reason is in the log", labels=["check"])
+        for name, ok in self.checks().items():
+            gauge.add_metric([name], 1.0 if ok else 0.0)
+        yield gauge

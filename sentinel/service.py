@@ -18,7 +18,7 @@ from sentinel.config import Settings
 from sentinel.detector import Detector, DetectorReport, apply_report
 from sentinel.detector_process import DetectorProcess
 from sentinel.dispatch import Dispatcher, start_dispatchers
-from sentinel.errors import ErrorGroup, SentinelError
+from sentinel.errors import ErrorGroup, SentinelError, StoreError
 from sentinel.evaluator import RuleEvaluator
 from sentinel.lint import lint
 from sentinel.metrics import Metrics
@@ -35,16 +35,19 @@ from sentinel.store.events import last_received, pending_summary
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
 DISPATCH_STOP_GRACE_SECONDS = 5.0
+READY_CHECK_TIMEOUT_SECONDS = 2.0
 # Settings a reload cannot change in a running process.
 RESTART_ONLY = ("server", "okta", "storage", "metrics")
 
 
 @dataclass
 class Health:
-    store_ok: bool = False
+    """What readiness is made of (``Service.ready_checks``); the details of a failure are logged."""
+
+    store_ok: bool = False  # intake's last write to the store succeeded (set by each delivery stored)
+    store_check_ok: bool = True  # the last live check (``/readyz``) could take a write transaction
     rules_loaded: bool = False
-    last_reload_ok: bool = True
-    last_reload_error: str = ""
+    last_reload_ok: bool = True  # the last reload, if any, was applied (not rejected, not crashed)
 
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
@@ -78,6 +81,7 @@ class Service:
         self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report,
                                  retention=settings.storage.retention)
         self.detector_process = DetectorProcess(settings, self._on_report) if detector_process else None
+        self.metrics.watch_readiness(self.ready_checks)
         self._rule_count = evaluator.rule_count
         self.metrics.rules_loaded.set(evaluator.rule_count)
         self._unpacked_upto = 0
@@ -175,6 +179,30 @@ class Service:
     def metrics_rules(self) -> int:
         return self._rule_count
 
+    async def check_store(self) -> None:
+        """Can both store files take a write transaction now (no lock held elsewhere, no stuck writer)?
+        For /readyz, and by the monitor while it fails. It cannot clear a failed delivery (``store_ok``):
+        an empty transaction commits on a full disk too; only a delivery stored again does."""
+        health = self.health
+        try:
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
+                await self.store.check_writable()
+        except (StoreError, TimeoutError) as e:
+            if health.store_check_ok:
+                log.error("the store cannot take a write transaction: %s", str(e) or "timed out")
+            health.store_check_ok = False
+            return
+        if not health.store_check_ok:
+            log.info("the store takes write transactions again")
+        health.store_check_ok = True
+
+    def ready_checks(self) -> dict[str, bool]:
+        """Each readiness check by name (the ``/readyz`` fields and ``sentinel_ready{check}``): True when
+        it passes. ``last_reload`` is reported but does not make the daemon unready: it runs on."""
+        health = self.health
+        return {"store": health.store_ok and health.store_check_ok, "rules_loaded": health.rules_loaded,
+                "detector": self.detector_running(), "last_reload": health.last_reload_ok}
+
     def detector_running(self) -> bool:
         return self.detector_process is None or self.detector_process.running()
 
@@ -186,56 +214,62 @@ class Service:
 
     async def reload(self) -> bool:
         """Re-read config and rules; swap them in only if everything is valid. Never drops an event:
-        the detector finishes its batch with the old rules and takes the new ones for the next."""
+        the detector finishes its batch with the old rules and takes the new ones for the next. A reload
+        that fails, or crashes, leaves the previous configuration running and says so (``/readyz``)."""
         if self._reload_settings is None:
             return False
         async with self._reload_lock:
             systemd.reloading("reloading configuration and rules")
             try:
-                settings = self._reload_settings()
-                evaluator = build_evaluator(settings)
-                channels = build_channels(settings)
-            except SentinelError as e:
-                errors = e.errors if isinstance(e, ErrorGroup) else (e,)
-                for error in errors:
-                    log.error("reload rejected: %s", error)
-                self.health.last_reload_ok = False
-                self.health.last_reload_error = f"{len(errors)} problem(s); first: {errors[0]}"
-                self.metrics.reload.labels("failed").inc()
-                systemd.ready("reload failed; running on the previous configuration")
-                return False
-            for section in RESTART_ONLY:
-                if getattr(settings, section) != getattr(self.settings, section):
-                    log.warning("reload: [%s] changed; it takes effect at the next restart", section)
-            if self.detector_process is not None:
-                applied, problem = await self.detector_process.reload(_keep_restart_only(settings, self.settings))
-                if not applied:
-                    log.error("reload rejected by the detector process: %s", problem)
-                    self.health.last_reload_ok = False
-                    self.health.last_reload_error = problem
-                    self.metrics.reload.labels("failed").inc()
-                    systemd.ready("reload failed; running on the previous configuration")
-                    return False
-            else:
-                current = self.detector.evaluator
-                if isinstance(current, RuleEvaluator):
-                    evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
-            self._log_lint(evaluator)
-            self._log_routing(settings, evaluator)
-            await self._stop_dispatchers()
-            self.settings = _keep_restart_only(settings, self.settings)
-            self.channels = channels
-            if self.detector_process is None:
-                self.detector.swap(evaluator, self._route)
-            self._rule_count = evaluator.rule_count
-            self._start_dispatchers()
-            self.metrics.rules_loaded.set(evaluator.rule_count)
-            self.health.last_reload_ok = True
-            self.health.last_reload_error = ""
-            self.metrics.reload.labels("ok").inc()
-            log.info("reloaded: %d rules, %d channels", evaluator.rule_count, len(channels))
-            systemd.ready(f"running: {evaluator.rule_count} rules")
-            return True
+                return await self._reload(self._reload_settings)
+            except Exception:  # a bug or an input nothing foresaw: logged, and the daemon runs on
+                log.exception("reload crashed; running on the previous configuration")
+                if not self._dispatch_tasks:  # stopped before the crash: alerts must still go out
+                    self._start_dispatchers()
+                return self._reload_failed()
+
+    def _reload_failed(self) -> bool:
+        self.health.last_reload_ok = False
+        self.metrics.reload.labels("failed").inc()
+        systemd.ready("reload failed; running on the previous configuration")
+        return False
+
+    async def _reload(self, reload_settings: Callable[[], Settings]) -> bool:
+        try:
+            settings = reload_settings()
+            evaluator = build_evaluator(settings)
+            channels = build_channels(settings)
+        except SentinelError as e:
+            for error in e.errors if isinstance(e, ErrorGroup) else (e,):
+                log.error("reload rejected: %s", error)
+            return self._reload_failed()
+        for section in RESTART_ONLY:
+            if getattr(settings, section) != getattr(self.settings, section):
+                log.warning("reload: [%s] changed; it takes effect at the next restart", section)
+        if self.detector_process is not None:
+            applied, problem = await self.detector_process.reload(_keep_restart_only(settings, self.settings))
+            if not applied:
+                log.error("reload rejected by the detector process: %s", problem)
+                return self._reload_failed()
+        else:
+            current = self.detector.evaluator
+            if isinstance(current, RuleEvaluator):
+                evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
+        self._log_lint(evaluator)
+        self._log_routing(settings, evaluator)
+        await self._stop_dispatchers()
+        self.settings = _keep_restart_only(settings, self.settings)
+        self.channels = channels
+        if self.detector_process is None:
+            self.detector.swap(evaluator, self._route)
+        self._rule_count = evaluator.rule_count
+        self._start_dispatchers()
+        self.metrics.rules_loaded.set(evaluator.rule_count)
+        self.health.last_reload_ok = True
+        self.metrics.reload.labels("ok").inc()
+        log.info("reloaded: %d rules, %d channels", evaluator.rule_count, len(channels))
+        systemd.ready(f"running: {evaluator.rule_count} rules")
+        return True
 
     async def _monitor(self) -> None:
         """Refresh the gauges that come from the store, and watch the feed for silence."""
@@ -251,6 +285,8 @@ class Service:
 
     async def _monitor_once(self) -> None:
         now = self.clock.now()
+        if not self.health.store_check_ok:  # keep sentinel_ready{check="store"} current without /readyz
+            await self.check_store()
         names = list(self.channels)
         (pending, oldest), last, dead = await self.store.read(
             lambda conn: (pending_summary(conn), last_received(conn), {n: dead_count(conn, n) for n in names}))

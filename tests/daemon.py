@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -51,13 +52,16 @@ path = "state/alerts.jsonl"
 
 class Daemon:
     def __init__(self, config: Path, env: dict[str, str] | None = None, secret: str | None = SECRET,
-                 command: list[str] | None = None, umask: int = -1, port: int | None = None) -> None:
+                 command: list[str] | None = None, umask: int = -1, port: int | None = None,
+                 nofile: int | None = None) -> None:
         """``command``: how `sentinel` is run: ``python -m sentinel`` by default, the installed script as the
         systemd unit does, or tests/e2e_launch.py (Apprise pointed at a capture server).
-        ``port``: start with ``serve --port PORT`` (as ``make run PORT=…`` does) instead of the config's."""
+        ``port``: start with ``serve --port PORT`` (as ``make run PORT=…`` does) instead of the config's.
+        ``nofile``: the daemon's file-descriptor limit (RLIMIT_NOFILE), as systemd's LimitNOFILE= sets it."""
         self.config = config
         self.command = command or [sys.executable, "-m", "sentinel"]
         self.umask = umask  # -1: the test process's
+        self.nofile = nofile
         self.env = dict(os.environ)
         self.env.pop("SENTINEL_OKTA_SECRET", None)
         self.env.pop("SENTINEL_OKTA_SECRET_PREVIOUS", None)
@@ -77,6 +81,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [*self.command, "serve", "--config", str(self.config), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, umask=self.umask,
+            preexec_fn=self._limit_fds if self.nofile is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,6 +94,10 @@ class Daemon:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"daemon did not start:\n{self.log()}")
+
+    def _limit_fds(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def headers(self, **extra: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

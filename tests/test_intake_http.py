@@ -286,8 +286,8 @@ def test_store_locked_answers_503_then_recovers(daemon: Daemon) -> None:
         assert r.status_code == 503
         ready = httpx.get(f"{daemon.url}/readyz", timeout=10)
         assert ready.status_code == 503
-        (problem,) = ready.json()["problems"]
-        assert problem.startswith("store not writable: ") and problem != "store not writable: "
+        assert ready.json()["store"] == "failing" and ready.json()["problems"] == ["store"]
+        assert "store failed: could not persist: OperationalError: database is locked" in daemon.log()
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

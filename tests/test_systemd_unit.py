@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.config import load_config
+from sentinel.http_guard import MAX_CONNECTIONS, RESERVED_FDS
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "sentinel.service"
@@ -64,6 +65,11 @@ def test_verify_reports_nothing(analyze: str, tmp_path: Path) -> None:
     output = (result.stdout + result.stderr).strip()
     # verify exits 0 on unknown keys and bad values, only warning on stderr: any output is a failure.
     assert result.returncode == 0 and output == "", f"rc={result.returncode}\n{output}"
+
+
+def test_the_descriptor_limit_leaves_room_for_every_connection_allowed() -> None:
+    (limit,) = _directives(UNIT.read_text(encoding="utf-8"))["LimitNOFILE"]
+    assert int(limit) >= MAX_CONNECTIONS + RESERVED_FDS
 
 
 def test_verify_harness_catches_a_typo(analyze: str, tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     import uvicorn
 
     from sentinel.app import create_app, create_metrics_app
+    from sentinel.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
     from sentinel.service import Service
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
@@ -129,10 +130,19 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             remove_address(settings)
             await super().shutdown(sockets)
 
+    # One guard for both listeners: their connections share the process's file descriptors.
+    closed = service.metrics.connections_closed
+    guard = ConnectionGuard(connection_cap(), on_close=lambda reason: closed.labels(reason).inc())
+    service.metrics.connections_open.set_function(lambda: len(guard.open))
+    if guard.max_connections < MAX_CONNECTIONS:
+        log.warning("the file-descriptor limit (RLIMIT_NOFILE) allows only %d connections, not %d: raise "
+                    "LimitNOFILE=", guard.max_connections, MAX_CONNECTIONS)
+
     def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
+        # No WebSocket endpoint, so ws="none": an upgraded connection would also escape the guard.
         return kind(uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-            timeout_keep_alive=5, server_header=False))
+            timeout_keep_alive=5, server_header=False, http=guard.protocol(), ws="none"))
 
     server = server_for(create_app(service), settings.server.host, settings.server.port, MainServer)
     metrics_server = None
