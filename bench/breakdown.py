@@ -26,10 +26,10 @@ from typing import Any
 
 from common import ROOT, batch_template, fill, table
 
-from sentinel.evaluator import RuleEvaluator
 from sentinel.model import Alert
 from sentinel.okta import check_delivery, parse_delivery
 from sentinel.rules import load_rules
+from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.store import connect, inbox
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.events import ingest, pending_events, pending_uuids

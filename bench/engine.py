@@ -28,9 +28,9 @@ from typing import Any
 
 from common import ROOT, Report, arguments, make_event, pin_to, table, template
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Event, format_timestamp
 from sentinel.rules import load_rules
+from sentinel.rules.engine import EngineState, evaluate
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 STEP = timedelta(milliseconds=50)  # an org producing 20 events/s, every one delivered to the hook

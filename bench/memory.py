@@ -34,9 +34,9 @@ from pathlib import Path
 
 from common import Report, arguments, pin_to, rss_mb, table, template
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Event
 from sentinel.rules import load_rules
+from sentinel.rules.engine import EngineState, evaluate
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 GENERATION_SPAN = timedelta(seconds=500)

@@ -10,13 +10,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sentinel import render
 from sentinel.alert_context import AlertContext
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Alert
-from sentinel.rule_model import RuleSet
-from sentinel.rule_tests import event_from_dict, raised_alerts
+from sentinel.render import message as render
 from sentinel.rules import load_rules
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.model import RuleSet
+from sentinel.rules.testing import event_from_dict, raised_alerts
 from sentinel.store import Store
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import due_deliveries

@@ -11,11 +11,13 @@ import sys
 import pytest
 
 PURE_CORE = [
-    "sentinel.errors", "sentinel.clock", "sentinel.model", "sentinel.okta", "sentinel.config",
-    "sentinel.operators", "sentinel.conditions", "sentinel.condition_expr", "sentinel.templates", "sentinel.rule_model",
-    "sentinel.rule_loader", "sentinel.lint", "sentinel.rules", "sentinel.rule_context", "sentinel.engine",
-    "sentinel.engine_state", "sentinel.rule_tests", "sentinel.render", "sentinel.render_facts", "sentinel.routing",
-    "sentinel.monitor", "sentinel.secret", "sentinel.alert_context", "sentinel.safe_text", "sentinel.quarantine",
+    "sentinel.errors", "sentinel.clock", "sentinel.model", "sentinel.okta", "sentinel.config", "sentinel.secret",
+    "sentinel.alert_context", "sentinel.quarantine",
+    "sentinel.rules", "sentinel.rules.operators", "sentinel.rules.conditions", "sentinel.rules.condition_parser",
+    "sentinel.rules.templates", "sentinel.rules.model", "sentinel.rules.loader", "sentinel.rules.lint",
+    "sentinel.rules.context", "sentinel.rules.engine", "sentinel.rules.engine_state", "sentinel.rules.testing",
+    "sentinel.render.message", "sentinel.render.facts", "sentinel.render.safe_text", "sentinel.delivery.routing",
+    "sentinel.service.monitor",
 ]
 FORBIDDEN = {"starlette", "uvicorn", "sqlite_utils", "sqlite3", "apprise", "tenacity", "click", "requests",
              "httpx", "socket"}

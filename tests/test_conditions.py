@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel.condition_expr import parse_condition
-from sentinel.conditions import ConditionError, FieldPath, compile_selection
-from sentinel.engine import EngineState, evaluate
-from sentinel.rule_tests import event_from_dict
 from sentinel.rules import load_rules
+from sentinel.rules.condition_parser import parse_condition
+from sentinel.rules.conditions import ConditionError, FieldPath, compile_selection
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.testing import event_from_dict
 
 DATA = Path(__file__).parent / "data" / "rules"
 GRANT = json.loads((DATA / "privilege-grant-roletargets.json").read_text())

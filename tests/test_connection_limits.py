@@ -15,7 +15,7 @@ from conftest import envelope, make_event, stored
 from daemon import Daemon, write_config
 from proof_helpers import rss_kib
 
-from sentinel.http_guard import HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES, RESERVED_FDS, SWEEP_SECONDS
+from sentinel.web.http_guard import HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES, RESERVED_FDS, SWEEP_SECONDS
 
 HOST = "127.0.0.1"
 # A server-side close may come a sweep after the deadline; the rest is for a loaded 2-core machine.

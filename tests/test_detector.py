@@ -17,16 +17,15 @@ import pytest
 from conftest import make_event
 from prometheus_client import generate_latest
 
-from sentinel import detector as detector_module
-from sentinel import engine
 from sentinel.clock import FixedClock
-from sentinel.detector import Detector, DetectorReport, apply_report
 from sentinel.errors import StoreError
-from sentinel.evaluator import RuleEvaluator
-from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, Severity
 from sentinel.okta import Delivery, parse_event
-from sentinel.rules import RuleSet, load_rules
+from sentinel.rules import RuleSet, engine, load_rules
+from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.service import detector as detector_module
+from sentinel.service.detector import Detector, DetectorReport, apply_report
+from sentinel.service.metrics import Metrics
 from sentinel.store import Store
 from sentinel.store.events import ingest
 from sentinel.store.inbox import inbox_path

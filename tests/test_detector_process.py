@@ -13,7 +13,7 @@ import httpx
 from conftest import LOCK_RULE, alert_rules, envelope, make_event, settled, stored, wait_for
 from daemon import SECRET, Daemon, write_config
 
-from sentinel.detector_process import child_environment
+from sentinel.service.detector_process import child_environment
 
 
 def detector_of(daemon: Daemon) -> int:

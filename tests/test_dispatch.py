@@ -14,11 +14,11 @@ from helpers_capture import CaptureServer, sample_alert
 
 from sentinel.clock import FixedClock, SystemClock
 from sentinel.config import ChannelSettings
-from sentinel.dispatch import Dispatcher, start_dispatchers
-from sentinel.metrics import Metrics
+from sentinel.delivery.apprise_channel import AppriseChannel, Channel, RetryPolicy
+from sentinel.delivery.routing import route
 from sentinel.model import Alert, Severity
-from sentinel.notify import AppriseChannel, Channel, RetryPolicy
-from sentinel.routing import route
+from sentinel.service.dispatch import Dispatcher, start_dispatchers
+from sentinel.service.metrics import Metrics
 from sentinel.store import Store
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import deliveries_for_alert, list_deliveries, redeliver

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Alert, Event, Severity
 from sentinel.rules import RuleSet, load_rules
+from sentinel.rules.engine import EngineState, evaluate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sentinel.hook_endpoint import BodyDeadlines
+from sentinel.web.hook_endpoint import BodyDeadlines
 
 
 async def _read(deadlines: BodyDeadlines, seconds: float) -> str:

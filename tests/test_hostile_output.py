@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from conftest import alert_rules, envelope, make_event, wait_for
 from daemon import Daemon
 
-from sentinel import render
 from sentinel.cli import main
-from sentinel.safe_text import has_unsafe
+from sentinel.render import message as render
+from sentinel.render.safe_text import has_unsafe
 from sentinel.store import open_for_cli
 from sentinel.store.deliveries import alert_from_row, get_alert
 

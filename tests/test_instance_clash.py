@@ -13,7 +13,7 @@ import pytest
 from conftest import envelope, make_event, stored
 from daemon import Daemon, write_config
 
-from sentinel.instance import InstanceClash, StoreLock
+from sentinel.service.instance import InstanceClash, StoreLock
 
 # A second instance used to wait 60 s for the first one's detector lock, then print a traceback.
 PROMPT_SECONDS = 10
@@ -58,8 +58,9 @@ def test_a_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
 def test_the_lock_dies_with_its_holder_even_by_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "state" / "sentinel.db"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from sentinel.instance import StoreLock; "
-         "StoreLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)", str(db)],
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from sentinel.service.instance import StoreLock; StoreLock(Path(sys.argv[1])).acquire(); "
+         "print('held', flush=True); time.sleep(60)", str(db)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"

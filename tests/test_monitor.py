@@ -13,9 +13,9 @@ from daemon import write_config
 from sentinel.clock import FixedClock
 from sentinel.config import load_config
 from sentinel.model import Severity
-from sentinel.monitor import RESTORED_RULE, SILENT_RULE, feed_alert
 from sentinel.okta import parse_event
-from sentinel.service import Service
+from sentinel.service.daemon import Service
+from sentinel.service.monitor import RESTORED_RULE, SILENT_RULE, feed_alert
 from sentinel.store.events import ingest
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

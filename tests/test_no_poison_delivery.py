@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proof_helpers import inbox_backlog
 
-from sentinel.app import create_app
 from sentinel.clock import SystemClock
 from sentinel.config import load_config
-from sentinel.detector import DetectorReport
-from sentinel.service import Service
+from sentinel.service.daemon import Service
+from sentinel.service.detector import DetectorReport
+from sentinel.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 # A real Okta event (Panther's sample of a Super administrator grant); the shipped pack alerts on it.

@@ -16,11 +16,11 @@ from helpers_capture import CaptureServer, SmtpCapture, sample_alert
 from tenacity import wait_exponential_jitter
 
 from sentinel.config import ChannelSettings, DeliverySettings, OktaSettings
+from sentinel.delivery.apprise_channel import AppriseChannel, RetryPolicy, build_channels, render_options
+from sentinel.delivery.log_channel import LogChannel
+from sentinel.delivery.redact import RedactingFilter, Redactor, secret_parts
 from sentinel.errors import ErrorGroup
-from sentinel.log_channel import LogChannel
 from sentinel.model import Severity
-from sentinel.notify import AppriseChannel, RetryPolicy, build_channels, render_options
-from sentinel.notify_redact import RedactingFilter, Redactor, secret_parts
 from sentinel.secret import Secret
 
 SLACK_TOKEN = "TIiajkdnlazkcOXrIdevi7"

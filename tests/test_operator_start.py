@@ -14,8 +14,8 @@ from conftest import wait_for
 from daemon import SECRET, Daemon, write_config
 
 from sentinel.cli import main
-from sentinel.detector_process import NICENESS
 from sentinel.secret import MIN_SECRET_LENGTH
+from sentinel.service.detector_process import NICENESS
 
 ROOT = Path(__file__).resolve().parent.parent
 WARNING = f"the Okta secret is shorter than {MIN_SECRET_LENGTH} characters"
@@ -72,7 +72,7 @@ def test_the_detector_runs_at_a_lower_cpu_priority(short_secret_daemon: Daemon) 
     daemon_pid = short_secret_daemon.proc.pid
     assert wait_for(lambda: _children(daemon_pid))
     (detector,) = _children(daemon_pid)
-    assert "sentinel.detector_process" in Path(f"/proc/{detector}/cmdline").read_text()
+    assert "sentinel.service.detector_process" in Path(f"/proc/{detector}/cmdline").read_text()
     nice = os.getpriority(os.PRIO_PROCESS, detector) - os.getpriority(os.PRIO_PROCESS, daemon_pid)
     assert nice == NICENESS == 5  # the README says nice 5
     assert "could not lower the detector's CPU priority" not in short_secret_daemon.log()

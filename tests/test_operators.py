@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import re2
 
-from sentinel import operators
-from sentinel.operators import OPERATORS, Options, as_number, as_text, decode_java_map, decode_json
+from sentinel.rules import operators
+from sentinel.rules.operators import OPERATORS, Options, as_number, as_text, decode_java_map, decode_json
 
 
 def compiled(name: str, operand: object, **options: bool):

@@ -15,11 +15,11 @@ from conftest import envelope, wait_for
 from daemon import Daemon, write_config
 from helpers_capture import CaptureServer
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Alert, format_timestamp, parse_timestamp
-from sentinel.render import pagerduty_message
-from sentinel.rule_tests import event_from_dict
+from sentinel.render.message import pagerduty_message
 from sentinel.rules import load_rules
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.testing import event_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "rules" / "data"

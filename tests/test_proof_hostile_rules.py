@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.errors import SentinelError
 from sentinel.model import Event
 from sentinel.rules import RuleSet, load_rules
+from sentinel.rules.engine import EngineState, evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)

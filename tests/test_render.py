@@ -15,13 +15,14 @@ from helpers_capture import sample_alert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel import render, render_facts
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Severity
-from sentinel.render import RenderOptions
-from sentinel.rule_model import RuleSet
-from sentinel.rule_tests import event_from_dict, raised_alerts
+from sentinel.render import facts as render_facts
+from sentinel.render import message as render
+from sentinel.render.message import RenderOptions
 from sentinel.rules import load_rules
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.model import RuleSet
+from sentinel.rules.testing import event_from_dict, raised_alerts
 
 REPO = Path(__file__).resolve().parent.parent
 OPTIONS = RenderOptions(tz=ZoneInfo("Europe/Berlin"), tz_name="Europe/Berlin", org_url="https://acme.okta.com")

@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sentinel import render
 from sentinel.model import Alert
-from sentinel.render_facts import clean
-from sentinel.rule_model import Rule, RuleTest
-from sentinel.rule_tests import raised_alerts
+from sentinel.render import message as render
+from sentinel.render.facts import clean
 from sentinel.rules import load_rules
+from sentinel.rules.model import Rule, RuleTest
+from sentinel.rules.testing import raised_alerts
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "render"

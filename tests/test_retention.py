@@ -18,9 +18,9 @@ from test_detector import ScriptedEvaluator
 
 from sentinel.clock import FixedClock
 from sentinel.config import load_config
-from sentinel.detector import Detector
 from sentinel.errors import ErrorGroup
 from sentinel.okta import parse_event
+from sentinel.service.detector import Detector
 from sentinel.store import Store
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import mark_dead, mark_sent

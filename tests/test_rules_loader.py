@@ -10,7 +10,7 @@ import pytest
 from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity
 from sentinel.rules import lint, load_rules, parse_duration
-from sentinel.templates import Template
+from sentinel.rules.templates import Template
 
 GOOD = """
 id = "good-rule"

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Event, Severity
-from sentinel.rule_tests import event_from_dict, run_tests
 from sentinel.rules import RuleSet, lint, load_rules
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.testing import event_from_dict, run_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules"

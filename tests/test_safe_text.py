@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel.safe_text import has_unsafe, inert, inert_lines, json_line, mrkdwn_inert
+from sentinel.render.safe_text import has_unsafe, inert, inert_lines, json_line, mrkdwn_inert
 
 HOSTILE = {
     "\x1b]0;pwned\x07": "\\x1b]0;pwned\\x07",  # OSC: set the terminal title

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel import systemd
+from sentinel.service import systemd
 
 
 class FakeSystemd:

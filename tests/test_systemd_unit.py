@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.config import load_config
-from sentinel.http_guard import MAX_CONNECTIONS, RESERVED_FDS
+from sentinel.web.http_guard import MAX_CONNECTIONS, RESERVED_FDS
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "sentinel.service"

@@ -15,7 +15,7 @@ import click
 
 from sentinel.config import Settings, load_config
 from sentinel.errors import ErrorGroup, SentinelError
-from sentinel.safe_text import inert, inert_lines, json_line
+from sentinel.render.safe_text import inert, inert_lines, json_line
 
 DEFAULT_CONFIG = "sentinel.toml"
 

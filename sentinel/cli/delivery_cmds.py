@@ -57,7 +57,7 @@ def register(main: click.Group) -> None:
     @click.argument("channel")
     def notify_test(config_path: Path, channel: str) -> None:
         """Send a sample alert to CHANNEL; print each destination's result (URLs masked)."""
-        from sentinel.notify import build_channels
+        from sentinel.delivery.apprise_channel import build_channels
 
         settings = load_settings(config_path)
         if channel not in settings.channels:
@@ -105,9 +105,9 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     def alerts_show(config_path: Path, alert_id: int, as_json: bool) -> None:
         """One alert: the message as sent, its context, and its deliveries."""
-        from sentinel.notify import render_options
-        from sentinel.render import facts as render_facts
-        from sentinel.render import plain_text
+        from sentinel.delivery.apprise_channel import render_options
+        from sentinel.render.message import facts as render_facts
+        from sentinel.render.message import plain_text
         from sentinel.store.deliveries import alert_from_row, deliveries_for_alert, get_alert
 
         settings = load_settings(config_path, secrets=False)

@@ -15,8 +15,8 @@ import click
 
 from sentinel.cli.common import echo, echo_json, fail
 from sentinel.cli.rules_cmds import config_option, load_ruleset, rule_paths_from
-from sentinel.replay_input import ReadReport, read_events
-from sentinel.rule_replay import Replay, alert_json
+from sentinel.rules.replay import Replay, alert_json
+from sentinel.rules.replay_input import ReadReport, read_events
 
 # A file of garbage must not flood the terminal: the first problems are shown, the rest counted.
 SHOWN_PROBLEMS = 50

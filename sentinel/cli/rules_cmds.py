@@ -10,11 +10,11 @@ import click
 
 from sentinel.cli.common import DEFAULT_CONFIG, error_lines, fail
 from sentinel.config import load_config
-from sentinel.engine_state import DEFAULT_MAX_GROUPS
 from sentinel.errors import ErrorGroup
-from sentinel.rule_model import RuleSet
-from sentinel.rule_tests import run_tests
 from sentinel.rules import lint, load_rules
+from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS
+from sentinel.rules.model import RuleSet
+from sentinel.rules.testing import run_tests
 
 DEFAULT_RULES = (Path("rules"),)
 

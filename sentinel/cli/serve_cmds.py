@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from sentinel import log as sentinel_log
-from sentinel import private_files, systemd
+from sentinel import private_files
 from sentinel.cli.common import (
     config_option,
     echo,
@@ -34,8 +34,9 @@ from sentinel.cli.common import (
 )
 from sentinel.config import SECRET_ENV, Settings, load_config
 from sentinel.errors import SentinelError
-from sentinel.instance import InstanceClash, StoreLock, listen
 from sentinel.secret import Secret, short_secret_warnings
+from sentinel.service import systemd
+from sentinel.service.instance import InstanceClash, StoreLock, listen
 from sentinel.store.events import list_events, list_quarantine
 
 log = logging.getLogger("sentinel")
@@ -98,9 +99,9 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     import uvicorn
 
-    from sentinel.app import create_app, create_metrics_app
-    from sentinel.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
-    from sentinel.service import Service
+    from sentinel.service.daemon import Service
+    from sentinel.web.app import create_app, create_metrics_app
+    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
     _register_secrets(settings)
@@ -248,7 +249,7 @@ def register(main: click.Group) -> None:
         """Validate the configuration, rules and channels; exit 1 with every problem."""
         settings = load_settings(config_path)
         problems: list[str] = []
-        from sentinel.service import build_evaluator, check_channels
+        from sentinel.service.daemon import build_evaluator, check_channels
 
         try:
             evaluator = build_evaluator(settings)
@@ -256,7 +257,7 @@ def register(main: click.Group) -> None:
             problems.extend(error_lines(e))
             evaluator = None
         problems.extend(check_channels(settings))
-        from sentinel.routing import routing_report
+        from sentinel.delivery.routing import routing_report
 
         routing = routing_report(settings.channels, settings.delivery.fallback_channel,
                                  evaluator.ruleset.rules if evaluator is not None else (), str(config_path))

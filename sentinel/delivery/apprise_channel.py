@@ -29,12 +29,12 @@ from apprise.plugins.slack import NotifySlack
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from sentinel import notify_redact
+from sentinel.delivery import redact as notify_redact
+from sentinel.delivery.log_channel import LogChannel
+from sentinel.delivery.redact import REDACTOR, secret_parts
 from sentinel.errors import ConfigError, ErrorGroup
-from sentinel.log_channel import LogChannel
 from sentinel.model import Alert, DeliveryOutcome, Severity
-from sentinel.notify_redact import REDACTOR, secret_parts
-from sentinel.render import (
+from sentinel.render.message import (
     DEFAULT_OPTIONS,
     RenderOptions,
     clean,

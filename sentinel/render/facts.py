@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from sentinel.alert_context import AlertContext, Party
 from sentinel.model import Alert, Severity, format_timestamp, parse_timestamp
-from sentinel.safe_text import inert
+from sentinel.render.safe_text import inert
 
 FIELD_LIMIT = 300  # one event-supplied value
 MAX_TARGETS = 5

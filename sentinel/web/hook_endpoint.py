@@ -7,7 +7,7 @@ one and evaluating them happen after the answer, in the detector (see sentinel/s
 
 Plain ASGI rather than a Starlette route because this is the one hot path: Starlette's routing,
 Request and Response objects cost about 12 µs a request, a tenth of all intake's CPU for a 1-event
-delivery (docs/benchmarks.md). The other endpoints stay Starlette routes (sentinel/app.py).
+delivery (docs/benchmarks.md). The other endpoints stay Starlette routes (sentinel/web/app.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from sentinel.errors import PayloadError, StoreError
 from sentinel.okta import VERIFICATION_HEADER, check_delivery, valid_challenge, verification_answer
-from sentinel.service import Service
+from sentinel.service.daemon import Service
 
 log = logging.getLogger("sentinel.intake")
 PATH = "/hooks/okta"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sentinel.lint import hook_eligible_types, lint
-from sentinel.rule_loader import RULE_KEYS, load_rules, parse_duration
-from sentinel.rule_model import Rule, RuleSet, RuleTest, Threshold
+from sentinel.rules.lint import hook_eligible_types, lint
+from sentinel.rules.loader import RULE_KEYS, load_rules, parse_duration
+from sentinel.rules.model import Rule, RuleSet, RuleTest, Threshold
 
 __all__ = [
     "RULE_KEYS",

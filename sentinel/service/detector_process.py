@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.config import MetricsSettings, OktaSettings, Settings, secret_variables
-from sentinel.detector import DetectorReport
+from sentinel.service.detector import DetectorReport
 
 log = logging.getLogger("sentinel.detector")
 START_TIMEOUT_SECONDS = 60.0
@@ -101,8 +101,8 @@ class DetectorProcess:
         os.set_blocking(wake_write, False)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "sentinel.detector_process", "--conn-fd", str(child.fileno()),
-                 "--wake-fd", str(wake_read), "--parent", str(os.getpid())],
+                [sys.executable, "-P", "-m", "sentinel.service.detector_process",
+                 "--conn-fd", str(child.fileno()), "--wake-fd", str(wake_read), "--parent", str(os.getpid())],
                 pass_fds=(child.fileno(), wake_read), env=child_environment(self._secret_names),
                 stdin=subprocess.DEVNULL)
         finally:
@@ -239,10 +239,10 @@ class DetectorProcess:
 async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) -> None:
     from sentinel import log as sentinel_log
     from sentinel.clock import SystemClock
-    from sentinel.detector import Detector
-    from sentinel.evaluator import RuleEvaluator
-    from sentinel.routing import route
+    from sentinel.delivery.routing import route
     from sentinel.rules import load_rules
+    from sentinel.rules.evaluator import RuleEvaluator
+    from sentinel.service.detector import Detector
     from sentinel.store import Store
 
     kind, settings = conn.recv()

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sentinel.condition_expr import parse_condition
-from sentinel.conditions import ConditionError, FieldPath, Matcher, compile_selection
 from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity, format_timestamp
-from sentinel.rule_model import Rule, RuleSet, RuleTest, Threshold
-from sentinel.templates import Template
+from sentinel.rules.condition_parser import parse_condition
+from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
+from sentinel.rules.model import Rule, RuleSet, RuleTest, Threshold
+from sentinel.rules.templates import Template
 
 RULE_KEYS: Mapping[str, str] = {
     "id": "stable identifier, unique across all loaded files",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Alert, Event
-from sentinel.rule_model import RuleSet
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.model import RuleSet
 
 
 class RuleEvaluator:

@@ -20,10 +20,10 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sentinel.engine import evaluate
-from sentinel.engine_state import DEFAULT_MAX_GROUPS, MICROS, EngineState, to_micros
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.rule_model import Rule, RuleSet
+from sentinel.rules.engine import evaluate
+from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS, MICROS, EngineState, to_micros
+from sentinel.rules.model import Rule, RuleSet
 
 DEDUPE_WINDOW = 100_000
 PENDING_LIMIT = 10_000

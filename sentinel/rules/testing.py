@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel.engine import EngineState, evaluate
 from sentinel.model import Alert, Event, parse_timestamp
-from sentinel.rule_model import Rule, RuleSet, RuleTest
+from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.model import Rule, RuleSet, RuleTest
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentinel.model import Alert, Severity, format_timestamp
-from sentinel.render_facts import (
+from sentinel.render.facts import (
     DEFAULT_OPTIONS,
     Facts,
     RenderOptions,
@@ -22,7 +22,7 @@ from sentinel.render_facts import (
     facts,
     okta_event_link,
 )
-from sentinel.safe_text import mrkdwn_inert
+from sentinel.render.safe_text import mrkdwn_inert
 
 __all__ = ["DEFAULT_OPTIONS", "Facts", "RenderOptions", "clean", "facts", "okta_event_link"]
 

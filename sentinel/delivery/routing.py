@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sentinel.config import ChannelSettings
 from sentinel.model import Alert, Severity
-from sentinel.rule_model import Rule
+from sentinel.rules.model import Rule
 
 
 def channels_for(severity: Severity, named: tuple[str, ...] | None,

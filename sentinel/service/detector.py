@@ -18,11 +18,11 @@ from typing import Protocol
 
 from sentinel.clock import Clock
 from sentinel.errors import PayloadError, StoreError
-from sentinel.metrics import Metrics
 from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.quarantine import summary
-from sentinel.rule_state_log import RuleStateLog
+from sentinel.service.metrics import Metrics
+from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import load_rule_state, record_evaluation
 from sentinel.store.events import IngestResult, events_by_uuid, pending_uuids

@@ -1,6 +1,6 @@
 """HTTP: the Okta hook endpoint and health checks. Checks, parses, persists, answers — nothing else.
 
-``/hooks/okta`` is a plain ASGI endpoint (sentinel/hook_endpoint.py, the hot path, dispatched before
+``/hooks/okta`` is a plain ASGI endpoint (sentinel/web/hook_endpoint.py, the hot path, dispatched before
 Starlette's router); health, readiness and metrics are Starlette routes.
 """
 
@@ -16,9 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sentinel.hook_endpoint import PATH as HOOK_PATH
-from sentinel.hook_endpoint import OktaHookEndpoint
-from sentinel.service import Service
+from sentinel.service.daemon import Service
+from sentinel.web.hook_endpoint import PATH as HOOK_PATH
+from sentinel.web.hook_endpoint import OktaHookEndpoint
 
 # The checks that make /readyz answer 503; a failed reload does not (the previous configuration runs on).
 READINESS = ("store", "rules_loaded", "detector")

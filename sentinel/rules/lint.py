@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-from sentinel.rule_model import Rule, RuleSet
+from sentinel.rules.model import Rule, RuleSet
 
 
 @lru_cache(maxsize=1)

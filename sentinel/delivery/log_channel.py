@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sentinel import private_files
 from sentinel.model import Alert, DeliveryOutcome, Severity
-from sentinel.render import DEFAULT_OPTIONS, RenderOptions, log_record
+from sentinel.render.message import DEFAULT_OPTIONS, RenderOptions, log_record
 
 log = logging.getLogger("sentinel.alerts")
 

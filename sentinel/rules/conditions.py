@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel.operators import DECODERS, MODIFIERS, OPERATORS, Options, Predicate, as_text
+from sentinel.rules.operators import DECODERS, MODIFIERS, OPERATORS, Options, Predicate, as_text
 
 EventData = Mapping[str, Any]
 Matcher = Callable[[EventData], bool]

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentinel.conditions import FieldPath, Matcher
 from sentinel.model import Severity
-from sentinel.templates import Template
+from sentinel.rules.conditions import FieldPath, Matcher
+from sentinel.rules.templates import Template
 
 
 @dataclass(frozen=True, slots=True)

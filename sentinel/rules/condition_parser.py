@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sentinel.conditions import ConditionError, Matcher
+from sentinel.rules.conditions import ConditionError, Matcher
 
 _TOKEN = re.compile(r"\s*(?:(\()|(\))|([A-Za-z0-9_*]+))")
 

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sentinel.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.operators import as_text
-from sentinel.rule_context import alert_context, short_event
-from sentinel.rule_model import Rule, RuleSet
+from sentinel.rules.context import alert_context, short_event
+from sentinel.rules.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
+from sentinel.rules.model import Rule, RuleSet
+from sentinel.rules.operators import as_text
 
 __all__ = ["EngineState", "alert_key", "evaluate", "group_key_of"]
 

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 
-from sentinel.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS
+from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS
 
 INTERVAL_SECONDS = 60.0
 

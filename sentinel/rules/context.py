@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sentinel.alert_context import AlertContext, Party, Sample
-from sentinel.operators import as_text
-from sentinel.rule_model import Rule
+from sentinel.rules.model import Rule
+from sentinel.rules.operators import as_text
 
 MAX_TARGETS = 10
 MAX_FIELD_CHARS = 512

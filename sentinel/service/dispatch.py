@@ -19,9 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 from sentinel.clock import Clock
+from sentinel.delivery.apprise_channel import Channel
+from sentinel.delivery.redact import REDACTOR
 from sentinel.model import Alert, DeliveryOutcome
-from sentinel.notify import Channel
-from sentinel.notify_redact import REDACTOR
 from sentinel.store import Store
 from sentinel.store.deliveries import DueDelivery, due_deliveries, mark_dead, mark_sent, next_due, schedule_retry
 

@@ -12,21 +12,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sentinel import systemd
 from sentinel.clock import Clock, SystemClock
 from sentinel.config import Settings
-from sentinel.detector import Detector, DetectorReport, apply_report
-from sentinel.detector_process import DetectorProcess
-from sentinel.dispatch import Dispatcher, start_dispatchers
+from sentinel.delivery.apprise_channel import Channel, build_channels
+from sentinel.delivery.routing import route, routing_report
 from sentinel.errors import ErrorGroup, SentinelError, StoreError
-from sentinel.evaluator import RuleEvaluator
-from sentinel.lint import lint
-from sentinel.metrics import Metrics
 from sentinel.model import Alert, parse_timestamp
-from sentinel.monitor import feed_alert
-from sentinel.notify import Channel, build_channels
-from sentinel.routing import route, routing_report
 from sentinel.rules import load_rules
+from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.rules.lint import lint
+from sentinel.service import systemd
+from sentinel.service.detector import Detector, DetectorReport, apply_report
+from sentinel.service.detector_process import DetectorProcess
+from sentinel.service.dispatch import Dispatcher, start_dispatchers
+from sentinel.service.metrics import Metrics
+from sentinel.service.monitor import feed_alert
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import dead_count
