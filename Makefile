@@ -31,6 +31,7 @@ run: $(VENV)/.installed-run
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sentinel tests
 	$(BIN)/mypy sentinel
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/sentinel rules test --config $(CONFIG)
