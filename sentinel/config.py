@@ -419,5 +419,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ErrorGroup([ConfigError(f"invalid TOML: {e}", str(file))]) from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ErrorGroup([ConfigError("invalid TOML: nested too deeply", str(file))]) from None
     return parse_config(doc, str(file), file.resolve().parent, environ, resolve_secrets=resolve_secrets)
 

@@ -128,6 +128,11 @@ def test_previous_secret_alone_is_an_error(tmp_path: Path) -> None:
         "okta: SENTINEL_OKTA_SECRET_PREVIOUS is set but SENTINEL_OKTA_SECRET is not; set the new secret too"]
 
 
+def test_toml_nested_too_deeply_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    # tomllib recurses once per level: 5,000 levels raised RecursionError through `sentinel check`.
+    assert problems(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n") == ["invalid TOML: nested too deeply"]
+
+
 def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
     found = problems(tmp_path, "[server\nport = 1\n")
     assert len(found) == 1 and found[0].startswith("invalid TOML: ") and "line 1" in found[0]

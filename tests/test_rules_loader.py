@@ -75,6 +75,7 @@ BROKEN = {
         ],
     ),
     "not-toml.toml": ("id = \n", ["invalid TOML: Invalid value (at line 1, column 6)"]),
+    "too-deep.toml": ("x = " + "[" * 5000 + "]" * 5000 + "\n", ["invalid TOML: nested too deeply"]),
 }
 
 

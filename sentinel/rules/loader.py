@@ -103,6 +103,9 @@ def load_file(file: Path, problems: _Problems) -> list[tuple[Rule, str]]:
     except tomllib.TOMLDecodeError as error:
         problems.add("", f"invalid TOML: {error}")
         return []
+    except RecursionError:  # tomllib recurses once per nesting level
+        problems.add("", "invalid TOML: nested too deeply")
+        return []
     if "rules" in document:
         tables = document["rules"]
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
