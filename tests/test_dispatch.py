@@ -20,8 +20,6 @@ from sentinel.model import Alert, Severity
 from sentinel.service.dispatch import Dispatcher, start_dispatchers
 from sentinel.service.metrics import Metrics
 from sentinel.store import Store
-from sentinel.store.alerts import record_evaluation
-from sentinel.store.deliveries import deliveries_for_alert, list_deliveries, redeliver
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 ONE_TRY = RetryPolicy(attempts=1, timeout=5)
@@ -49,7 +47,7 @@ async def open_store(path: Path, clock: FixedClock | SystemClock) -> Store:
 
 
 async def add_alert(store: Store, alert: Alert, channels: list[str], at: datetime) -> int:
-    result = await store.write(lambda c: record_evaluation(c, [], [alert], lambda a: channels, {}, [], at))
+    result = await store.record_evaluation([], [alert], lambda a: channels, {}, [], at)
     return result.new_alerts[0]
 
 
@@ -68,7 +66,7 @@ def test_outage_then_recovery_delivers_once_and_other_channels_are_unaffected(
             assert await d_flaky.run_once() == 0  # not due again yet
             clock.advance(timedelta(minutes=1))
         assert await d_steady.run_once() == 1
-        rows = {r["channel"]: r for r in await store.read(lambda c: deliveries_for_alert(c, alert_id))}
+        rows = {r["channel"]: r for r in await store.deliveries_for_alert(alert_id)}
         assert rows["flaky"]["status"] == "pending" and rows["flaky"]["attempts"] == 3
         assert "failure" in rows["flaky"]["last_error"] and "500" in rows["flaky"]["last_error"]
         assert rows["steady"]["status"] == "sent"
@@ -76,7 +74,7 @@ def test_outage_then_recovery_delivers_once_and_other_channels_are_unaffected(
         assert await d_flaky.run_once() == 0
         clock.advance(timedelta(hours=1))
         assert await d_flaky.run_once() == 0 and await d_steady.run_once() == 0  # sent is never sent again
-        rows = {r["channel"]: r for r in await store.read(lambda c: deliveries_for_alert(c, alert_id))}
+        rows = {r["channel"]: r for r in await store.deliveries_for_alert(alert_id)}
         assert rows["flaky"]["status"] == "sent" and rows["flaky"]["attempts"] == 4
         assert rows["flaky"]["last_error"] is None
         store.close()
@@ -126,7 +124,7 @@ def test_restart_with_pending_deliveries_delivers_each_once(tmp_path: Path, serv
         dispatcher = Dispatcher(channel(server, "hook"), store, clock)
         assert await dispatcher.run_once() == expected
         assert await dispatcher.run_once() == 0
-        statuses = [r["status"] for r in await store.read(lambda c: list_deliveries(c))]
+        statuses = [r["status"] for r in await store.list_deliveries()]
         store.close()
         return statuses
 
@@ -156,7 +154,7 @@ def test_dead_letter_after_budget_reported_on_fallback_and_redeliverable(
         assert await fallback.run_once() == 0  # nothing dead yet
         clock.advance(timedelta(hours=5))  # 25 h after the alert: budget spent on this failure
         assert await pager.run_once() == 1
-        rows = {r["channel"]: r for r in await store.read(lambda c: deliveries_for_alert(c, alert_id))}
+        rows = {r["channel"]: r for r in await store.deliveries_for_alert(alert_id)}
         assert rows["pager"]["status"] == "dead" and rows["pager"]["attempts"] == 6
         assert rows["fallback"]["status"] == "pending"
         assert metrics.dead_deliveries.labels(channel="pager")._value.get() == 1
@@ -165,9 +163,9 @@ def test_dead_letter_after_budget_reported_on_fallback_and_redeliverable(
         assert await pager.run_once() == 0  # dead stays dead
         # An operator re-queues it; the channel has recovered.
         server.fail("/pager", 0)
-        assert await store.write(lambda c: redeliver(c, clock.now(), all_dead=True)) == 1
+        assert await store.redeliver(clock.now(), all_dead=True) == 1
         assert await pager.run_once() == 1
-        rows = {r["channel"]: r for r in await store.read(lambda c: deliveries_for_alert(c, alert_id))}
+        rows = {r["channel"]: r for r in await store.deliveries_for_alert(alert_id)}
         assert rows["pager"]["status"] == "sent" and rows["fallback"]["status"] == "sent"
         store.close()
 
@@ -190,15 +188,15 @@ def test_a_fallback_that_already_got_the_alert_still_gets_the_dead_report(
         pager = Dispatcher(channel(server, "pager"), store, clock, budget=timedelta(hours=1),
                            fallback="fallback", backoff=lambda n: timedelta(hours=2))
         fallback = Dispatcher(channel(server, "fallback"), store, clock, fallback="fallback")
-        result = await store.write(lambda c: record_evaluation(
-            c, [], [sample_alert()], lambda a: route(a, settings), {}, [], clock.now()))
+        result = await store.record_evaluation([], [sample_alert()], lambda a: route(a, settings), {}, [],
+                                               clock.now())
         (alert_id,) = result.new_alerts
         assert await fallback.run_once() == 1  # a critical alert: the fallback admits it like any channel
         assert await pager.run_once() == 1
         clock.advance(timedelta(hours=2))
         assert await pager.run_once() == 1  # budget spent: dead
         assert await fallback.run_once() == 1  # the report, although the alert itself was sent before
-        rows = {r["channel"]: r for r in await store.read(lambda c: deliveries_for_alert(c, alert_id))}
+        rows = {r["channel"]: r for r in await store.deliveries_for_alert(alert_id)}
         assert rows["pager"]["status"] == "dead" and rows["fallback"]["status"] == "sent"
         clock.advance(timedelta(days=1))
         assert await fallback.run_once() == 0
@@ -208,3 +206,4 @@ def test_a_fallback_that_already_got_the_alert_still_gets_the_dead_report(
     titles = [r.json()["title"] for r in server.to("/fallback")]
     assert titles == ["[CRITICAL] Super administrator granted",
                       "[CRITICAL] Undelivered to pager: Super administrator granted"]
+

@@ -27,7 +27,7 @@ def test_concurrent_writes_share_commits_and_all_land(tmp_path: Path) -> None:
     async def scenario() -> None:
         async def one(i: int) -> None:
             event = parse_event(make_event(f"g-{i}"))
-            await store.write(lambda c: ingest(c, [event], [], NOW))
+            await store.ingest([event], [], NOW)
 
         await asyncio.gather(*(one(i) for i in range(300)))
 
@@ -49,8 +49,8 @@ def test_a_failing_job_is_rolled_back_alone(tmp_path: Path) -> None:
         raise ValueError("bug after a write")
 
     async def scenario() -> None:
-        good = store.write(lambda c: ingest(c, [parse_event(make_event("ok"))], [], NOW))
-        results = await asyncio.gather(store.write(bad), good, return_exceptions=True)
+        good = store.ingest([parse_event(make_event("ok"))], [], NOW)
+        results = await asyncio.gather(store._write(bad), good, return_exceptions=True)
         assert isinstance(results[0], ValueError)
 
     try:

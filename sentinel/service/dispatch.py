@@ -22,8 +22,7 @@ from sentinel.clock import Clock
 from sentinel.delivery.apprise_channel import Channel
 from sentinel.delivery.redact import REDACTOR
 from sentinel.model import Alert, DeliveryOutcome
-from sentinel.store import Store
-from sentinel.store.deliveries import DueDelivery, due_deliveries, mark_dead, mark_sent, next_due, schedule_retry
+from sentinel.store import DueDelivery, Store
 
 log = logging.getLogger("sentinel.dispatch")
 
@@ -65,7 +64,7 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Attempt every due delivery of this channel once. Returns how many were attempted."""
         now = self.clock.now()
-        due = await self.store.read(lambda c: due_deliveries(c, self.name, now, self.batch))
+        due = await self.store.due_deliveries(self.name, now, self.batch)
         for delivery in due:
             try:
                 outcome = await self.channel.send(self._message(delivery))
@@ -86,13 +85,13 @@ class Dispatcher:
         at = self.clock.now()
         detail = REDACTOR(outcome.detail)
         if outcome.ok:
-            await self.store.write(lambda c: mark_sent(c, delivery.id, at, detail))
+            await self.store.mark_sent(delivery.id, at, detail)
             self._count("sent")
             log.info("delivery %d: alert %d sent to %s", delivery.id, delivery.alert_id, self.name)
             return
         expired = at - delivery.created_at >= self.budget
         if expired or not outcome.retryable:
-            await self.store.write(lambda c: mark_dead(c, delivery.id, detail, at, self.fallback))
+            await self.store.mark_dead(delivery.id, detail, at, self.fallback)
             self._count("dead")
             if self.metrics is not None:
                 self.metrics.dead_deliveries.labels(channel=self.name).inc()
@@ -102,7 +101,7 @@ class Dispatcher:
                       f"; reported on {self.fallback}" if self.fallback else "")
             return
         next_at = at + self.backoff(delivery.attempts + 1)
-        await self.store.write(lambda c: schedule_retry(c, delivery.id, detail, next_at, at))
+        await self.store.schedule_retry(delivery.id, detail, next_at, at)
         self._count("retry")
         log.warning("delivery %d: alert %d to %s failed (attempt %d), next try %s: %s", delivery.id,
                     delivery.alert_id, self.name, delivery.attempts + 1, next_at.isoformat(), detail)
@@ -118,7 +117,7 @@ class Dispatcher:
             try:
                 if await self.run_once():
                     continue
-                upcoming = await self.store.read(lambda c: next_due(c, self.name))
+                upcoming = await self.store.next_due(self.name)
             except Exception:
                 log.exception("dispatcher %s: unexpected error; retrying shortly", self.name)
                 await _wait(stop, self._wake, FAILURE_PAUSE_SECONDS)
