@@ -141,3 +141,55 @@ def test_intake_checkpoints_the_inbox_only_when_its_wal_is_not_kept_short(tmp_pa
         assert path.stat().st_size > size
     finally:
         appender.close()
+
+
+def test_sqlite_errors_leave_the_store_as_sentinel_errors_saying_what_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No sqlite3 error reaches a caller: the store failing is a StoreError, one record refused is a
+    RecordRejected, each naming the operation."""
+    from sentinel.errors import RecordRejected, StoreError
+    from sentinel.store import database
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "s.db"
+    store = Store(path)
+    store.start(NOW)
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    async def scenario() -> list[BaseException]:
+        await store.ingest([parse_event(make_event("a"))], [], NOW)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock past our busy timeout
+        try:
+            (locked,) = await asyncio.gather(store.mark_sent(1, NOW), return_exceptions=True)
+        finally:
+            holder.execute("ROLLBACK")
+        (refused,) = await asyncio.gather(store._write(  # a NOT NULL constraint: this record's problem
+            lambda c: c.execute("INSERT INTO events (uuid) VALUES ('x')"), "storing a bad row"),
+            return_exceptions=True)
+        holder.execute("DROP TABLE deliveries")
+        (missing,) = await asyncio.gather(store.next_due("log"), return_exceptions=True)
+        return [locked, refused, missing]
+
+    try:
+        locked, refused, missing = asyncio.run(scenario())
+    finally:
+        store.close()
+        holder.close()
+    assert isinstance(locked, StoreError) and "database is locked" in str(locked)
+    assert "marking delivery 1 sent" in str(locked)
+    assert isinstance(refused, RecordRejected) and "storing a bad row: IntegrityError" in str(refused)
+    assert isinstance(missing, StoreError) and "reading the next due delivery" in str(missing)
+    assert "no such table" in str(missing)
+
+
+def test_cli_says_a_store_without_tables_has_nothing_stored(tmp_path: Path) -> None:
+    from sentinel.errors import StoreError
+    from sentinel.store import open_for_cli
+
+    sqlite3.connect(tmp_path / "empty.db").close()
+    store = open_for_cli(tmp_path / "empty.db")
+    try:
+        with pytest.raises(StoreError, match="nothing stored yet"):
+            store.list_events(10)
+    finally:
+        store.close()
