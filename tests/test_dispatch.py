@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers_capture import CaptureServer, sample_alert
+from conftest import make_event
+from helpers_capture import Captured, CaptureServer, sample_alert
 
 from sentinel.clock import FixedClock, SystemClock
 from sentinel.config import ChannelSettings
 from sentinel.delivery.apprise_channel import AppriseChannel, Channel, RetryPolicy
 from sentinel.delivery.routing import route
+from sentinel.errors import StoreError
 from sentinel.model import Alert, Severity
+from sentinel.okta import parse_event
 from sentinel.service.dispatch import Dispatcher, start_dispatchers
 from sentinel.service.metrics import Metrics
-from sentinel.store import Store
+from sentinel.store import Store, database
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 ONE_TRY = RetryPolicy(attempts=1, timeout=5)
@@ -207,3 +212,128 @@ def test_a_fallback_that_already_got_the_alert_still_gets_the_dead_report(
     assert titles == ["[CRITICAL] Super administrator granted",
                       "[CRITICAL] Undelivered to pager: Super administrator granted"]
 
+
+def test_a_sent_mark_that_meets_the_detectors_lock_is_retried_and_the_alert_never_sent_twice(
+        tmp_path: Path, server: CaptureServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes write the main database: the detector (events, alerts) and the daemon's dispatchers
+    (delivery status). Here the detector writes all along, and holds the write lock for longer than the
+    dispatcher's (shortened) busy timeout just as each send lands, so every "sent" first fails to be
+    recorded. It is retried until it lands: each alert goes out exactly once, and nothing the detector
+    wrote meanwhile is lost."""
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 20)
+    path = tmp_path / "s.db"
+    clock = SystemClock()
+    stop_detector = threading.Event()
+    committed: list[str] = []
+    detector_ready = threading.Event()
+
+    def detector_writing() -> None:  # the detector process's view of the store, in a thread of its own
+        async def run() -> None:
+            store = Store(path, intake=False)
+            store.start(clock.now())
+            detector_ready.set()
+            try:
+                batch_no = 0
+                while not stop_detector.is_set():
+                    batch = [parse_event(make_event(f"e-{batch_no}-{i}")) for i in range(200)]
+                    batch_no += 1
+                    try:
+                        await store.ingest(batch, [], clock.now())
+                    except StoreError:  # the lock, from its side: the detector retries its batch later
+                        continue
+                    committed.extend(e.uuid for e in batch)
+            finally:
+                store.close()
+
+        asyncio.run(run())
+
+    def hold_the_lock_as_the_send_lands(_: Captured) -> None:
+        # A long detector transaction that starts just before the channel answers.
+        taken = threading.Event()
+
+        def hold() -> None:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+            conn.execute("BEGIN IMMEDIATE")
+            taken.set()
+            time.sleep(0.3)
+            conn.execute("COMMIT")
+            conn.close()
+
+        threading.Thread(target=hold, daemon=True).start()
+        assert taken.wait(5)
+
+    async def scenario() -> list[dict[str, object]]:
+        store = await open_store(path, clock)
+        for i in range(3):
+            await add_alert(store, sample_alert(key=f"k{i}", title=f"alert {i}"), ["hook"], clock.now())
+        worker = threading.Thread(target=detector_writing)
+        worker.start()
+        assert detector_ready.wait(5)
+        server.on_request = hold_the_lock_as_the_send_lands
+        stop = asyncio.Event()
+        dispatcher = Dispatcher(channel(server, "hook"), store, clock, poll_seconds=0.1)
+        task = asyncio.create_task(dispatcher.run(stop))
+        deadline = time.monotonic() + 8
+        rows = await store.list_deliveries()
+        while any(r["status"] != "sent" for r in rows) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            rows = await store.list_deliveries()
+        await asyncio.sleep(0.5)  # room for a resend, if one were coming
+        stop.set()
+        await task
+        stop_detector.set()
+        worker.join()
+        store.close()
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert sorted(r.json()["title"] for r in server.to("/hook")) == [f"[CRITICAL] alert {i}" for i in range(3)]
+    assert [r["status"] for r in rows] == ["sent"] * 3
+    assert committed  # the detector did write all along
+    conn = sqlite3.connect(path)
+    stored = {row[0] for row in conn.execute("SELECT uuid FROM events")}
+    assert set(committed) <= stored
+
+
+def test_a_stop_while_a_sent_mark_waits_for_the_lock_still_records_it(
+        tmp_path: Path, server: CaptureServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload or stop cancels the dispatchers; one whose "sent" is still waiting for the store is given
+    time to record it, so the next dispatcher (after a reload, or a restart) does not send it again."""
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 20)
+    path = tmp_path / "s.db"
+    clock = SystemClock()
+    held = threading.Event()
+
+    def hold_the_lock_as_the_send_lands(_: Captured) -> None:
+        def hold() -> None:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+            conn.execute("BEGIN IMMEDIATE")
+            held.set()
+            time.sleep(0.5)
+            conn.execute("COMMIT")
+            conn.close()
+
+        threading.Thread(target=hold, daemon=True).start()
+        assert held.wait(5)
+
+    async def scenario() -> list[dict[str, object]]:
+        store = await open_store(path, clock)
+        await add_alert(store, sample_alert(), ["hook"], clock.now())
+        server.on_request = hold_the_lock_as_the_send_lands
+        stop = asyncio.Event()
+        task = asyncio.create_task(Dispatcher(channel(server, "hook"), store, clock).run(stop))
+        while not held.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the send is answered; its "sent" waits for the lock
+        task.cancel()  # what _stop_dispatchers does to a dispatcher still busy after its grace
+        await asyncio.gather(task, return_exceptions=True)
+        server.on_request = None
+        again = Dispatcher(channel(server, "hook"), store, clock)  # the dispatcher after a reload
+        assert await again.run_once() == 0
+        rows = await store.list_deliveries()
+        store.close()
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert len(server.to("/hook")) == 1
+    assert [r["status"] for r in rows] == ["sent"]
