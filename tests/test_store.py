@@ -193,3 +193,42 @@ def test_cli_says_a_store_without_tables_has_nothing_stored(tmp_path: Path) -> N
             store.list_events(10)
     finally:
         store.close()
+
+
+def _old_migrate(conn: sqlite3.Connection, now: str) -> None:
+    """How stores were migrated before sqlite-utils' Migrations: our own ``migrations`` table (kept here
+    verbatim, to make such a store)."""
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    db.table("migrations").create({"version": int, "name": str, "applied_at": str}, pk="version", if_not_exists=True)
+    done = {row["version"] for row in db.table("migrations").rows}
+    for version, name, step in MIGRATIONS:
+        if version in done:
+            continue
+        with db.atomic():
+            step(db)
+            db.table("migrations").insert({"version": version, "name": name, "applied_at": now})
+
+
+def test_a_store_made_with_our_old_migrations_table_opens_upgraded_without_loss_or_rerun(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = connect(path)
+    _old_migrate(conn, "2026-01-01T00:00:00.000000Z")
+    conn.execute("BEGIN")
+    ingest(conn, [parse_event(make_event(u)) for u in ("a", "b")], [], NOW)
+    conn.execute("COMMIT")
+    conn.close()
+
+    store = Store(path)
+    assert store.start(NOW) == []  # nothing run again (a step run twice would fail: its tables exist)
+    try:
+        assert sorted(asyncio.run(store.pending_uuids(10))) == ["a", "b"]
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    records = conn.execute("SELECT migration_set, name, applied_at FROM _sqlite_migrations ORDER BY id").fetchall()
+    assert records == [("sentinel", f"{v}: {name}", "2026-01-01T00:00:00.000000Z") for v, name, _ in MIGRATIONS]
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'migrations'").fetchone() == (0,)
+    assert current_version(conn) == MIGRATIONS[-1][0]
+    assert migrate(conn, "later") == []
