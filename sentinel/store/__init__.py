@@ -48,7 +48,10 @@ class MonitorSnapshot:
 
 
 class Store:
-    """Async access to the SQLite files for the daemon: ``write`` jobs are group-committed.
+    """Async access to the SQLite files for the daemon and the detector process. Each method is one job:
+a write runs in the writer thread, in one transaction group-committed with others; a read in the reader
+thread. The main database has two writers, this process and the other (detector or daemon), serialised
+by SQLite's lock: see docs/architecture.md, "Store".
 
     ``intake=False`` is the detector process's view: it never appends to the inbox (the intake process
     is the inbox's only writer), and it does not migrate (the intake process did, before starting it).
