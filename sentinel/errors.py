@@ -34,7 +34,12 @@ class PayloadError(SentinelError):
 
 
 class StoreError(SentinelError):
-    """The store could not do what was asked (disk full, locked, corrupt)."""
+    """The store could not do what was asked (disk full, locked, corrupt). The message says what failed."""
+
+
+class RecordRejected(SentinelError):
+    """The store refused one record (a constraint, a value SQLite cannot hold): that record's problem,
+    not the store failing, so the caller sets the record aside instead of retrying it."""
 
 
 class ErrorGroup(SentinelError):

@@ -18,8 +18,6 @@ from sentinel.rules.engine import EngineState, evaluate
 from sentinel.rules.model import RuleSet
 from sentinel.rules.testing import event_from_dict, raised_alerts
 from sentinel.store import Store
-from sentinel.store.alerts import record_evaluation
-from sentinel.store.deliveries import due_deliveries
 
 REPO = Path(__file__).resolve().parent.parent
 PACK = load_rules([REPO / "rules"])
@@ -62,8 +60,8 @@ def test_the_stored_alert_read_back_for_delivery_has_the_engine_context(tmp_path
         store = Store(tmp_path / "sentinel.db")
         store.start(now)
         try:
-            await store.write(lambda c: record_evaluation(c, [], [alert], lambda _: ["log"], {}, [], now))
-            (due,) = await store.read(lambda c: due_deliveries(c, "log", now))
+            await store.record_evaluation([], [alert], lambda _: ["log"], {}, [], now)
+            (due,) = await store.due_deliveries("log", now)
             return due.alert.context
         finally:
             store.close()
@@ -100,9 +98,8 @@ def test_an_alert_that_grew_is_delivered_with_the_context_of_its_latest_version(
             nonlocal state
             for event in events:  # one detector batch per event: each emission is recorded as it comes
                 alerts, state = evaluate(ruleset, event, state, event.published)
-                await store.write(lambda c, a=alerts, e=event: record_evaluation(  # type: ignore[misc]
-                    c, [e.uuid], a, lambda _: ["log"], {}, [], now))
-            (due,) = await store.read(lambda c: due_deliveries(c, "log", now))
+                await store.record_evaluation([event.uuid], alerts, lambda _: ["log"], {}, [], now)
+            (due,) = await store.due_deliveries("log", now)
             return due.alert
         finally:
             store.close()

@@ -15,8 +15,6 @@ from helpers_capture import CaptureServer, sample_alert
 from sentinel.cli import main
 from sentinel.cli.delivery_cmds import parse_since
 from sentinel.store import Store
-from sentinel.store.alerts import record_evaluation
-from sentinel.store.deliveries import mark_dead, mark_sent
 
 NOW = datetime.now(UTC)
 
@@ -50,10 +48,9 @@ def populate(db: Path) -> None:
         store.start(NOW)
         for i, rule in enumerate(["okta-admin-grant", "okta-password-spraying"]):
             alert = sample_alert(key=f"k{i}", rule_id=rule, title=f"alert {i}")
-            await store.write(lambda c, a=alert: record_evaluation(c, [], [a], lambda _: ["hook", "log"], {}, [],
-                                                                    NOW))
-        await store.write(lambda c: mark_sent(c, 1, NOW))
-        await store.write(lambda c: mark_dead(c, 2, "json://127.0.0.1/hook: failure (error=500)", NOW))
+            await store.record_evaluation([], [alert], lambda _: ["hook", "log"], {}, [], NOW)
+        await store.mark_sent(1, NOW)
+        await store.mark_dead(2, "json://127.0.0.1/hook: failure (error=500)", NOW)
         store.close()
 
     asyncio.run(run())

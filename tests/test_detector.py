@@ -27,7 +27,6 @@ from sentinel.service import detector as detector_module
 from sentinel.service.detector import Detector, DetectorReport, apply_report
 from sentinel.service.metrics import Metrics
 from sentinel.store import Store
-from sentinel.store.events import ingest
 from sentinel.store.inbox import inbox_path
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,7 +67,7 @@ def run(tmp_path: Path, evaluator: ScriptedEvaluator, uuids: list[str]) -> tuple
         store.start(NOW)
         try:
             events = [parse_event(make_event(u)) for u in uuids]
-            await store.write(lambda c: ingest(c, events, [], NOW))
+            await store.ingest(events, [], NOW)
             detector = Detector(store, evaluator, lambda a: ["log"], FixedClock(NOW),
                                 on_report=lambda r: apply_report(metrics, r))
             assert await detector.run_once() == len(uuids)
@@ -115,7 +114,7 @@ def test_unpacked_events_are_handed_over_and_the_store_decides_what_is_pending(t
         try:
             # "b" was stored as an event before (e.g. by an earlier run): it is read back from the store.
             stored_events = [parse_event(make_event("b", displayMessage="from store"))]
-            await store.write(lambda c: ingest(c, stored_events, [], NOW))
+            await store.ingest(stored_events, [], NOW)
             detector = Detector(store, recorder, lambda a: [], FixedClock(NOW))
             await detector.load_state()
             await store.receive(delivery(make_event("a", displayMessage="unpacked")), NOW)
@@ -263,17 +262,17 @@ def test_a_store_failure_is_retried_not_quarantined(tmp_path: Path) -> None:
             detector = Detector(store, Recorder(), lambda a: [], FixedClock(NOW))
             await detector.load_state()
             await store.receive(delivery(make_event("x")), NOW)
-            real_write = store.write
+            real_write = store._write
 
-            async def failing(fn):  # type: ignore[no-untyped-def]
+            async def failing(fn, what="write"):  # type: ignore[no-untyped-def]
                 raise StoreError("could not persist: disk I/O error")
 
-            store.write = failing  # type: ignore[method-assign]
+            store._write = failing  # type: ignore[method-assign]
             with pytest.raises(StoreError):
                 await detector.unpack_once()
-            store.write = real_write  # type: ignore[method-assign]
+            store._write = real_write  # type: ignore[method-assign]
             return [await detector.unpack_once(), await detector.unpack_once()], \
-                await store.read(lambda c: c.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+                await store._read(lambda c: c.execute("SELECT count(*) FROM quarantine").fetchone()[0])
         finally:
             store.close()
 
@@ -288,7 +287,7 @@ def test_pruning_drops_only_unpacked_deliveries(tmp_path: Path) -> None:
             for i in range(4):
                 await store.receive(delivery(make_event(f"p{i}")), NOW)
             assert await store.prune_inbox(2) == 2
-            return await store.read_inbox(lambda c: [r[0] for r in c.execute("SELECT id FROM received")])
+            return await store._read_inbox(lambda c: [r[0] for r in c.execute("SELECT id FROM received")])
         finally:
             store.close()
 
@@ -339,7 +338,7 @@ def test_what_rule_state_lets_go_is_logged_once_per_rule_and_interval_and_export
         await detector.load_state()
 
         async def evaluate(events: list[Event]) -> None:
-            await store.write(lambda c: ingest(c, events, [], NOW))
+            await store.ingest(events, [], NOW)
             assert await detector.run_once() == len(events)
 
         try:

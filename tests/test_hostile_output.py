@@ -4,6 +4,7 @@ stays inert in every CLI command's output, in alerts.jsonl and in the rendered S
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from sentinel.cli import main
 from sentinel.render import message as render
 from sentinel.render.safe_text import has_unsafe
 from sentinel.store import open_for_cli
-from sentinel.store.deliveries import alert_from_row, get_alert
+from sentinel.store.deliveries import alert_from_row
 
 OSC_TITLE, CLEAR, RLO = "\x1b]0;pwned\x07", "\x1b[2J", "\u202e"
 FORGED_ROW = "\n#99    slack        sent    attempts=1  sent 2026-01-01 00:00:00  alert 1: all clear"
@@ -108,11 +109,11 @@ def test_alerts_jsonl_written_by_the_log_channel_is_inert(hostile_daemon: Daemon
 
 
 def stored_alert(daemon: Daemon) -> Any:
-    conn = open_for_cli(daemon.config.parent / "state" / "sentinel.db")
+    store = open_for_cli(daemon.config.parent / "state" / "sentinel.db")
     try:
-        row = get_alert(conn, 1)
+        row = store.get_alert(1)
     finally:
-        conn.close()
+        store.close()
     assert row is not None
     return alert_from_row(row)
 
@@ -138,7 +139,7 @@ def test_email_subject_is_one_line_without_controls(hostile_daemon: Daemon) -> N
 
 def test_the_hostile_input_was_stored_raw(hostile_daemon: Daemon) -> None:
     """The neutralising happens on output: the store keeps the event exactly as Okta sent it."""
-    conn = open_for_cli(hostile_daemon.config.parent / "state" / "sentinel.db")
+    conn = sqlite3.connect(hostile_daemon.config.parent / "state" / "sentinel.db")
     try:
         body = json.loads(conn.execute("SELECT body FROM events").fetchone()[0])
     finally:

@@ -16,7 +16,6 @@ from sentinel.model import Severity
 from sentinel.okta import parse_event
 from sentinel.service.daemon import Service
 from sentinel.service.monitor import RESTORED_RULE, SILENT_RULE, feed_alert
-from sentinel.store.events import ingest
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(minutes=60)
@@ -52,14 +51,14 @@ def test_service_raises_feed_alerts_through_the_channels(tmp_path: Path) -> None
         service.store.start(clock.now())
         try:
             event = parse_event(make_event("quiet-1"))
-            await service.store.write(lambda c: ingest(c, [event], [], clock.now()))
+            await service.store.ingest([event], [], clock.now())
             await service._monitor_once()
             clock.advance(timedelta(minutes=31))
             await service._monitor_once()
             await service._monitor_once()  # no repeat while still silent
             clock.advance(timedelta(minutes=10))
             later = parse_event(make_event("back-1"))
-            await service.store.write(lambda c: ingest(c, [later], [], clock.now()))
+            await service.store.ingest([later], [], clock.now())
             await service._monitor_once()
         finally:
             service.store.close()

@@ -22,9 +22,6 @@ from sentinel.errors import ErrorGroup
 from sentinel.okta import parse_event
 from sentinel.service.detector import Detector
 from sentinel.store import Store
-from sentinel.store.alerts import record_evaluation
-from sentinel.store.deliveries import mark_dead, mark_sent
-from sentinel.store.events import ingest
 from sentinel.store.retention import PRUNE_CHUNK
 
 DOWN_RULE = """
@@ -106,24 +103,25 @@ def test_only_evaluated_events_and_fully_delivered_alerts_go_and_the_file_shrink
         try:
             # 2,500 events evaluated (each makes an alert with two deliveries), then 500 not yet.
             evaluated = [parse_event(make_event(f"e-{i:04}", **body(2000))) for i in range(2500)]
-            await store.write(lambda c: ingest(c, evaluated, [], NOW))
+            await store.ingest(evaluated, [], NOW)
             detector = Detector(store, ScriptedEvaluator(), lambda a: ["log", "page"], clock, retention=90 * DAY)
             while await detector.run_once():
                 pass
             pending = [parse_event(make_event(f"p-{i:04}", **body(2000))) for i in range(500)]
-            await store.write(lambda c: ingest(c, pending, [], NOW))
+            await store.ingest(pending, [], NOW)
             # Every delivery sent but two: alert 1's log delivery is dead, alert 2's still pending.
-            await store.write(lambda c: [mark_sent(c, i, NOW) for (i,) in c.execute("SELECT id FROM deliveries")
-                                         .fetchall() if i not in (1, 3)])
-            await store.write(lambda c: mark_dead(c, 1, "gave up", NOW))
-            pages_before = await store.read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+            for (delivery_id,) in await store._read(lambda c: c.execute("SELECT id FROM deliveries").fetchall()):
+                if delivery_id not in (1, 3):
+                    await store.mark_sent(delivery_id, NOW)
+            await store.mark_dead(1, "gave up", NOW)
+            pages_before = await store._read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
             clock.advance(91 * DAY)
             steps = 0
             while await detector.expire_once():
                 steps += 1
-            events = await store.read(lambda c: [r[0] for r in c.execute("SELECT uuid FROM events ORDER BY uuid")])
-            alert_keys = await store.read(lambda c: [r[0] for r in c.execute("SELECT key FROM alerts ORDER BY key")])
-            pages_after, free = await store.read(lambda c: (c.execute("PRAGMA page_count").fetchone()[0],
+            events = await store._read(lambda c: [r[0] for r in c.execute("SELECT uuid FROM events ORDER BY uuid")])
+            alert_keys = await store._read(lambda c: [r[0] for r in c.execute("SELECT key FROM alerts ORDER BY key")])
+            pages_after, free = await store._read(lambda c: (c.execute("PRAGMA page_count").fetchone()[0],
                                                             c.execute("PRAGMA freelist_count").fetchone()[0]))
             assert free == 0
             return events, alert_keys, steps, pages_before, pages_after
@@ -145,13 +143,13 @@ def test_retention_0_keeps_everything(tmp_path: Path) -> None:
         store = Store(tmp_path / "s.db")
         store.start(NOW)
         try:
-            await store.write(lambda c: ingest(c, [parse_event(make_event("ancient"))], [], NOW - 9000 * DAY))
-            await store.write(lambda c: record_evaluation(c, ["ancient"], [], lambda a: [], {}, set(), NOW))
+            await store.ingest([parse_event(make_event("ancient"))], [], NOW - 9000 * DAY)
+            await store.record_evaluation(["ancient"], [], lambda a: [], {}, set(), NOW)
             settings = load_config(write_retention(tmp_path, "0"))
             detector = Detector(store, ScriptedEvaluator(), lambda a: [], FixedClock(NOW),
                                 retention=settings.storage.retention)
             assert await detector.expire_once() == 0
-            return await store.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone()[0])
+            return await store._read(lambda c: c.execute("SELECT count(*) FROM events").fetchone()[0])
         finally:
             store.close()
 

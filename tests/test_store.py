@@ -27,7 +27,7 @@ def test_concurrent_writes_share_commits_and_all_land(tmp_path: Path) -> None:
     async def scenario() -> None:
         async def one(i: int) -> None:
             event = parse_event(make_event(f"g-{i}"))
-            await store.write(lambda c: ingest(c, [event], [], NOW))
+            await store.ingest([event], [], NOW)
 
         await asyncio.gather(*(one(i) for i in range(300)))
 
@@ -49,8 +49,8 @@ def test_a_failing_job_is_rolled_back_alone(tmp_path: Path) -> None:
         raise ValueError("bug after a write")
 
     async def scenario() -> None:
-        good = store.write(lambda c: ingest(c, [parse_event(make_event("ok"))], [], NOW))
-        results = await asyncio.gather(store.write(bad), good, return_exceptions=True)
+        good = store.ingest([parse_event(make_event("ok"))], [], NOW)
+        results = await asyncio.gather(store._write(bad), good, return_exceptions=True)
         assert isinstance(results[0], ValueError)
 
     try:
@@ -141,3 +141,94 @@ def test_intake_checkpoints_the_inbox_only_when_its_wal_is_not_kept_short(tmp_pa
         assert path.stat().st_size > size
     finally:
         appender.close()
+
+
+def test_sqlite_errors_leave_the_store_as_sentinel_errors_saying_what_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No sqlite3 error reaches a caller: the store failing is a StoreError, one record refused is a
+    RecordRejected, each naming the operation."""
+    from sentinel.errors import RecordRejected, StoreError
+    from sentinel.store import database
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "s.db"
+    store = Store(path)
+    store.start(NOW)
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    async def scenario() -> list[BaseException]:
+        await store.ingest([parse_event(make_event("a"))], [], NOW)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock past our busy timeout
+        try:
+            (locked,) = await asyncio.gather(store.mark_sent(1, NOW), return_exceptions=True)
+        finally:
+            holder.execute("ROLLBACK")
+        (refused,) = await asyncio.gather(store._write(  # a NOT NULL constraint: this record's problem
+            lambda c: c.execute("INSERT INTO events (uuid) VALUES ('x')"), "storing a bad row"),
+            return_exceptions=True)
+        holder.execute("DROP TABLE deliveries")
+        (missing,) = await asyncio.gather(store.next_due("log"), return_exceptions=True)
+        return [locked, refused, missing]
+
+    try:
+        locked, refused, missing = asyncio.run(scenario())
+    finally:
+        store.close()
+        holder.close()
+    assert isinstance(locked, StoreError) and "database is locked" in str(locked)
+    assert "marking delivery 1 sent" in str(locked)
+    assert isinstance(refused, RecordRejected) and "storing a bad row: IntegrityError" in str(refused)
+    assert isinstance(missing, StoreError) and "reading the next due delivery" in str(missing)
+    assert "no such table" in str(missing)
+
+
+def test_cli_says_a_store_without_tables_has_nothing_stored(tmp_path: Path) -> None:
+    from sentinel.errors import StoreError
+    from sentinel.store import open_for_cli
+
+    sqlite3.connect(tmp_path / "empty.db").close()
+    store = open_for_cli(tmp_path / "empty.db")
+    try:
+        with pytest.raises(StoreError, match="nothing stored yet"):
+            store.list_events(10)
+    finally:
+        store.close()
+
+
+def _old_migrate(conn: sqlite3.Connection, now: str) -> None:
+    """How stores were migrated before sqlite-utils' Migrations: our own ``migrations`` table (kept here
+    verbatim, to make such a store)."""
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    db.table("migrations").create({"version": int, "name": str, "applied_at": str}, pk="version", if_not_exists=True)
+    done = {row["version"] for row in db.table("migrations").rows}
+    for version, name, step in MIGRATIONS:
+        if version in done:
+            continue
+        with db.atomic():
+            step(db)
+            db.table("migrations").insert({"version": version, "name": name, "applied_at": now})
+
+
+def test_a_store_made_with_our_old_migrations_table_opens_upgraded_without_loss_or_rerun(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = connect(path)
+    _old_migrate(conn, "2026-01-01T00:00:00.000000Z")
+    conn.execute("BEGIN")
+    ingest(conn, [parse_event(make_event(u)) for u in ("a", "b")], [], NOW)
+    conn.execute("COMMIT")
+    conn.close()
+
+    store = Store(path)
+    assert store.start(NOW) == []  # nothing run again (a step run twice would fail: its tables exist)
+    try:
+        assert sorted(asyncio.run(store.pending_uuids(10))) == ["a", "b"]
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    records = conn.execute("SELECT migration_set, name, applied_at FROM _sqlite_migrations ORDER BY id").fetchall()
+    assert records == [("sentinel", f"{v}: {name}", "2026-01-01T00:00:00.000000Z") for v, name, _ in MIGRATIONS]
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'migrations'").fetchone() == (0,)
+    assert current_version(conn) == MIGRATIONS[-1][0]
+    assert migrate(conn, "later") == []

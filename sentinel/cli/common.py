@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from sentinel.config import Settings, load_config
-from sentinel.errors import ErrorGroup, SentinelError
+from sentinel.errors import ErrorGroup, SentinelError, StoreError
 from sentinel.render.safe_text import inert, inert_lines, json_line
+
+if TYPE_CHECKING:
+    from sentinel.store import CliStore
 
 DEFAULT_CONFIG = "sentinel.toml"
 
@@ -63,27 +65,20 @@ def load_settings(path: Path, *, secrets: bool = True) -> Settings:
 T = TypeVar("T")
 
 
-def with_db(settings: Settings, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
-    """Run ``fn`` on the store (in one transaction when ``write``); a missing store is a clear error."""
+def with_db(settings: Settings, fn: Callable[[CliStore], T]) -> T:
+    """Run ``fn`` on the store; a missing or empty store, or one that fails, is a clear error."""
     from sentinel.store import open_for_cli
 
     try:
-        conn = open_for_cli(settings.storage.path)
-    except FileNotFoundError as e:
+        store = open_for_cli(settings.storage.path)
+    except (FileNotFoundError, StoreError) as e:
         fail(str(e))
     try:
-        if write:
-            conn.execute("BEGIN IMMEDIATE")
-            result = fn(conn)
-            conn.execute("COMMIT")
-            return result
-        return fn(conn)
-    except sqlite3.OperationalError as e:
-        if "no such table" in str(e):
-            fail(f"{settings.storage.path}: nothing stored yet (the daemon has not created the tables)")
-        raise
+        return fn(store)
+    except StoreError as e:
+        fail(str(e))
     finally:
-        conn.close()
+        store.close()
 
 
 def address_file(settings: Settings) -> Path:

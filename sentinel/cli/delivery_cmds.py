@@ -85,11 +85,9 @@ def register(main: click.Group) -> None:
         """List alerts, newest first (``alerts show ID`` for one alert and its deliveries)."""
         if ctx.invoked_subcommand is not None:
             return
-        from sentinel.store.deliveries import list_alerts
-
         settings = load_settings(config_path, secrets=False)
         after = parse_since(since, SystemClock().now()) if since else None
-        rows = with_db(settings, lambda c: list_alerts(c, after, rule_id, limit))
+        rows = with_db(settings, lambda store: store.list_alerts(after, rule_id, limit))
         for row in rows:
             if as_json:
                 echo_json(row)
@@ -108,10 +106,11 @@ def register(main: click.Group) -> None:
         from sentinel.delivery.apprise_channel import render_options
         from sentinel.render.message import facts as render_facts
         from sentinel.render.message import plain_text
-        from sentinel.store.deliveries import alert_from_row, deliveries_for_alert, get_alert
+        from sentinel.store.deliveries import alert_from_row
 
         settings = load_settings(config_path, secrets=False)
-        row, deliveries = with_db(settings, lambda c: (get_alert(c, alert_id), deliveries_for_alert(c, alert_id)))
+        row, deliveries = with_db(settings, lambda store: (store.get_alert(alert_id),
+                                                            store.deliveries_for_alert(alert_id)))
         if row is None:
             fail(f"no alert with id {alert_id}")
         if as_json:
@@ -134,10 +133,8 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     def deliveries(config_path: Path, status: str | None, limit: int, as_json: bool) -> None:
         """List deliveries (alert × channel), newest first."""
-        from sentinel.store.deliveries import list_deliveries
-
         settings = load_settings(config_path, secrets=False)
-        for row in with_db(settings, lambda c: list_deliveries(c, status, limit)):
+        for row in with_db(settings, lambda store: store.list_deliveries(status, limit)):
             if as_json:
                 echo_json(row)
             else:
@@ -149,13 +146,11 @@ def register(main: click.Group) -> None:
     @click.option("--dead", "all_dead", is_flag=True, help="Re-queue every dead delivery.")
     def redeliver(config_path: Path, delivery_id: int | None, all_dead: bool) -> None:
         """Queue a delivery (or every dead one with --dead) again; the running daemon sends it."""
-        from sentinel.store.deliveries import redeliver as requeue
-
         if (delivery_id is None) == (not all_dead):
             fail("give a delivery ID or --dead (not both)")
         settings = load_settings(config_path, secrets=False)
         now = SystemClock().now()
-        count = with_db(settings, lambda c: requeue(c, now, delivery_id, all_dead), write=True)
+        count = with_db(settings, lambda store: store.redeliver(now, delivery_id, all_dead))
         if delivery_id is not None and count == 0:
             fail(f"no delivery with id {delivery_id}")
         click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued")

@@ -37,7 +37,6 @@ from sentinel.errors import SentinelError
 from sentinel.secret import Secret, short_secret_warnings
 from sentinel.service import systemd
 from sentinel.service.instance import InstanceClash, StoreLock, listen
-from sentinel.store.events import list_events, list_quarantine
 
 log = logging.getLogger("sentinel")
 
@@ -286,7 +285,7 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
     def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
         """List stored events, oldest first."""
-        rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_events(conn, last, event_type))
+        rows = with_db(load_settings(config_path, secrets=False), lambda store: store.list_events(last, event_type))
         for row in rows:
             if as_json:
                 echo_json(row)
@@ -301,7 +300,7 @@ def register(main: click.Group) -> None:
     def quarantine(config_path: Path, last: int, as_json: bool) -> None:
         """List malformed events kept from deliveries, one record per delivery: id, when, JSON paths,
         reasons, the elements."""
-        rows = with_db(load_settings(config_path, secrets=False), lambda conn: list_quarantine(conn, last))
+        rows = with_db(load_settings(config_path, secrets=False), lambda store: store.list_quarantine(last))
         for row in rows:
             if as_json:
                 echo_json(row)

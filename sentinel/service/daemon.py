@@ -27,10 +27,7 @@ from sentinel.service.detector_process import DetectorProcess
 from sentinel.service.dispatch import Dispatcher, start_dispatchers
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor import feed_alert
-from sentinel.store import Store, inbox
-from sentinel.store.alerts import record_evaluation
-from sentinel.store.deliveries import dead_count
-from sentinel.store.events import last_received, pending_summary
+from sentinel.store import Store
 
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
@@ -164,8 +161,7 @@ class Service:
         if applied:
             log.info("store %s: applied migrations %s", self.settings.storage.path, applied)
         self.health.store_ok = True
-        generation = self.store.inbox_generation
-        self._unpacked_upto = await self.store.read(lambda conn: inbox.unpacked_upto(conn, generation))
+        self._unpacked_upto = await self.store.unpacked_upto()
         if self.detector_process is not None:
             self._rule_count = await self.detector_process.start()
         else:
@@ -287,22 +283,17 @@ class Service:
         now = self.clock.now()
         if not self.health.store_check_ok:  # keep sentinel_ready{check="store"} current without /readyz
             await self.check_store()
-        names = list(self.channels)
-        (pending, oldest), last, dead = await self.store.read(
-            lambda conn: (pending_summary(conn), last_received(conn), {n: dead_count(conn, n) for n in names}))
-        upto = self._unpacked_upto
-        (waiting, oldest_waiting), last_in_inbox = await self.store.read_inbox(
-            lambda conn: (inbox.backlog(conn, upto), inbox.last_received(conn)))
-        self.metrics.events_pending.set(pending)
-        self.metrics.inbox_pending.set(waiting)
+        queues = await self.store.monitor_snapshot(list(self.channels), self._unpacked_upto)
+        self.metrics.events_pending.set(queues.pending_events)
+        self.metrics.inbox_pending.set(queues.inbox_waiting)
         self.metrics.detector_up.set(1 if self.detector_running() else 0)
         if self.detector_process is not None:
             self.metrics.detector_restarts.set(self.detector_process.restarts)
         # The oldest of either queue: an event waits first in the inbox, then as a pending event.
-        oldest = min((t for t in (oldest, oldest_waiting) if t), default=None)
-        last = max((t for t in (last, last_in_inbox) if t), default=None)
+        oldest = min((t for t in (queues.oldest_pending, queues.oldest_in_inbox) if t), default=None)
+        last = max((t for t in (queues.last_received, queues.last_in_inbox) if t), default=None)
         self.metrics.oldest_pending_age.set((now - parse_timestamp(oldest)).total_seconds() if oldest else 0)
-        for channel, count in dead.items():
+        for channel, count in queues.dead_deliveries.items():
             self.metrics.dead_deliveries.labels(channel).set(count)
         if last is not None:
             self.metrics.last_event_time.set(parse_timestamp(last).timestamp())
@@ -313,9 +304,7 @@ class Service:
                                                timedelta(minutes=minutes))
         if alert is not None:
             log.warning("%s", alert.title)
-            route_alert = self._route
-            result = await self.store.write(
-                lambda conn: record_evaluation(conn, [], [alert], route_alert, {}, set(), now))
+            result = await self.store.record_evaluation([], [alert], self._route, {}, set(), now)
             self._alerts_created(result.new_alerts)
 
     async def stop(self) -> None:

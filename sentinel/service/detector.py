@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,16 +16,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sentinel.clock import Clock
-from sentinel.errors import PayloadError, StoreError
+from sentinel.errors import PayloadError, RecordRejected, StoreError
 from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.quarantine import summary
 from sentinel.service.metrics import Metrics
 from sentinel.service.rule_state_log import RuleStateLog
-from sentinel.store import Store, inbox
-from sentinel.store.alerts import load_rule_state, record_evaluation
-from sentinel.store.events import IngestResult, events_by_uuid, pending_uuids
-from sentinel.store.retention import Pruned, prune_expired, reclaim_space
+from sentinel.store import IngestResult, Pruned, Store
 
 log = logging.getLogger("sentinel.detector")
 BATCH_SIZE = 500
@@ -46,8 +42,8 @@ def sweep_interval(retention_period: timedelta) -> float:
 
 
 # The store failing (disk full, I/O, locked): the only reason to try a delivery again. Anything else
-# about one delivery is that delivery's problem, and it is quarantined.
-STORE_FAILURES = (StoreError, sqlite3.OperationalError)
+# about one delivery (RecordRejected, or a bug) is that delivery's problem, and it is quarantined.
+STORE_FAILURES = (StoreError,)
 MAX_REASON_CHARS = 500
 
 
@@ -152,9 +148,8 @@ class Detector:
         self.route = route
 
     async def load_state(self) -> None:
-        generation = self.store.inbox_generation
-        self.evaluator.restore(await self.store.read(load_rule_state))
-        self._unpacked_upto = await self.store.read(lambda conn: inbox.unpacked_upto(conn, generation))
+        self.evaluator.restore(await self.store.load_rule_state())
+        self._unpacked_upto = await self.store.unpacked_upto()
 
     def _report(self, report: DetectorReport) -> None:
         if report and self.on_report is not None:
@@ -163,20 +158,19 @@ class Detector:
     async def unpack_once(self) -> int:
         """Move one batch of deliveries from the inbox into events. Returns how many deliveries."""
         after = self._unpacked_upto
-        rows = await self.store.read_inbox(lambda conn: inbox.waiting(conn, after))
+        rows = await self.store.waiting_deliveries(after)
         if not rows:
             return 0
         deliveries = [(received_at, _unpack(row_id, body)) for row_id, received_at, body in rows]
-        last_id, generation = rows[-1][0], self.store.inbox_generation
+        last_id = rows[-1][0]
         try:
-            results = await self.store.write(
-                lambda conn: inbox.record_unpacked(conn, generation, last_id, deliveries))
+            results = await self.store.record_unpacked(last_id, deliveries)
         except STORE_FAILURES:
             raise
         except Exception:
             # Not the store failing but something in one delivery it refuses: store them one at a time,
             # so that only that one is quarantined whole, instead of the batch being retried forever.
-            results = [await self._record_alone(generation, row, deliveries, i) for i, row in enumerate(rows)]
+            results = [await self._record_alone(row, deliveries, i) for i, row in enumerate(rows)]
         self._unpacked_upto = last_id
         report = DetectorReport(unpacked_upto=last_id)
         now = self.clock.now()
@@ -198,15 +192,14 @@ class Detector:
         self._report(report)
         return len(rows)
 
-    async def _record_alone(self, generation: str, row: tuple[int, str, bytes],
+    async def _record_alone(self, row: tuple[int, str, bytes],
                             deliveries: list[tuple[str, Delivery]], index: int) -> IngestResult:
         """Store one delivery in a transaction of its own; if the store refuses it (not a store failure),
         store it quarantined whole instead. ``deliveries[index]`` is replaced by what was stored."""
         row_id, received_at, body = row
         delivery = deliveries[index][1]
         try:
-            (result,) = await self.store.write(
-                lambda conn: inbox.record_unpacked(conn, generation, row_id, [(received_at, delivery)]))
+            (result,) = await self.store.record_unpacked(row_id, [(received_at, delivery)])
             self._unpacked_upto = row_id  # committed: a store failure later in the batch must not redo it
             return result
         except STORE_FAILURES:
@@ -215,8 +208,7 @@ class Detector:
             log.exception("okta delivery %d: its events cannot be stored; quarantined whole", row_id)
             whole = _quarantined_whole(row_id, body, "$", f"cannot be stored: {type(e).__name__}: {e}")
         deliveries[index] = (received_at, whole)
-        (result,) = await self.store.write(
-            lambda conn: inbox.record_unpacked(conn, generation, row_id, [(received_at, whole)]))
+        (result,) = await self.store.record_unpacked(row_id, [(received_at, whole)])
         self._unpacked_upto = row_id
         return result
 
@@ -230,8 +222,8 @@ class Detector:
         upto = self._unpacked_upto
         try:
             deleted = await self.store.prune_inbox(upto)
-            await self.store.read_inbox(inbox.checkpoint)
-        except (StoreError, sqlite3.Error) as e:  # housekeeping: try again later
+            await self.store.checkpoint_inbox()
+        except (StoreError, RecordRejected) as e:  # housekeeping: try again later
             log.warning("inbox: pruning failed: %s", e)
             return 0
         if deleted == 0:
@@ -247,9 +239,9 @@ class Detector:
             return 0
         cutoff = self.clock.now() - self.retention
         try:
-            pruned = await self.store.write(lambda conn: prune_expired(conn, cutoff))
-            reclaimed = 0 if pruned.total else await self.store.write(reclaim_space)
-        except (StoreError, sqlite3.Error) as e:  # housekeeping: the next sweep tries again
+            pruned = await self.store.prune_expired(cutoff)
+            reclaimed = 0 if pruned.total else await self.store.reclaim_space()
+        except (StoreError, RecordRejected) as e:  # housekeeping: the next sweep tries again
             log.warning("retention: pruning failed: %s", e)
             self._next_sweep = self.clock.monotonic() + sweep_interval(self.retention)
             return 0
@@ -270,13 +262,13 @@ class Detector:
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
         self._rule_state_log.flush(self.clock.monotonic())  # what the interval held back, even when idle
-        uuids = await self.store.read(lambda conn: pending_uuids(conn, BATCH_SIZE))
+        uuids = await self.store.pending_uuids(BATCH_SIZE)
         if not uuids:
             return 0
         # The store decides what is pending and in which order; parsed events handed over by the
         # unpacking only save reading and parsing them again.
         missing = [u for u in uuids if u not in self._parsed]
-        fetched = await self.store.read(lambda conn: events_by_uuid(conn, missing)) if missing else {}
+        fetched = await self.store.events_by_uuid(missing) if missing else {}
         events = [e for e in (self._parsed.pop(u, None) or fetched.get(u) for u in uuids) if e is not None]
         started = self.clock.monotonic()
         evaluator, route = self.evaluator, self.route
@@ -296,8 +288,7 @@ class Detector:
         self._rule_state_log.add(report.rule_state_counts, self.clock.monotonic())
         uuids = [e.uuid for e in events]
         try:
-            result = await self.store.write(
-                lambda conn: record_evaluation(conn, uuids, alerts, route, changes, deleted, now))
+            result = await self.store.record_evaluation(uuids, alerts, route, changes, deleted, now)
         except StoreError:
             # The in-memory state ran ahead of what was stored: go back to the stored state.
             self._report(report)
@@ -311,8 +302,7 @@ class Detector:
                           len(alerts), ", ".join(uuids[:10]))
             alerts = []
             try:
-                result = await self.store.write(
-                    lambda conn: record_evaluation(conn, uuids, [], route, changes, deleted, now))
+                result = await self.store.record_evaluation(uuids, [], route, changes, deleted, now)
             except Exception:
                 self._report(report)
                 await self.load_state()

@@ -5,7 +5,9 @@ never waits on any of them. Short retries (seconds) happen inside ``Channel.send
 longer ones are rows with ``next_attempt_at``, so they survive restarts. Once a delivery has been
 failing for longer than the retry budget it is marked dead, logged, counted and queued on the
 fallback channel (when one is configured). The order is: send, then record; a crash between the two
-re-sends after restart (at least once), but a delivery recorded as sent is never sent again.
+re-sends after restart (at least once), but a delivery recorded as sent is never sent again. Recording
+an attempt's outcome is retried until the store takes it (the detector process writes the same file and
+may hold its lock longer than our busy timeout): a "sent" lost to a lock timeout would send the alert again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -21,14 +23,19 @@ from typing import Any
 from sentinel.clock import Clock
 from sentinel.delivery.apprise_channel import Channel
 from sentinel.delivery.redact import REDACTOR
+from sentinel.errors import StoreError
 from sentinel.model import Alert, DeliveryOutcome
-from sentinel.store import Store
-from sentinel.store.deliveries import DueDelivery, due_deliveries, mark_dead, mark_sent, next_due, schedule_retry
+from sentinel.store import DueDelivery, Store
 
 log = logging.getLogger("sentinel.dispatch")
 
 POLL_SECONDS = 5.0
 FAILURE_PAUSE_SECONDS = 2.0
+# Recording an outcome the store refused: again after 50 ms, doubling to 2 s, until it lands.
+RECORD_RETRY_FIRST_SECONDS = 0.05
+RECORD_RETRY_MAX_SECONDS = 2.0
+# A stop or reload waits this long for an outcome still being recorded (within systemd's TimeoutStopSec).
+RECORD_ON_STOP_SECONDS = 10.0
 
 
 def default_backoff(attempts: int) -> timedelta:
@@ -65,7 +72,7 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Attempt every due delivery of this channel once. Returns how many were attempted."""
         now = self.clock.now()
-        due = await self.store.read(lambda c: due_deliveries(c, self.name, now, self.batch))
+        due = await self.store.due_deliveries(self.name, now, self.batch)
         for delivery in due:
             try:
                 outcome = await self.channel.send(self._message(delivery))
@@ -86,13 +93,14 @@ class Dispatcher:
         at = self.clock.now()
         detail = REDACTOR(outcome.detail)
         if outcome.ok:
-            await self.store.write(lambda c: mark_sent(c, delivery.id, at, detail))
+            await self._until_recorded(delivery, "sent", lambda: self.store.mark_sent(delivery.id, at, detail))
             self._count("sent")
             log.info("delivery %d: alert %d sent to %s", delivery.id, delivery.alert_id, self.name)
             return
         expired = at - delivery.created_at >= self.budget
         if expired or not outcome.retryable:
-            await self.store.write(lambda c: mark_dead(c, delivery.id, detail, at, self.fallback))
+            await self._until_recorded(delivery, "dead",
+                                       lambda: self.store.mark_dead(delivery.id, detail, at, self.fallback))
             self._count("dead")
             if self.metrics is not None:
                 self.metrics.dead_deliveries.labels(channel=self.name).inc()
@@ -102,10 +110,45 @@ class Dispatcher:
                       f"; reported on {self.fallback}" if self.fallback else "")
             return
         next_at = at + self.backoff(delivery.attempts + 1)
-        await self.store.write(lambda c: schedule_retry(c, delivery.id, detail, next_at, at))
+        await self._until_recorded(delivery, "to retry",
+                                   lambda: self.store.schedule_retry(delivery.id, detail, next_at, at))
         self._count("retry")
         log.warning("delivery %d: alert %d to %s failed (attempt %d), next try %s: %s", delivery.id,
                     delivery.alert_id, self.name, delivery.attempts + 1, next_at.isoformat(), detail)
+
+    async def _until_recorded(self, delivery: DueDelivery, outcome: str, record: Callable[[], Awaitable[bool]]) -> None:
+        """The attempt happened: its record must land, or the delivery would be attempted (sent) again.
+        A store failure (locked by the detector's commit, disk full) is waited out, however long. A stop
+        or reload that cancels us meanwhile still gives the record ``RECORD_ON_STOP_SECONDS`` to land;
+        only a store failing for longer than that can have the delivery sent again (at least once)."""
+        recording = asyncio.ensure_future(self._record_until_stored(delivery, outcome, record))
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            done, _ = await asyncio.wait({recording}, timeout=RECORD_ON_STOP_SECONDS)
+            if not done:
+                recording.cancel()
+                log.error("delivery %d: stopping before it could be recorded %s; it may be sent again",
+                          delivery.id, outcome)
+            raise
+
+    @staticmethod
+    async def _record_until_stored(delivery: DueDelivery, outcome: str, record: Callable[[], Awaitable[bool]]) -> None:
+        pause = RECORD_RETRY_FIRST_SECONDS
+        failures = 0
+        while True:
+            try:
+                await record()
+            except StoreError as e:
+                failures += 1
+                if failures == 1 or pause >= RECORD_RETRY_MAX_SECONDS:
+                    log.warning("delivery %d: recording it %s failed (%s); trying again", delivery.id, outcome, e)
+                await asyncio.sleep(pause)
+                pause = min(RECORD_RETRY_MAX_SECONDS, pause * 2)
+                continue
+            if failures:
+                log.info("delivery %d: recorded %s after %d failed tries", delivery.id, outcome, failures)
+            return
 
     def _count(self, status: str) -> None:
         if self.metrics is not None:
@@ -118,7 +161,7 @@ class Dispatcher:
             try:
                 if await self.run_once():
                     continue
-                upcoming = await self.store.read(lambda c: next_due(c, self.name))
+                upcoming = await self.store.next_due(self.name)
             except Exception:
                 log.exception("dispatcher %s: unexpected error; retrying shortly", self.name)
                 await _wait(stop, self._wake, FAILURE_PAUSE_SECONDS)

@@ -1,29 +1,57 @@
 """The store: the only SQL in Sentinel. Two SQLite files, WAL, durable group commits: the main database
 (events, alerts, deliveries, rule state; one writer thread) and the inbox (deliveries as received;
-appended to by intake, see appender.py, and pruned by the detector)."""
+appended to by intake, see appender.py, and pruned by the detector).
+
+Callers speak the domain (events, alerts, deliveries); no SQL, connection or SQLite error leaves this
+package: a SQLite error becomes a :class:`~sentinel.errors.StoreError` (the store failing) or a
+:class:`~sentinel.errors.RecordRejected` (one record refused), saying what failed."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sentinel.clock import Clock, SystemClock
-from sentinel.model import format_timestamp
-from sentinel.store import inbox, retention
+from sentinel.model import Alert, Event, format_timestamp
+from sentinel.okta import Delivery, Quarantined
+from sentinel.store import alerts, deliveries, events, inbox, retention
+from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
-from sentinel.store.database import Reader, Writer, connect
+from sentinel.store.cli_store import CliStore, open_for_cli
+from sentinel.store.database import Reader, Writer, as_sentinel_error, connect
+from sentinel.store.deliveries import DueDelivery
+from sentinel.store.events import IngestResult
+from sentinel.store.retention import Pruned
 from sentinel.store.schema import migrate
 
 T = TypeVar("T")
 
-__all__ = ["Store", "connect", "open_for_cli"]
+__all__ = ["CliStore", "DueDelivery", "EvaluationResult", "IngestResult", "MonitorSnapshot", "Pruned", "Store",
+           "connect", "open_for_cli"]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSnapshot:
+    """The queues' state for the daemon's gauges: timestamps are the store's text (``format_timestamp``)."""
+
+    pending_events: int
+    oldest_pending: str | None
+    last_received: str | None
+    dead_deliveries: dict[str, int]
+    inbox_waiting: int
+    oldest_in_inbox: str | None
+    last_in_inbox: str | None
 
 
 class Store:
-    """Async access to the SQLite files for the daemon: ``write`` jobs are group-committed.
+    """Async access to the SQLite files for the daemon and the detector process. Each method is one job:
+a write runs in the writer thread, in one transaction group-committed with others; a read in the reader
+thread. The main database has two writers, this process and the other (detector or daemon), serialised
+by SQLite's lock: see docs/architecture.md, "Store".
 
     ``intake=False`` is the detector process's view: it never appends to the inbox (the intake process
     is the inbox's only writer), and it does not migrate (the intake process did, before starting it).
@@ -46,18 +74,21 @@ class Store:
     def start(self, now: datetime) -> list[int]:
         """Create or migrate the schema (intake side), then start the writers. Returns the migrations applied."""
         applied: list[int] = []
-        if self.intake:
-            conn = connect(self.path)
+        try:
+            if self.intake:
+                conn = connect(self.path)
+                try:
+                    retention.use_incremental_vacuum(conn)  # a new store only: before its first table
+                    applied = migrate(conn, format_timestamp(now))
+                finally:
+                    conn.close()
+            conn = connect(self.inbox_path)
             try:
-                retention.use_incremental_vacuum(conn)  # a new store only: before its first table
-                applied = migrate(conn, format_timestamp(now))
+                self.inbox_generation = inbox.prepare(conn) if self.intake else inbox.generation(conn)
             finally:
                 conn.close()
-        conn = connect(self.inbox_path)
-        try:
-            self.inbox_generation = inbox.prepare(conn) if self.intake else inbox.generation(conn)
-        finally:
-            conn.close()
+        except sqlite3.Error as e:
+            raise as_sentinel_error(e, f"opening {self.path}") from e
         self._writer.start()
         self._inbox_pruner.start()
         if self._inbox_writer is not None:
@@ -65,12 +96,105 @@ class Store:
         self._started = True
         return applied
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], what: str = "write") -> T:
         """Run ``fn`` in the writer thread inside a transaction; returns after its durable commit."""
-        return await self._writer.run(fn)
+        return await self._writer.run(fn, what)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._reader.run(fn)
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], what: str = "read") -> T:
+        return await self._reader.run(fn, what)
+
+    # --- the detector: inbox → events → evaluation -------------------------------------------------
+
+    async def unpacked_upto(self) -> int:
+        """The last inbox id whose deliveries are in the main database (0: none of this inbox's)."""
+        generation = self.inbox_generation
+        return await self._read(lambda c: inbox.unpacked_upto(c, generation), "reading the inbox cursor")
+
+    async def waiting_deliveries(self, after: int) -> list[tuple[int, str, bytes]]:
+        """The next stored delivery bodies after inbox id ``after``: (id, received_at, body), oldest first."""
+        return await self._inbox_reader.run(lambda c: inbox.waiting(c, after), "reading the inbox")
+
+    async def record_unpacked(self, last_id: int, unpacked: Sequence[tuple[str, Delivery]]) -> list[IngestResult]:
+        """Store the events and quarantined elements of unpacked deliveries (received_at, delivery) and move
+        the inbox cursor to ``last_id``, in one transaction."""
+        generation = self.inbox_generation
+        return await self._write(lambda c: inbox.record_unpacked(c, generation, last_id, unpacked),
+                                 "storing unpacked deliveries")
+
+    async def ingest(self, new_events: Sequence[Event], quarantined: Sequence[Quarantined],
+                     received_at: datetime) -> IngestResult:
+        """Store one delivery's events (a uuid already stored adds nothing) and quarantined elements."""
+        return await self._write(lambda c: events.ingest(c, new_events, quarantined, received_at), "storing events")
+
+    async def pending_uuids(self, limit: int) -> list[str]:
+        """Events not yet evaluated, oldest ``published`` first."""
+        return await self._read(lambda c: events.pending_uuids(c, limit), "reading pending events")
+
+    async def events_by_uuid(self, uuids: Sequence[str]) -> dict[str, Event]:
+        return await self._read(lambda c: events.events_by_uuid(c, uuids), "reading events")
+
+    async def load_rule_state(self) -> list[tuple[str, str]]:
+        return await self._read(alerts.load_rule_state, "reading rule state")
+
+    async def record_evaluation(self, event_uuids: Sequence[str], new_alerts: Sequence[Alert],
+                                route: Callable[[Alert], Sequence[str]], state_changes: Mapping[str, str],
+                                state_deleted: Iterable[str], at: datetime) -> EvaluationResult:
+        """One transaction: the alerts, a delivery per alert × routed channel, the rule-state changes, and
+        the events marked evaluated (see alerts.record_evaluation)."""
+        return await self._write(lambda c: alerts.record_evaluation(
+            c, event_uuids, new_alerts, route, state_changes, state_deleted, at), "recording an evaluation")
+
+    async def prune_expired(self, cutoff: datetime) -> Pruned:
+        """One retention step: a chunk of rows stored before ``cutoff`` (see retention.py)."""
+        return await self._write(lambda c: retention.prune_expired(c, cutoff), "pruning expired rows")
+
+    async def reclaim_space(self) -> int:
+        """Give a chunk of free pages back to the file system; returns how many."""
+        return await self._write(retention.reclaim_space, "reclaiming free pages")
+
+    # --- the dispatchers: the outbox ----------------------------------------------------------------
+
+    async def due_deliveries(self, channel: str, now: datetime, limit: int = 20) -> list[DueDelivery]:
+        return await self._read(lambda c: deliveries.due_deliveries(c, channel, now, limit), "reading due deliveries")
+
+    async def next_due(self, channel: str) -> datetime | None:
+        return await self._read(lambda c: deliveries.next_due(c, channel), "reading the next due delivery")
+
+    async def mark_sent(self, delivery_id: int, at: datetime, detail: str = "") -> bool:
+        """Record a delivery as sent; False if it was no longer pending."""
+        return await self._write(lambda c: deliveries.mark_sent(c, delivery_id, at, detail),
+                                 f"marking delivery {delivery_id} sent")
+
+    async def schedule_retry(self, delivery_id: int, error: str, next_attempt: datetime, at: datetime) -> bool:
+        return await self._write(lambda c: deliveries.schedule_retry(c, delivery_id, error, next_attempt, at),
+                                 f"scheduling delivery {delivery_id} again")
+
+    async def mark_dead(self, delivery_id: int, error: str, at: datetime, fallback: str | None = None) -> bool:
+        """Give up on a delivery; with a fallback channel, queue the alert there to report it."""
+        return await self._write(lambda c: deliveries.mark_dead(c, delivery_id, error, at, fallback),
+                                 f"marking delivery {delivery_id} dead")
+
+    async def redeliver(self, at: datetime, delivery_id: int | None = None, all_dead: bool = False) -> int:
+        return await self._write(lambda c: deliveries.redeliver(c, at, delivery_id, all_dead),
+                                 "queueing deliveries again")
+
+    async def deliveries_for_alert(self, alert_id: int) -> list[dict[str, Any]]:
+        return await self._read(lambda c: deliveries.deliveries_for_alert(c, alert_id), "reading deliveries")
+
+    async def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._read(lambda c: deliveries.list_deliveries(c, status, limit), "listing deliveries")
+
+    # --- the daemon's gauges ------------------------------------------------------------------------
+
+    async def monitor_snapshot(self, channels: Sequence[str], inbox_after: int) -> MonitorSnapshot:
+        """The queues' state (one read of each file)."""
+        names = list(channels)
+        (pending, oldest), last, dead = await self._read(lambda c: (
+            events.pending_summary(c), events.last_received(c), {n: deliveries.dead_count(c, n) for n in names}),
+            "reading the queues")
+        (waiting, oldest_waiting), last_in_inbox = await self._inbox_reader.run(
+            lambda c: (inbox.backlog(c, inbox_after), inbox.last_received(c)), "reading the inbox")
+        return MonitorSnapshot(pending, oldest, last, dead, waiting, oldest_waiting, last_in_inbox)
 
     async def receive(self, body: bytes, received_at: datetime | None = None) -> None:
         """Append a delivery body to the inbox; returns after its durable commit. ``received_at``
@@ -81,14 +205,18 @@ class Store:
 
     async def prune_inbox(self, upto: int) -> int:
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""
-        return await self._inbox_pruner.run(lambda conn: inbox.prune(conn, upto))
+        return await self._inbox_pruner.run(lambda conn: inbox.prune(conn, upto), "pruning the inbox")
 
-    async def read_inbox(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._inbox_reader.run(fn)
+    async def checkpoint_inbox(self) -> None:
+        """Copy the inbox's WAL into its file without blocking intake."""
+        await self._inbox_reader.run(inbox.checkpoint, "checkpointing the inbox")
+
+    async def _read_inbox(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._inbox_reader.run(fn, "reading the inbox")
 
     async def check_writable(self) -> None:
         """Both files take a write transaction now (for /readyz)."""
-        await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._write(lambda conn: conn.execute("SELECT 1").fetchone(), "a write probe")
         if self._inbox_writer is not None:
             await self._inbox_writer.probe()
 
@@ -109,10 +237,3 @@ class Store:
             self._reader.stop()
             self._inbox_reader.stop()
             self._started = False
-
-
-def open_for_cli(path: Path) -> sqlite3.Connection:
-    """A plain connection for one-shot commands. Missing file: a clear error, not an empty new DB."""
-    if not path.exists():
-        raise FileNotFoundError(f"no database at {path} (has the daemon run with this config?)")
-    return connect(path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel import private_files
-from sentinel.errors import StoreError
+from sentinel.errors import RecordRejected, SentinelError, StoreError
 
 T = TypeVar("T")
 log = logging.getLogger("sentinel.store")
@@ -51,11 +51,23 @@ def describe(error: BaseException) -> str:
     return error.__class__.__name__
 
 
-class _Job:
-    __slots__ = ("fn", "future", "loop")
+def as_sentinel_error(error: sqlite3.Error, what: str) -> SentinelError:
+    """A SQLite error as Sentinel's own, saying what failed. The store failing (locked, I/O, full,
+    corrupt) is a :class:`StoreError`; SQLite refusing one record (a constraint, a value it cannot hold)
+    is :class:`RecordRejected`."""
+    rejected = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
+                sqlite3.NotSupportedError)
+    kind = RecordRejected if isinstance(error, rejected) else StoreError
+    return kind(f"{what}: {describe(error)}")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
+
+class _Job:
+    __slots__ = ("fn", "future", "loop", "what")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop,
+                 what: str) -> None:
         self.fn = fn
+        self.what = what
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
 
@@ -83,10 +95,11 @@ class Writer:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._thread.start()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the writer thread, in the next group commit; return once that is durable."""
+    async def run(self, fn: Callable[[sqlite3.Connection], T], what: str = "write") -> T:
+        """Run ``fn`` in the writer thread, in the next group commit; return once that is durable.
+        ``what`` names the job in a :class:`StoreError`."""
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop)
+        job = _Job(fn, loop, what)
         gathering = self._gathering.get(loop)
         if gathering is None:
             gathering = self._gathering[loop] = []
@@ -152,7 +165,7 @@ class Writer:
                         raise
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    results.append((job, None, e))
+                    results.append((job, None, as_sentinel_error(e, job.what) if isinstance(e, sqlite3.Error) else e))
                 else:
                     conn.execute("RELEASE job")
                     results.append((job, value, None))
@@ -170,8 +183,7 @@ class Writer:
     @staticmethod
     def _failed(batch: list[_Job], error: BaseException) -> list[tuple[_Job, Any, BaseException | None]]:
         log.error("store commit failed (%d jobs): %s", len(batch), describe(error))
-        failure = StoreError(f"could not persist: {describe(error)}")
-        return [(job, None, failure) for job in batch]
+        return [(job, None, StoreError(f"could not persist: {describe(error)} ({job.what})")) for job in batch]
 
 
 def _settle(results: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -209,9 +221,12 @@ class Reader:
             self._conn = connect(self._path)
         return self._conn
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T], what: str = "read") -> T:
         def call() -> T:
-            return fn(self._connection())
+            try:
+                return fn(self._connection())
+            except sqlite3.Error as e:
+                raise as_sentinel_error(e, what) from e
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 

@@ -1,4 +1,9 @@
-"""The schema as numbered migrations, each recorded in the ``migrations`` table when applied."""
+"""The schema as numbered migrations, applied and recorded by sqlite-utils' ``Migrations`` (set
+``sentinel``, table ``_sqlite_migrations``; each step and its record in one transaction).
+
+Stores made before that kept their own ``migrations`` table (version, name, applied_at): on first open
+its records are copied into sqlite-utils' table, with their times, and it is dropped, in one transaction,
+so no step runs twice (docs/architecture.md, "Store")."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import sqlite3
 from collections.abc import Callable
 
 import sqlite_utils
+from sqlite_utils import Migrations
 
 
 def _v1_events(db: sqlite_utils.Database) -> None:
@@ -67,25 +73,54 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
 )
 
 
-def migrate(conn: sqlite3.Connection, now: str) -> list[int]:
-    """Apply every migration not yet recorded, each in its own transaction. Returns what was applied."""
-    db = sqlite_utils.Database(conn)
-    db.table("migrations").create({"version": int, "name": str, "applied_at": str}, pk="version", if_not_exists=True)
-    done = {row["version"] for row in db.table("migrations").rows}
-    applied = []
+MIGRATION_SET = "sentinel"
+LEGACY_TABLE = "migrations"
+
+
+def _name(version: int, name: str) -> str:
+    """A step's name in sqlite-utils' table: the version first, so it stays readable and sortable."""
+    return f"{version}: {name}"
+
+
+def _migrations() -> Migrations:
+    migrations = Migrations(MIGRATION_SET)
     for version, name, step in MIGRATIONS:
-        if version in done:
-            continue
-        with db.atomic():
-            step(db)
-            db.table("migrations").insert({"version": version, "name": name, "applied_at": now})
-        applied.append(version)
-    return applied
+        migrations(name=_name(version, name))(step)
+    return migrations
+
+
+def migrate(conn: sqlite3.Connection, now: str) -> list[int]:
+    """Apply every migration not yet recorded, each in its own transaction. Returns what was applied.
+    ``now`` stamps the records adopted from a legacy ``migrations`` table that lack a time."""
+    db = sqlite_utils.Database(conn)
+    migrations = _migrations()
+    _adopt_legacy_records(db, migrations, now)
+    pending = {m.name for m in migrations.pending(db)}
+    migrations.apply(db)
+    return [version for version, name, _ in MIGRATIONS if _name(version, name) in pending]
+
+
+def _adopt_legacy_records(db: sqlite_utils.Database, migrations: Migrations, now: str) -> None:
+    """Our own ``migrations`` table (stores made before sqlite-utils' Migrations were used): its records
+    move into sqlite-utils' table, so the steps they name are never run again."""
+    if not db.table(LEGACY_TABLE).exists():
+        return
+    names = {version: _name(version, name) for version, name, _ in MIGRATIONS}
+    with db.atomic():
+        migrations.ensure_migrations_table(db)
+        recorded = {m.name for m in migrations.applied(db)}
+        for row in db.execute(f"SELECT version, applied_at FROM {LEGACY_TABLE} ORDER BY version").fetchall():
+            version, applied_at = int(row[0]), row[1]
+            name = names.get(version)
+            if name is None:  # made by a newer Sentinel: refuse rather than guess its schema
+                raise sqlite3.DatabaseError(f"the store has migration {version}, unknown to this version")
+            if name not in recorded:
+                db.table(Migrations.migrations_table).insert(
+                    {"migration_set": MIGRATION_SET, "name": name, "applied_at": applied_at or now})
+        db.execute(f"DROP TABLE {LEGACY_TABLE}")
 
 
 def current_version(conn: sqlite3.Connection) -> int:
-    try:
-        row = conn.execute("SELECT max(version) FROM migrations").fetchone()
-    except sqlite3.OperationalError:
-        return 0
-    return int(row[0] or 0)
+    """The highest migration applied (0: none)."""
+    applied = _migrations().applied(sqlite_utils.Database(conn))
+    return max((int(m.name.split(":", 1)[0]) for m in applied), default=0)
