@@ -99,8 +99,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     import uvicorn
 
-    from sentinel.service.daemon import Service
-    from sentinel.web.app import create_app, create_metrics_app
+    from sentinel.cli.compose import compose, web_apps
     from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
@@ -111,7 +110,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
     try:
-        service = Service(settings, reload_settings=reload_settings, detector_process=True)
+        daemon = compose(settings, reload_settings)
     except SentinelError as e:
         fail(error_lines(e))
 
@@ -132,9 +131,9 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             await super().shutdown(sockets)
 
     # One guard for both listeners: their connections share the process's file descriptors.
-    closed = service.metrics.connections_closed
+    closed = daemon.metrics.connections_closed
     guard = ConnectionGuard(connection_cap(), on_close=lambda reason: closed.labels(reason).inc())
-    service.metrics.connections_open.set_function(lambda: len(guard.open))
+    daemon.metrics.connections_open.set_function(lambda: len(guard.open))
     if guard.max_connections < MAX_CONNECTIONS:
         log.warning("the file-descriptor limit (RLIMIT_NOFILE) allows only %d connections, not %d: raise "
                     "LimitNOFILE=", guard.max_connections, MAX_CONNECTIONS)
@@ -145,11 +144,12 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_keep_alive=5, server_header=False, http=guard.protocol(), ws="none"))
 
-    server = server_for(create_app(service), settings.server.host, settings.server.port, MainServer)
+    app, metrics_app = web_apps(daemon)
+    server = server_for(app, settings.server.host, settings.server.port, MainServer)
     metrics_server = None
-    if metrics_socket is not None and settings.metrics.listen:
+    if metrics_socket is not None and metrics_app is not None and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
-        metrics_server = server_for(create_metrics_app(service), host.strip("[]"), int(port), QuietServer)
+        metrics_server = server_for(metrics_app, host.strip("[]"), int(port), QuietServer)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -157,7 +157,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
         async def reload_when_started() -> None:
             await started.wait()
-            await service.reload()
+            await daemon.reloader.reload()
 
         # Installed before the server starts: a SIGHUP's default action would kill the process.
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
@@ -170,7 +170,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         extra = asyncio.create_task(metrics_server.serve(sockets=[metrics_socket]), name="metrics") \
             if metrics_server is not None and metrics_socket is not None else None
         stop = asyncio.Event()
-        watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
+        watchdog = asyncio.create_task(systemd.watchdog(stop, daemon.lifecycle.healthy), name="watchdog")
         log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
                  settings.server.port, settings.storage.path)
         started.set()
@@ -182,7 +182,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         # collector's full passes, which otherwise stall the loop for tens of milliseconds.
         gc.freeze()
         systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
-                      f"{service.metrics_rules()} rules")
+                      f"{daemon.health.rule_count} rules")
         try:
             await serving
         finally:
@@ -249,7 +249,7 @@ def register(main: click.Group) -> None:
         """Validate the configuration, rules and channels; exit 1 with every problem."""
         settings = load_settings(config_path)
         problems: list[str] = []
-        from sentinel.service.daemon import build_evaluator, check_channels
+        from sentinel.service.ruleset import build_evaluator, check_channels
 
         try:
             evaluator = build_evaluator(settings)
