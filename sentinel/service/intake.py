@@ -39,7 +39,7 @@ class Intake:
         results = [secret.matches(candidate) for secret in okta.secrets]
         return any(results)
 
-    async def store(self, body: bytes) -> None:
+    async def store_delivery(self, body: bytes) -> None:
         """Store the delivery in the inbox, durably, and have the detector unpack it. Raises StoreError
         (readiness then says "store: failing" until a delivery is stored again)."""
         try:

@@ -152,7 +152,7 @@ class OktaHookEndpoint:
             return await self.reject("bad_payload", 400, str(e), scope, send, e.location)
         if elements:
             try:
-                await self.intake.store(body)
+                await self.intake.store_delivery(body)
             except StoreError as e:
                 log.error("store failed: %s", e)
                 return await self.reject("store", 503, "could not store the delivery; retry", scope, send)
