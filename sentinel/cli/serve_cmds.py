@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,6 +38,11 @@ from sentinel.secret import Secret, short_secret_warnings
 from sentinel.service import systemd
 from sentinel.service.instance import InstanceClash, StoreLock, listen
 from sentinel.store.events import list_events, list_quarantine
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from sentinel.cli.compose import Daemon
 
 log = logging.getLogger("sentinel")
 
@@ -97,10 +102,7 @@ def _claim(settings: Settings) -> tuple[StoreLock, socket.socket, socket.socket 
 def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     _lock, main_socket, metrics_socket = _claim(settings)  # held for the life of the process; first: fail fast
 
-    import uvicorn
-
-    from sentinel.cli.compose import compose, web_apps
-    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
+    from sentinel.cli.compose import compose
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
     _register_secrets(settings)
@@ -114,42 +116,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     except SentinelError as e:
         fail(error_lines(e))
 
-    class QuietServer(uvicorn.Server):
-        """The metrics listener: the main server alone handles SIGTERM/SIGINT (the last handler
-        installed would otherwise win, and the main server would never hear the signal)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    class MainServer(uvicorn.Server):
-        """Says it stopped listening first thing on shutdown: uvicorn re-raises SIGTERM once it has
-        stopped, which ends the process before any code after ``serve()``."""
-
-        async def shutdown(self, sockets: Any = None) -> None:
-            remove_address(settings)
-            await super().shutdown(sockets)
-
-    # One guard for both listeners: their connections share the process's file descriptors.
-    closed = daemon.metrics.connections_closed
-    guard = ConnectionGuard(connection_cap(), on_close=lambda reason: closed.labels(reason).inc())
-    daemon.metrics.connections_open.set_function(lambda: len(guard.open))
-    if guard.max_connections < MAX_CONNECTIONS:
-        log.warning("the file-descriptor limit (RLIMIT_NOFILE) allows only %d connections, not %d: raise "
-                    "LimitNOFILE=", guard.max_connections, MAX_CONNECTIONS)
-
-    def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
-        # No WebSocket endpoint, so ws="none": an upgraded connection would also escape the guard.
-        return kind(uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-            timeout_keep_alive=5, server_header=False, http=guard.protocol(), ws="none"))
-
-    app, metrics_app = web_apps(daemon)
-    server = server_for(app, settings.server.host, settings.server.port, MainServer)
-    metrics_server = None
-    if metrics_socket is not None and metrics_app is not None and settings.metrics.listen:
-        host, _, port = settings.metrics.listen.rpartition(":")
-        metrics_server = server_for(metrics_app, host.strip("[]"), int(port), QuietServer)
+    server, metrics_server = _servers(settings, daemon, with_metrics=metrics_socket is not None)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -196,6 +163,53 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     # ``asyncio.run`` would otherwise run on the slower stdlib loop.
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(main())
+
+
+def _servers(settings: Settings, daemon: Daemon, *,
+             with_metrics: bool) -> tuple[uvicorn.Server, uvicorn.Server | None]:
+    """The main listener's server and, with its own socket, the metrics listener's; one connection guard."""
+    import uvicorn
+
+    from sentinel.cli.compose import web_apps
+    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
+
+    class QuietServer(uvicorn.Server):
+        """The metrics listener: the main server alone handles SIGTERM/SIGINT (the last handler
+        installed would otherwise win, and the main server would never hear the signal)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    class MainServer(uvicorn.Server):
+        """Says it stopped listening first thing on shutdown: uvicorn re-raises SIGTERM once it has
+        stopped, which ends the process before any code after ``serve()``."""
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            remove_address(settings)
+            await super().shutdown(sockets)
+
+    # One guard for both listeners: their connections share the process's file descriptors.
+    closed = daemon.metrics.connections_closed
+    guard = ConnectionGuard(connection_cap(), on_close=lambda reason: closed.labels(reason).inc())
+    daemon.metrics.connections_open.set_function(lambda: len(guard.open))
+    if guard.max_connections < MAX_CONNECTIONS:
+        log.warning("the file-descriptor limit (RLIMIT_NOFILE) allows only %d connections, not %d: raise "
+                    "LimitNOFILE=", guard.max_connections, MAX_CONNECTIONS)
+
+    def server_for(app: Any, host: str, port: int, kind: type[uvicorn.Server] = uvicorn.Server) -> uvicorn.Server:
+        # No WebSocket endpoint, so ws="none": an upgraded connection would also escape the guard.
+        return kind(uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+            timeout_keep_alive=5, server_header=False, http=guard.protocol(), ws="none"))
+
+    app, metrics_app = web_apps(daemon)
+    server = server_for(app, settings.server.host, settings.server.port, MainServer)
+    metrics_server = None
+    if with_metrics and metrics_app is not None and settings.metrics.listen:
+        host, _, port = settings.metrics.listen.rpartition(":")
+        metrics_server = server_for(metrics_app, host.strip("[]"), int(port), QuietServer)
+    return server, metrics_server
 
 
 def _register_secrets(settings: Settings) -> None:
