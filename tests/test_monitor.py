@@ -10,11 +10,12 @@ from pathlib import Path
 from conftest import make_event
 from daemon import write_config
 
+from sentinel.cli.compose import compose
 from sentinel.clock import FixedClock
 from sentinel.config import load_config
 from sentinel.model import Severity
 from sentinel.okta import parse_event
-from sentinel.service.daemon import Service
+from sentinel.service.detector_runner import InProcessDetector
 from sentinel.service.monitor import RESTORED_RULE, SILENT_RULE, feed_alert
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -47,21 +48,21 @@ def test_service_raises_feed_alerts_through_the_channels(tmp_path: Path) -> None
     clock = FixedClock(T0)
 
     async def scenario() -> None:
-        service = Service(settings, clock=clock)
-        service.store.start(clock.now())
+        daemon = compose(settings, clock=clock, detector=InProcessDetector)
+        daemon.store.start(clock.now())
         try:
             event = parse_event(make_event("quiet-1"))
-            await service.store.ingest([event], [], clock.now())
-            await service._monitor_once()
+            await daemon.store.ingest([event], [], clock.now())
+            await daemon.monitor.run_once()
             clock.advance(timedelta(minutes=31))
-            await service._monitor_once()
-            await service._monitor_once()  # no repeat while still silent
+            await daemon.monitor.run_once()
+            await daemon.monitor.run_once()  # no repeat while still silent
             clock.advance(timedelta(minutes=10))
             later = parse_event(make_event("back-1"))
-            await service.store.ingest([later], [], clock.now())
-            await service._monitor_once()
+            await daemon.store.ingest([later], [], clock.now())
+            await daemon.monitor.run_once()
         finally:
-            service.store.close()
+            daemon.store.close()
 
     asyncio.run(scenario())
     conn = sqlite3.connect(tmp_path / "state" / "sentinel.db")

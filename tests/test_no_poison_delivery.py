@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proof_helpers import inbox_backlog
 
+from sentinel.cli.compose import compose, web_apps
 from sentinel.clock import SystemClock
 from sentinel.config import load_config
-from sentinel.service.daemon import Service
 from sentinel.service.detector import DetectorReport
-from sentinel.web.app import create_app
+from sentinel.service.detector_runner import InProcessDetector
 
 REPO = Path(__file__).resolve().parent.parent
 # A real Okta event (Panther's sample of a Super administrator grant); the shipped pack alerts on it.
@@ -46,13 +46,15 @@ class Harness:
         settings = load_config(config, environ={"SENTINEL_OKTA_SECRET": SECRET})
         self.db = settings.storage.path
         self.loop = asyncio.new_event_loop()
-        self.service = Service(settings, SystemClock())
-        self.service.store.start(self.service.clock.now())
+        self.daemon = compose(settings, clock=SystemClock(), detector=InProcessDetector)
+        self.daemon.store.start(self.daemon.clock.now())
         self.reports: list[DetectorReport] = []
-        self.service.detector.on_report = self.reports.append
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.service)),
-                                      base_url="http://sentinel")
-        self.loop.run_until_complete(self.service.detector.load_state())
+        assert isinstance(self.daemon.detector, InProcessDetector)
+        self.detector = self.daemon.detector.detector  # driven step by step, not as a task
+        self.detector.on_report = self.reports.append
+        app, _ = web_apps(self.daemon)
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sentinel")
+        self.loop.run_until_complete(self.detector.load_state())
         self.counter = 0
 
     def post(self, body: bytes) -> int:
@@ -65,7 +67,7 @@ class Harness:
         self.reports.clear()
 
         async def drain() -> None:
-            detector = self.service.detector
+            detector = self.detector
             while await detector.unpack_once() or await detector.run_once():
                 pass
 
@@ -87,7 +89,7 @@ class Harness:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.http.aclose())
-        self.service.store.close()
+        self.daemon.store.close()
         self.loop.close()
 
 

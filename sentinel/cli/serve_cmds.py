@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,6 +37,11 @@ from sentinel.errors import SentinelError
 from sentinel.secret import Secret, short_secret_warnings
 from sentinel.service import systemd
 from sentinel.service.instance import InstanceClash, StoreLock, listen
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from sentinel.cli.compose import Daemon
 
 log = logging.getLogger("sentinel")
 
@@ -96,11 +101,7 @@ def _claim(settings: Settings) -> tuple[StoreLock, socket.socket, socket.socket 
 def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     _lock, main_socket, metrics_socket = _claim(settings)  # held for the life of the process; first: fail fast
 
-    import uvicorn
-
-    from sentinel.service.daemon import Service
-    from sentinel.web.app import create_app, create_metrics_app
-    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
+    from sentinel.cli.compose import compose
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
     _register_secrets(settings)
@@ -110,9 +111,66 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
     try:
-        service = Service(settings, reload_settings=reload_settings, detector_process=True)
+        daemon = compose(settings, reload_settings)
     except SentinelError as e:
         fail(error_lines(e))
+
+    server, metrics_server = _servers(settings, daemon, with_metrics=metrics_socket is not None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        async def reload_when_started() -> None:
+            await started.wait()
+            await daemon.reloader.reload()
+
+        # Installed before the server starts: a SIGHUP's default action would kill the process.
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
+        serving = asyncio.create_task(server.serve(sockets=[main_socket]), name="http")
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if serving.done():  # start-up failed (store unusable): uvicorn has logged why
+            await serving
+            sys.exit(3)
+        extra = asyncio.create_task(metrics_server.serve(sockets=[metrics_socket]), name="metrics") \
+            if metrics_server is not None and metrics_socket is not None else None
+        stop = asyncio.Event()
+        watchdog = asyncio.create_task(systemd.watchdog(stop, daemon.lifecycle.healthy), name="watchdog")
+        log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
+                 settings.server.port, settings.storage.path)
+        started.set()
+        try:
+            log.info("address written to %s (for `sentinel demo`)", write_address(settings))
+        except OSError as e:
+            log.warning("could not write the address file (`sentinel demo` then needs --url): %s", e)
+        # Everything loaded so far (libraries, rules) lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise stall the loop for tens of milliseconds.
+        gc.freeze()
+        systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
+                      f"{daemon.health.rule_count} rules")
+        try:
+            await serving
+        finally:
+            stop.set()
+            if metrics_server is not None and extra is not None:
+                metrics_server.should_exit = True
+                await extra
+            await watchdog
+
+    # The loop uvicorn would pick itself (uvloop when installed): ``server.serve()`` inside a plain
+    # ``asyncio.run`` would otherwise run on the slower stdlib loop.
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(main())
+
+
+def _servers(settings: Settings, daemon: Daemon, *,
+             with_metrics: bool) -> tuple[uvicorn.Server, uvicorn.Server | None]:
+    """The main listener's server and, with its own socket, the metrics listener's; one connection guard."""
+    import uvicorn
+
+    from sentinel.cli.compose import web_apps
+    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
     class QuietServer(uvicorn.Server):
         """The metrics listener: the main server alone handles SIGTERM/SIGINT (the last handler
@@ -131,9 +189,9 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             await super().shutdown(sockets)
 
     # One guard for both listeners: their connections share the process's file descriptors.
-    closed = service.metrics.connections_closed
+    closed = daemon.metrics.connections_closed
     guard = ConnectionGuard(connection_cap(), on_close=lambda reason: closed.labels(reason).inc())
-    service.metrics.connections_open.set_function(lambda: len(guard.open))
+    daemon.metrics.connections_open.set_function(lambda: len(guard.open))
     if guard.max_connections < MAX_CONNECTIONS:
         log.warning("the file-descriptor limit (RLIMIT_NOFILE) allows only %d connections, not %d: raise "
                     "LimitNOFILE=", guard.max_connections, MAX_CONNECTIONS)
@@ -144,57 +202,13 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_keep_alive=5, server_header=False, http=guard.protocol(), ws="none"))
 
-    server = server_for(create_app(service), settings.server.host, settings.server.port, MainServer)
+    app, metrics_app = web_apps(daemon)
+    server = server_for(app, settings.server.host, settings.server.port, MainServer)
     metrics_server = None
-    if metrics_socket is not None and settings.metrics.listen:
+    if with_metrics and metrics_app is not None and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
-        metrics_server = server_for(create_metrics_app(service), host.strip("[]"), int(port), QuietServer)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        started = asyncio.Event()
-
-        async def reload_when_started() -> None:
-            await started.wait()
-            await service.reload()
-
-        # Installed before the server starts: a SIGHUP's default action would kill the process.
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
-        serving = asyncio.create_task(server.serve(sockets=[main_socket]), name="http")
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if serving.done():  # start-up failed (store unusable): uvicorn has logged why
-            await serving
-            sys.exit(3)
-        extra = asyncio.create_task(metrics_server.serve(sockets=[metrics_socket]), name="metrics") \
-            if metrics_server is not None and metrics_socket is not None else None
-        stop = asyncio.Event()
-        watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
-        log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
-                 settings.server.port, settings.storage.path)
-        started.set()
-        try:
-            log.info("address written to %s (for `sentinel demo`)", write_address(settings))
-        except OSError as e:
-            log.warning("could not write the address file (`sentinel demo` then needs --url): %s", e)
-        # Everything loaded so far (libraries, rules) lives as long as the process: keep it out of the
-        # collector's full passes, which otherwise stall the loop for tens of milliseconds.
-        gc.freeze()
-        systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
-                      f"{service.metrics_rules()} rules")
-        try:
-            await serving
-        finally:
-            stop.set()
-            if metrics_server is not None and extra is not None:
-                metrics_server.should_exit = True
-                await extra
-            await watchdog
-
-    # The loop uvicorn would pick itself (uvloop when installed): ``server.serve()`` inside a plain
-    # ``asyncio.run`` would otherwise run on the slower stdlib loop.
-    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-        runner.run(main())
+        metrics_server = server_for(metrics_app, host.strip("[]"), int(port), QuietServer)
+    return server, metrics_server
 
 
 def _register_secrets(settings: Settings) -> None:
@@ -248,7 +262,7 @@ def register(main: click.Group) -> None:
         """Validate the configuration, rules and channels; exit 1 with every problem."""
         settings = load_settings(config_path)
         problems: list[str] = []
-        from sentinel.service.daemon import build_evaluator, check_channels
+        from sentinel.service.ruleset import build_evaluator, check_channels
 
         try:
             evaluator = build_evaluator(settings)

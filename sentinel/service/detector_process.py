@@ -130,8 +130,8 @@ class DetectorProcess:
         except (BlockingIOError, BrokenPipeError):
             pass  # full: a wake is already waiting; broken: the child is gone and will be restarted
 
-    async def reload(self, settings: Settings) -> tuple[bool, str]:
-        """Hand the child a new rule set. Returns (applied, problem)."""
+    async def reload(self, settings: Settings, evaluator: object = None) -> tuple[bool, str]:
+        """Hand the child a new rule set (it builds its own ``evaluator`` from it). Returns (applied, problem)."""
         self._settings = child_settings(settings)
         self._secret_names |= secret_variables(settings)
         if not self.running() or self._conn is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -16,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sentinel.service.daemon import Service
+from sentinel.secret import Secret
+from sentinel.service.metrics import Metrics
 from sentinel.web.hook_endpoint import PATH as HOOK_PATH
 from sentinel.web.hook_endpoint import OktaHookEndpoint
 
@@ -46,16 +48,34 @@ class SentinelApp:
             await self.rest(scope, receive, send)
 
 
-def create_app(service: Service) -> ASGIApp:
-    settings = service.settings
+class Readiness(Protocol):
+    """What ``/readyz`` reads (sentinel/service/health.py)."""
+
+    rule_count: int
+
+    async def check_store(self) -> None: ...
+
+    def ready_checks(self) -> dict[str, bool]: ...
+
+
+class Lifespan(Protocol):
+    """What the server's lifespan starts and stops (sentinel/service/lifecycle.py)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_app(hook: OktaHookEndpoint, health: Readiness, lifecycle: Lifespan, metrics: Route | None) -> ASGIApp:
+    """The main listener; ``metrics`` is the ``/metrics`` route when it is served here (not on its own)."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         """Unauthenticated, so terse: check names and ok/failing only; why is in the log."""
-        await service.check_store()
-        checks = service.ready_checks()
+        await health.check_store()
+        checks = health.ready_checks()
         problems = [name for name in READINESS if not checks[name]]
         body = {
             "status": "ok" if not problems else "unavailable",
@@ -63,47 +83,43 @@ def create_app(service: Service) -> ASGIApp:
             "rules_loaded": checks["rules_loaded"],
             "detector": _word(checks["detector"]),
             "last_reload": _word(checks["last_reload"]),
-            "rules": service.metrics_rules(),
+            "rules": health.rule_count,
             "problems": problems,
         }
         return JSONResponse(body, status_code=200 if not problems else 503)
 
-    metrics_endpoint = metrics_route(service)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start()
+        await lifecycle.start()
         try:
             yield
         finally:
-            await service.stop()
+            await lifecycle.stop()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    if settings.metrics.enabled and settings.metrics.listen is None:
-        routes.append(metrics_endpoint)
-    return SentinelApp(OktaHookEndpoint(service), Starlette(routes=routes, lifespan=lifespan))
+    if metrics is not None:
+        routes.append(metrics)
+    return SentinelApp(hook, Starlette(routes=routes, lifespan=lifespan))
 
 
-def metrics_route(service: Service) -> Route:
-    """``/metrics`` in Prometheus text format, behind a bearer token when configured."""
-    settings = service.settings.metrics
-    token = settings.token if settings.require_token else None
+def metrics_route(metrics: Metrics, token: Secret | None) -> Route:
+    """``/metrics`` in Prometheus text format, behind a bearer token when one is given."""
 
-    async def metrics(request: Request) -> Response:
+    async def scrape(request: Request) -> Response:
         if token is not None:
             presented = request.headers.get("authorization", "")
             if not token.matches(presented.removeprefix("Bearer ").encode("utf-8", "surrogateescape")) \
                     or not presented.startswith("Bearer "):
-                service.metrics.requests_rejected.labels("metrics_auth").inc()
+                metrics.requests_rejected.labels("metrics_auth").inc()
                 return _error(401, "missing or wrong bearer token")
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Route("/metrics", metrics, methods=["GET"])
+    return Route("/metrics", scrape, methods=["GET"])
 
 
-def create_metrics_app(service: Service) -> Starlette:
+def create_metrics_app(route: Route) -> Starlette:
     """A separate listener for ``[metrics] listen``: only ``/metrics``."""
-    return Starlette(routes=[metrics_route(service)])
+    return Starlette(routes=[route])

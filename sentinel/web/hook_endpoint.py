@@ -19,9 +19,11 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from sentinel.clock import Clock
 from sentinel.errors import PayloadError, StoreError
 from sentinel.okta import VERIFICATION_HEADER, check_delivery, valid_challenge, verification_answer
-from sentinel.service.daemon import Service
+from sentinel.service.intake import Intake
+from sentinel.service.metrics import Metrics
 
 log = logging.getLogger("sentinel.intake")
 PATH = "/hooks/okta"
@@ -82,14 +84,13 @@ class BodyDeadlines:
 
 
 class OktaHookEndpoint:
-    def __init__(self, service: Service) -> None:
-        settings = service.settings
-        self.service = service
-        self.okta = settings.okta
-        self.auth_header = settings.okta.auth_header.lower().encode("latin-1")
-        self.max_body = settings.server.max_body_bytes
-        self.metrics = service.metrics
-        self.clock = service.clock
+    def __init__(self, intake: Intake, metrics: Metrics, clock: Clock) -> None:
+        self.intake = intake
+        self.auth_header = intake.auth_header
+        self.max_body = intake.max_body
+        self.authorized = intake.authorized
+        self.metrics = metrics
+        self.clock = clock
         self.deadlines = BodyDeadlines(BODY_READ_TIMEOUT_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,18 +150,12 @@ class OktaHookEndpoint:
             elements = check_delivery(body)
         except PayloadError as e:
             return await self.reject("bad_payload", 400, str(e), scope, send, e.location)
-        service = self.service
         if elements:
             try:
-                await service.store.receive(body)
+                await self.intake.store_delivery(body)
             except StoreError as e:
-                service.health.store_ok = False  # /readyz says "store: failing" until a delivery is stored
                 log.error("store failed: %s", e)
                 return await self.reject("store", 503, "could not store the delivery; retry", scope, send)
-            if not service.health.store_ok:
-                log.warning("store: deliveries are stored again")
-                service.health.store_ok = True
-            service.delivery_stored()
         elapsed = self.clock.monotonic() - started
         self.metrics.ingest_seconds.observe(elapsed)
         # Per-delivery counts (new, duplicate, quarantined) are logged when the detector unpacks it.
@@ -188,18 +183,6 @@ class OktaHookEndpoint:
                     chunks.append(chunk)
                     return b"".join(chunks)
                 chunks.append(chunk)
-
-    def authorized(self, presented: bytes | None) -> bool:
-        okta = self.okta
-        if not okta.secrets:
-            return okta.allow_unauthenticated
-        if presented is None:
-            return False
-        # Header bytes are Latin-1 text (as Starlette reads them); a secret is compared as UTF-8.
-        candidate = presented if presented.isascii() else presented.decode("latin-1").encode("utf-8")
-        # Check every secret so the time taken does not say which one (or whether any) is close.
-        results = [secret.matches(candidate) for secret in okta.secrets]
-        return any(results)
 
     @staticmethod
     def header(scope: Scope, name: bytes) -> bytes | None:

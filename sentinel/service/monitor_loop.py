@@ -1,0 +1,93 @@
+"""The daemon watching itself every few seconds: the gauges that come from the store, the store's
+write check while it fails, and the feed's silence (the pure decision is sentinel/service/monitor.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sentinel.clock import Clock
+from sentinel.config import Settings
+from sentinel.delivery.routing import route
+from sentinel.model import Alert, parse_timestamp
+from sentinel.service.detector_runner import DetectorRunner
+from sentinel.service.dispatchers import Dispatchers
+from sentinel.service.health import Health
+from sentinel.service.metrics import Metrics
+from sentinel.service.monitor import feed_alert
+from sentinel.store import Store
+
+log = logging.getLogger("sentinel.service")
+MONITOR_INTERVAL_SECONDS = 5.0
+
+
+class Monitor:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, health: Health,
+                 detector: DetectorRunner, dispatchers: Dispatchers, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self.detector = detector
+        self.dispatchers = dispatchers
+        self.clock = clock
+        self._unpacked_upto = 0
+        self._silent_since: datetime | None = None
+
+    def use(self, settings: Settings) -> None:
+        """A reloaded config: its silence limit and channels from the next pass."""
+        self.settings = settings
+
+    async def load(self) -> None:
+        """Where the inbox's unpacking stands (the backlog is counted from there)."""
+        self._unpacked_upto = await self.store.unpacked_upto()
+
+    def unpacked(self, upto: int) -> None:
+        """The detector reported inbox rows up to ``upto`` in the main database."""
+        self._unpacked_upto = max(self._unpacked_upto, upto)
+
+    def _route(self, alert: Alert) -> Sequence[str]:
+        return route(alert, self.settings.channels)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh the gauges that come from the store, and watch the feed for silence."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as e:  # monitoring must never take the daemon down
+                log.warning("monitor: %s", e)
+            try:
+                await asyncio.wait_for(stop.wait(), MONITOR_INTERVAL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> None:
+        now = self.clock.now()
+        if not self.health.store_check_ok:  # keep sentinel_ready{check="store"} current without /readyz
+            await self.health.check_store()
+        queues = await self.store.monitor_snapshot(list(self.dispatchers.channels), self._unpacked_upto)
+        self.metrics.events_pending.set(queues.pending_events)
+        self.metrics.inbox_pending.set(queues.inbox_waiting)
+        self.metrics.detector_up.set(1 if self.detector.running() else 0)
+        self.metrics.detector_restarts.set(self.detector.restarts)
+        # The oldest of either queue: an event waits first in the inbox, then as a pending event.
+        oldest = min((t for t in (queues.oldest_pending, queues.oldest_in_inbox) if t), default=None)
+        last = max((t for t in (queues.last_received, queues.last_in_inbox) if t), default=None)
+        self.metrics.oldest_pending_age.set((now - parse_timestamp(oldest)).total_seconds() if oldest else 0)
+        for channel, count in queues.dead_deliveries.items():
+            self.metrics.dead_deliveries.labels(channel).set(count)
+        if last is not None:
+            self.metrics.last_event_time.set(parse_timestamp(last).timestamp())
+        await self._watch_feed(parse_timestamp(last) if last else None, now)
+
+    async def _watch_feed(self, last: datetime | None, now: datetime) -> None:
+        minutes = self.settings.monitor.feed_silence_minutes
+        if minutes <= 0:
+            return
+        alert, self._silent_since = feed_alert(last, self._silent_since, now, timedelta(minutes=minutes))
+        if alert is not None:
+            log.warning("%s", alert.title)
+            await self.store.record_evaluation([], [alert], self._route, {}, set(), now)
+            self.dispatchers.wake()
