@@ -249,10 +249,11 @@ def register(main: click.Group) -> None:
         """Validate the configuration, rules and channels; exit 1 with every problem."""
         settings = load_settings(config_path)
         problems: list[str] = []
-        from sentinel.service.daemon import build_evaluator, check_channels
+        from sentinel.rules.evaluator import RuleEvaluator
+        from sentinel.service.daemon import check_channels
 
         try:
-            evaluator = build_evaluator(settings)
+            evaluator = RuleEvaluator.from_settings(settings.rules)
         except SentinelError as e:
             problems.extend(error_lines(e))
             evaluator = None

@@ -18,7 +18,6 @@ from sentinel.delivery.apprise_channel import Channel, build_channels
 from sentinel.delivery.routing import route, routing_report
 from sentinel.errors import ErrorGroup, SentinelError, StoreError
 from sentinel.model import Alert, parse_timestamp
-from sentinel.rules import load_rules
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.lint import lint
 from sentinel.service import systemd
@@ -27,6 +26,7 @@ from sentinel.service.detector_process import DetectorProcess
 from sentinel.service.dispatch import Dispatcher, start_dispatchers
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor import feed_alert
+from sentinel.service.waiting import wait_for_any
 from sentinel.store import Store, inbox
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.deliveries import dead_count
@@ -50,11 +50,6 @@ class Health:
     last_reload_ok: bool = True  # the last reload, if any, was applied (not rejected, not crashed)
 
 
-def build_evaluator(settings: Settings) -> RuleEvaluator:
-    """The rule set named by the config, ready to evaluate. Raises ErrorGroup if any rule is invalid."""
-    return RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
-
-
 def check_channels(settings: Settings) -> list[str]:
     """Problems with the configured channels (URLs Apprise cannot load), one line each."""
     try:
@@ -74,7 +69,7 @@ class Service:
         self.health = Health()
         self._reload_settings = reload_settings
         # Rules and channels are built (and checked) before anything starts; both raise ErrorGroup.
-        evaluator = build_evaluator(settings)
+        evaluator = RuleEvaluator.from_settings(settings.rules)
         self.channels: dict[str, Channel] = build_channels(settings)
         self._log_lint(evaluator)
         self._log_routing(settings, evaluator)
@@ -237,7 +232,7 @@ class Service:
     async def _reload(self, reload_settings: Callable[[], Settings]) -> bool:
         try:
             settings = reload_settings()
-            evaluator = build_evaluator(settings)
+            evaluator = RuleEvaluator.from_settings(settings.rules)
             channels = build_channels(settings)
         except SentinelError as e:
             for error in e.errors if isinstance(e, ErrorGroup) else (e,):
@@ -278,10 +273,7 @@ class Service:
                 await self._monitor_once()
             except Exception as e:  # monitoring must never take the daemon down
                 log.warning("monitor: %s", e)
-            try:
-                await asyncio.wait_for(self._stop.wait(), MONITOR_INTERVAL_SECONDS)
-            except TimeoutError:
-                pass
+            await wait_for_any(MONITOR_INTERVAL_SECONDS, self._stop)
 
     async def _monitor_once(self) -> None:
         now = self.clock.now()

@@ -240,7 +240,6 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     from sentinel import log as sentinel_log
     from sentinel.clock import SystemClock
     from sentinel.delivery.routing import route
-    from sentinel.rules import load_rules
     from sentinel.rules.evaluator import RuleEvaluator
     from sentinel.service.detector import Detector
     from sentinel.store import Store
@@ -270,7 +269,7 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     clock = SystemClock()
     store = Store(settings.storage.path, intake=False)
     try:
-        evaluator = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
+        evaluator = RuleEvaluator.from_settings(settings.rules)
         store.start(clock.now())
         detector = Detector(store, evaluator, routes, clock, on_report=lambda r: send(("report", r)),
                             retention=settings.storage.retention)
@@ -303,7 +302,7 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
                 elif message[0] == "reload":
                     settings = message[1]
                     try:
-                        fresh = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
+                        fresh = RuleEvaluator.from_settings(settings.rules)
                     except Exception as e:
                         send(("reloaded", False, str(e), 0))
                         continue
