@@ -404,6 +404,15 @@ def secret_variables(settings: Settings) -> frozenset[str]:
     return frozenset({SECRET_ENV, PREVIOUS_SECRET_ENV, METRICS_TOKEN_ENV, "CREDENTIALS_DIRECTORY", *named})
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret these settings hold (the previous Okta secret too, while set): what logs must mask."""
+    secrets = [s.reveal() for s in settings.okta.secrets]
+    if settings.metrics.token is not None:
+        secrets.append(settings.metrics.token.reveal())
+    secrets += [url.reveal() for channel in settings.channels.values() for url in channel.urls]
+    return secrets
+
+
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
                 resolve_secrets: bool = True) -> Settings:
     """Read and validate a config file. Raises ErrorGroup (every problem, with its location).

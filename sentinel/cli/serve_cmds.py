@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from sentinel import log as sentinel_log
-from sentinel import private_files
+from sentinel import private_files, redaction
 from sentinel.cli.common import (
     config_option,
     echo,
@@ -32,7 +32,7 @@ from sentinel.cli.common import (
     with_db,
     write_address,
 )
-from sentinel.config import SECRET_ENV, Settings, load_config
+from sentinel.config import SECRET_ENV, Settings, load_config, secret_values
 from sentinel.errors import SentinelError
 from sentinel.secret import Secret, short_secret_warnings
 from sentinel.service import systemd
@@ -104,7 +104,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
-    _register_secrets(settings)
+    redaction.SECRETS.stage(secret_values(settings))  # the service applies them (see sentinel.redaction)
     for warning in short_secret_warnings(settings.okta.secrets):
         log.warning("%s", warning)
     if not settings.okta.secrets:
@@ -198,16 +198,6 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         runner.run(main())
 
 
-def _register_secrets(settings: Settings) -> None:
-    for secret in settings.okta.secrets:
-        sentinel_log.register_secret(secret.reveal())
-    if settings.metrics.token is not None:
-        sentinel_log.register_secret(settings.metrics.token.reveal())
-    for channel in settings.channels.values():
-        for url in channel.urls:
-            sentinel_log.register_secret(url.reveal())
-
-
 def register(main: click.Group) -> None:
     @main.command()
     @config_option
@@ -238,7 +228,6 @@ def register(main: click.Group) -> None:
             fresh = dataclasses.replace(fresh, server=settings.server)
             if secret_file is not None and not fresh.okta.secrets:
                 fresh = dataclasses.replace(fresh, okta=settings.okta)
-            _register_secrets(fresh)
             return fresh
 
         _serve(settings, reload_settings)

@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sentinel import redaction
 from sentinel.clock import Clock, SystemClock
-from sentinel.config import Settings
+from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import Channel, build_channels
 from sentinel.delivery.routing import route, routing_report
 from sentinel.errors import ErrorGroup, SentinelError, StoreError
@@ -63,6 +64,7 @@ class Service:
     def __init__(self, settings: Settings, clock: Clock | None = None,
                  reload_settings: Callable[[], Settings] | None = None, *, detector_process: bool = False) -> None:
         self.settings = settings
+        redaction.SECRETS.stage(secret_values(settings))
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.store = Store(settings.storage.path, clock=self.clock)
@@ -71,6 +73,7 @@ class Service:
         # Rules and channels are built (and checked) before anything starts; both raise ErrorGroup.
         evaluator = RuleEvaluator.from_settings(settings.rules)
         self.channels: dict[str, Channel] = build_channels(settings)
+        redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
         self._log_lint(evaluator)
         self._log_routing(settings, evaluator)
         self.detector = Detector(self.store, evaluator, self._route, self.clock, on_report=self._on_report,
@@ -225,6 +228,7 @@ class Service:
 
     def _reload_failed(self) -> bool:
         self.health.last_reload_ok = False
+        redaction.SECRETS.discard_staged()  # the previous settings stay in use, and masked
         self.metrics.reload.labels("failed").inc()
         systemd.ready("reload failed; running on the previous configuration")
         return False
@@ -232,6 +236,7 @@ class Service:
     async def _reload(self, reload_settings: Callable[[], Settings]) -> bool:
         try:
             settings = reload_settings()
+            redaction.SECRETS.stage(secret_values(settings))
             evaluator = RuleEvaluator.from_settings(settings.rules)
             channels = build_channels(settings)
         except SentinelError as e:
@@ -255,6 +260,7 @@ class Service:
         await self._stop_dispatchers()
         self.settings = _keep_restart_only(settings, self.settings)
         self.channels = channels
+        redaction.SECRETS.apply_staged()
         if self.detector_process is None:
             self.detector.swap(evaluator, self._route)
         self._rule_count = evaluator.rule_count

@@ -18,9 +18,9 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from sentinel import redaction
 from sentinel.clock import Clock
 from sentinel.delivery.apprise_channel import Channel
-from sentinel.delivery.redact import REDACTOR
 from sentinel.model import Alert, DeliveryOutcome
 from sentinel.service.waiting import wait_for_any
 from sentinel.store import Store
@@ -85,7 +85,7 @@ class Dispatcher:
 
     async def _record(self, delivery: DueDelivery, outcome: DeliveryOutcome) -> None:
         at = self.clock.now()
-        detail = REDACTOR(outcome.detail)
+        detail = redaction.redact(outcome.detail)
         if outcome.ok:
             await self.store.write(lambda c: mark_sent(c, delivery.id, at, detail))
             self._count("sent")
