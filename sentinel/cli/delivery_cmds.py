@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
@@ -31,16 +30,15 @@ from sentinel.clock import SystemClock
 from sentinel.config import SECRET_ENV
 from sentinel.errors import ErrorGroup
 from sentinel.model import parse_timestamp
-
-_AGO = re.compile(r"^(\d+)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+from sentinel.rules.durations import duration_seconds
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """``30m``, ``2h``, ``7d`` (ago) or an ISO-8601 time."""
-    m = _AGO.match(text.strip().lower())
-    if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    """``30m``, ``2h``, ``7d``, ``1h30m`` (ago: the rules' duration syntax) or an ISO-8601 time."""
+    try:
+        return now - timedelta(seconds=duration_seconds(text.strip().lower()))
+    except ValueError:
+        pass
     try:
         return parse_timestamp(text)
     except ValueError:

@@ -14,6 +14,7 @@ from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity, format_timestamp
 from sentinel.rules.condition_parser import parse_condition
 from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
+from sentinel.rules.durations import parse_duration
 from sentinel.rules.model import Rule, RuleSet, RuleTest, Threshold
 from sentinel.rules.templates import Template
 
@@ -42,11 +43,8 @@ THROTTLE_KEYS = ("period",)
 SEVERITY_WHEN_KEYS = ("condition", "severity")
 TEST_KEYS = ("name", "event", "events", "event_file", "expect", "expect_severity")
 
-MAX_WINDOW_SECONDS = 7 * 86_400
 TEST_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
-_DURATION = re.compile(r"(\d+)\s*([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 class _Problems:
@@ -140,19 +138,6 @@ def _texts(table: Mapping[str, Any], key: str, where: str, problems: _Problems) 
         problems.add(where + key, "must be a list of text")
         return ()
     return tuple(value)
-
-
-def parse_duration(value: object) -> int:
-    """``90``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"`` → seconds; ValueError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str) and value.strip() and _DURATION.sub("", value).strip() == "":
-        seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(value))
-    else:
-        raise ValueError(f"not a duration: {value!r} (use seconds or text like '10m', '1h', '1d')")
-    if not 0 < seconds <= MAX_WINDOW_SECONDS:
-        raise ValueError(f"must be between 1 second and 7 days, got {value!r}")
-    return seconds
 
 
 def _severity(value: object, key: str, problems: _Problems) -> Severity | None:
