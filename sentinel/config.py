@@ -265,6 +265,32 @@ def _channel(r: _Reader, name: str, table: Any, base: Path, env: Mapping[str, st
     )
 
 
+def _okta(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> OktaSettings:
+    get = r.section(doc, "okta")
+    current = _secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
+    previous = _secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
+    org_url = get("org_url")
+    okta = OktaSettings(
+        auth_header=get("auth_header"),
+        allow_unauthenticated=get("allow_unauthenticated"),
+        org_url=org_url.rstrip("/") if org_url else None,
+        secrets=tuple(s for s in (current, previous) if s is not None),
+    )
+    if resolve_secrets and previous is not None and current is None:
+        r.fail("okta", f"{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not; set the new secret too")
+    return okta
+
+
+def _metrics(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> MetricsSettings:
+    get = r.section(doc, "metrics")
+    require_token = get("require_token")
+    token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
+    if resolve_secrets and require_token and token is None:
+        r.fail("metrics.require_token", f"is true but no token is set ({METRICS_TOKEN_ENV} or credential "
+                                        f"{METRICS_TOKEN_CREDENTIAL})")
+    return MetricsSettings(enabled=get("enabled"), listen=get("listen"), require_token=require_token, token=token)
+
+
 def parse_config(doc: Mapping[str, Any], file: str, base: Path,
                  environ: Mapping[str, str] | None = None, *, resolve_secrets: bool = True) -> Settings:
     """Validate a parsed TOML document. Raises ErrorGroup with every problem found.
@@ -280,18 +306,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     get = r.section(doc, "server")
     server = ServerSettings(host=get("host"), port=get("port"), max_body_bytes=get("max_body_bytes"))
 
-    get = r.section(doc, "okta")
-    current = _secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
-    previous = _secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
-    org_url = get("org_url")
-    okta = OktaSettings(
-        auth_header=get("auth_header"),
-        allow_unauthenticated=get("allow_unauthenticated"),
-        org_url=org_url.rstrip("/") if org_url else None,
-        secrets=tuple(s for s in (current, previous) if s is not None),
-    )
-    if resolve_secrets and previous is not None and current is None:
-        r.fail("okta", f"{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not; set the new secret too")
+    okta = _okta(r, doc, env, resolve_secrets)
 
     get = r.section(doc, "storage")
     storage = StorageSettings(path=_resolve(base, get("path")), retention_days=float(get("retention_days")))
@@ -315,13 +330,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     get = r.section(doc, "monitor")
     monitor = MonitorSettings(feed_silence_minutes=get("feed_silence_minutes"))
 
-    get = r.section(doc, "metrics")
-    require_token = get("require_token")
-    token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
-    if resolve_secrets and require_token and token is None:
-        r.fail("metrics.require_token", f"is true but no token is set ({METRICS_TOKEN_ENV} or credential "
-                                        f"{METRICS_TOKEN_CREDENTIAL})")
-    metrics = MetricsSettings(enabled=get("enabled"), listen=get("listen"), require_token=require_token, token=token)
+    metrics = _metrics(r, doc, env, resolve_secrets)
 
     get = r.section(doc, "logging")
     logging_settings = LoggingSettings(format=get("format"), level=get("level"))

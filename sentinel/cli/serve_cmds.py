@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,6 +38,9 @@ from sentinel.secret import Secret, short_secret_warnings
 from sentinel.service import systemd
 from sentinel.service.instance import InstanceClash, StoreLock, listen
 from sentinel.store.events import list_events, list_quarantine
+
+if TYPE_CHECKING:
+    from sentinel.service.daemon import Service
 
 log = logging.getLogger("sentinel")
 
@@ -97,12 +100,22 @@ def _claim(settings: Settings) -> tuple[StoreLock, socket.socket, socket.socket 
 def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     _lock, main_socket, metrics_socket = _claim(settings)  # held for the life of the process; first: fail fast
 
-    import uvicorn
-
     from sentinel.service.daemon import Service
-    from sentinel.web.app import create_app, create_metrics_app
-    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
+    _start_logging(settings)
+    try:
+        service = Service(settings, reload_settings=reload_settings, detector_process=True)
+    except SentinelError as e:
+        fail(error_lines(e))
+    server, metrics_server = _http_servers(settings, service, with_metrics=metrics_socket is not None)
+    listeners = _Listeners(server, main_socket, metrics_server, metrics_socket)
+    # The loop uvicorn would pick itself (uvloop when installed): ``server.serve()`` inside a plain
+    # ``asyncio.run`` would otherwise run on the slower stdlib loop.
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(_run(settings, service, listeners))
+
+
+def _start_logging(settings: Settings) -> None:
     sentinel_log.configure(settings.logging.level, settings.logging.format)
     redaction.SECRETS.stage(secret_values(settings))  # the service applies them (see sentinel.redaction)
     for warning in short_secret_warnings(settings.okta.secrets):
@@ -110,10 +123,14 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     if not settings.okta.secrets:
         log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
                     "reach %s:%d can post events", settings.server.host, settings.server.port)
-    try:
-        service = Service(settings, reload_settings=reload_settings, detector_process=True)
-    except SentinelError as e:
-        fail(error_lines(e))
+
+
+def _http_servers(settings: Settings, service: Service, *, with_metrics: bool) -> tuple[Any, Any]:
+    """The main uvicorn server and, with ``[metrics] listen``, the metrics one, behind one connection guard."""
+    import uvicorn
+
+    from sentinel.web.app import create_app, create_metrics_app
+    from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
     class QuietServer(uvicorn.Server):
         """The metrics listener: the main server alone handles SIGTERM/SIGINT (the last handler
@@ -147,55 +164,62 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     server = server_for(create_app(service), settings.server.host, settings.server.port, MainServer)
     metrics_server = None
-    if metrics_socket is not None and settings.metrics.listen:
+    if with_metrics and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
         metrics_server = server_for(create_metrics_app(service), host.strip("[]"), int(port), QuietServer)
+    return server, metrics_server
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        started = asyncio.Event()
 
-        async def reload_when_started() -> None:
-            await started.wait()
-            await service.reload()
+@dataclasses.dataclass
+class _Listeners:
+    server: Any  # uvicorn.Server (imported lazily: the other commands start faster without it)
+    main_socket: socket.socket
+    metrics_server: Any
+    metrics_socket: socket.socket | None
 
-        # Installed before the server starts: a SIGHUP's default action would kill the process.
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
-        serving = asyncio.create_task(server.serve(sockets=[main_socket]), name="http")
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if serving.done():  # start-up failed (store unusable): uvicorn has logged why
-            await serving
-            sys.exit(3)
-        extra = asyncio.create_task(metrics_server.serve(sockets=[metrics_socket]), name="metrics") \
-            if metrics_server is not None and metrics_socket is not None else None
-        stop = asyncio.Event()
-        watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
-        log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
-                 settings.server.port, settings.storage.path)
-        started.set()
-        try:
-            log.info("address written to %s (for `sentinel demo`)", write_address(settings))
-        except OSError as e:
-            log.warning("could not write the address file (`sentinel demo` then needs --url): %s", e)
-        # Everything loaded so far (libraries, rules) lives as long as the process: keep it out of the
-        # collector's full passes, which otherwise stall the loop for tens of milliseconds.
-        gc.freeze()
-        systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
-                      f"{service.metrics_rules()} rules")
-        try:
-            await serving
-        finally:
-            stop.set()
-            if metrics_server is not None and extra is not None:
-                metrics_server.should_exit = True
-                await extra
-            await watchdog
 
-    # The loop uvicorn would pick itself (uvloop when installed): ``server.serve()`` inside a plain
-    # ``asyncio.run`` would otherwise run on the slower stdlib loop.
-    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-        runner.run(main())
+async def _run(settings: Settings, service: Service, listeners: _Listeners) -> None:
+    """Serve until uvicorn stops (SIGTERM/SIGINT); SIGHUP reloads once serving has started."""
+    server, metrics_server = listeners.server, listeners.metrics_server
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+
+    async def reload_when_started() -> None:
+        await started.wait()
+        await service.reload()
+
+    # Installed before the server starts: a SIGHUP's default action would kill the process.
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_when_started()))
+    serving = asyncio.create_task(server.serve(sockets=[listeners.main_socket]), name="http")
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if serving.done():  # start-up failed (store unusable): uvicorn has logged why
+        await serving
+        sys.exit(3)
+    extra = asyncio.create_task(metrics_server.serve(sockets=[listeners.metrics_socket]), name="metrics") \
+        if metrics_server is not None and listeners.metrics_socket is not None else None
+    stop = asyncio.Event()
+    watchdog = asyncio.create_task(systemd.watchdog(stop, service.healthy), name="watchdog")
+    log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
+             settings.server.port, settings.storage.path)
+    started.set()
+    try:
+        log.info("address written to %s (for `sentinel demo`)", write_address(settings))
+    except OSError as e:
+        log.warning("could not write the address file (`sentinel demo` then needs --url): %s", e)
+    # Everything loaded so far (libraries, rules) lives as long as the process: keep it out of the
+    # collector's full passes, which otherwise stall the loop for tens of milliseconds.
+    gc.freeze()
+    systemd.ready(f"listening on {settings.server.host}:{settings.server.port}, "
+                  f"{service.metrics_rules()} rules")
+    try:
+        await serving
+    finally:
+        stop.set()
+        if metrics_server is not None and extra is not None:
+            metrics_server.should_exit = True
+            await extra
+        await watchdog
 
 
 @click.command()
