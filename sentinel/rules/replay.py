@@ -17,7 +17,6 @@ Memory stays bounded whatever the input's size:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
@@ -90,14 +89,6 @@ class Replay:
         final = [alert for alert, _ in self._pending.values()]
         self._pending.clear()
         return final
-
-
-def replay(ruleset: RuleSet, events: Iterable[Event], max_groups: int = DEFAULT_MAX_GROUPS) -> Iterator[Alert]:
-    """Every final alert of ``events`` (see the module's order policy), as soon as it is final."""
-    run = Replay(ruleset, max_groups)
-    for event in events:
-        yield from run.feed(event)
-    yield from run.finish()
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
