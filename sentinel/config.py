@@ -5,6 +5,9 @@ resolved against the config file's folder. Secrets come from the environment or 
 (``$CREDENTIALS_DIRECTORY``), never from the file, and are held as :class:`Secret`. Commands that use no
 secret (listing events, alerts, rules) load with ``resolve_secrets=False``: no secret is read, so a missing
 one is no error there; ``serve`` and ``check`` resolve them and fail on a missing one.
+
+The keys themselves (type, default, check, meaning) are one table, :mod:`sentinel.config_keys`; this module
+reads a file against it and builds the settings.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sentinel.config_keys import CHANNEL_KEYS, CHANNEL_SECTION, SECTION_KEYS, ConfigKey, default
+from sentinel.config_keys import key as config_key
 from sentinel.errors import ConfigError, ErrorGroup
 from sentinel.model import Severity
 from sentinel.secret import Secret
@@ -30,45 +34,31 @@ PREVIOUS_SECRET_CREDENTIAL = "okta-secret-previous"
 METRICS_TOKEN_ENV = "SENTINEL_METRICS_TOKEN"
 METRICS_TOKEN_CREDENTIAL = "metrics-token"
 
-CHANNEL_KINDS = ("apprise", "log")
-# Every key the file may hold, by table ("channels" holds one table of CHANNEL_KEYS per channel).
-SECTION_KEYS: dict[str, frozenset[str]] = {
-    "server": frozenset({"host", "port", "max_body_bytes"}),
-    "okta": frozenset({"auth_header", "allow_unauthenticated", "org_url"}),
-    "storage": frozenset({"path", "retention_days"}),
-    "rules": frozenset({"paths", "max_groups"}),
-    "delivery": frozenset({"retry_budget_hours", "timezone", "fallback_channel"}),
-    "channels": frozenset(),
-    "monitor": frozenset({"feed_silence_minutes"}),
-    "metrics": frozenset({"enabled", "listen", "require_token"}),
-    "logging": frozenset({"format", "level"}),
-}
-CHANNEL_KEYS = frozenset({"kind", "urls", "min_severity", "path"})
+_DEFAULT_MIN_SEVERITY = Severity.parse(default(CHANNEL_SECTION, "min_severity"))
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 1024 * 1024
+    host: str = default("server", "host")
+    port: int = default("server", "port")
+    max_body_bytes: int = default("server", "max_body_bytes")
 
 
 @dataclass(frozen=True)
 class OktaSettings:
-    auth_header: str = "Authorization"
-    allow_unauthenticated: bool = False
-    org_url: str | None = None
+    auth_header: str = default("okta", "auth_header")
+    allow_unauthenticated: bool = default("okta", "allow_unauthenticated")
+    org_url: str | None = default("okta", "org_url")
     # Current secret first; the previous one is accepted while set, for rotation.
     secrets: tuple[Secret, ...] = ()
 
 
 @dataclass(frozen=True)
 class StorageSettings:
-    path: Path = Path("sentinel.db")
-    retention_days: float = 90.0  # as Okta's System Log; 0 keeps everything
+    path: Path = Path(default("storage", "path"))
+    retention_days: float = float(default("storage", "retention_days"))  # 0 keeps everything
 
     @property
     def retention(self) -> timedelta | None:
@@ -77,23 +67,23 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class RulesSettings:
-    paths: tuple[Path, ...] = (Path("rules"),)
-    max_groups: int = 100_000
+    paths: tuple[Path, ...] = tuple(Path(p) for p in default("rules", "paths"))
+    max_groups: int = default("rules", "max_groups")
 
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    retry_budget: timedelta = timedelta(hours=24)
-    timezone: str | None = None
-    fallback_channel: str = "fallback"
+    retry_budget: timedelta = timedelta(hours=default("delivery", "retry_budget_hours"))
+    timezone: str | None = default("delivery", "timezone")
+    fallback_channel: str = default("delivery", "fallback_channel")
 
 
 @dataclass(frozen=True)
 class ChannelSettings:
     name: str
-    kind: str = "apprise"
+    kind: str = default(CHANNEL_SECTION, "kind")
     urls: tuple[Secret, ...] = ()
-    min_severity: Severity = Severity.INFO
+    min_severity: Severity = _DEFAULT_MIN_SEVERITY
     path: Path | None = None
     # The ${NAMES} its URLs are built from: environment variables (or credentials) holding secrets.
     secret_names: tuple[str, ...] = ()
@@ -102,22 +92,22 @@ class ChannelSettings:
 @dataclass(frozen=True)
 class MonitorSettings:
     # 0 turns the "feed silent" alert off.
-    feed_silence_minutes: int = 0
+    feed_silence_minutes: int = default("monitor", "feed_silence_minutes")
 
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    enabled: bool = True
+    enabled: bool = default("metrics", "enabled")
     # Serve /metrics on its own address ("host:port") instead of the main listener.
-    listen: str | None = None
-    require_token: bool = False
+    listen: str | None = default("metrics", "listen")
+    require_token: bool = default("metrics", "require_token")
     token: Secret | None = None
 
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    format: str = "text"
-    level: str = "INFO"
+    format: str = default("logging", "format")
+    level: str = default("logging", "level")
 
 
 @dataclass(frozen=True)
@@ -178,6 +168,18 @@ class _Reader:
                 return default
         return value
 
+    def take(self, table: Mapping[str, Any], path: str, key: ConfigKey) -> Any:
+        """The value of one key of the table (its default if absent or invalid), checked as KEYS says."""
+        if key.kind is list:
+            return self.string_list(table, key.name, path, tuple(key.default or ()))
+        return self.get(table, key.name, path, key.kind, key.default, key.check)
+
+    def section(self, doc: Mapping[str, Any], name: str) -> Callable[[str], Any]:
+        """A reader of the keys of ``[name]`` (unknown keys reported)."""
+        t = self.table(doc, name, name)
+        self.unknown(t, SECTION_KEYS[name], name)
+        return lambda key_name: self.take(t, name, config_key(name, key_name))
+
     def string_list(self, table: Mapping[str, Any], key: str, path: str,
                     default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.get(table, key, path, list, None)
@@ -195,59 +197,6 @@ _KIND_NAMES: dict[type, str] = {str: "a string", int: "an integer", float: "a nu
 
 def _type_name(value: Any) -> str:
     return _KIND_NAMES.get(type(value), type(value).__name__)
-
-
-def _between(low: int, high: int) -> Callable[[Any], str | None]:
-    return lambda v: None if low <= v <= high else f"must be between {low} and {high}, not {v}"
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"must be greater than 0, not {v}"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else f"must be 0 or more, not {v}"
-
-
-def _non_empty(v: Any) -> str | None:
-    return None if v.strip() else "must not be empty"
-
-
-def _severity(v: Any) -> str | None:
-    try:
-        Severity.parse(v)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}, not {v!r}"
-
-
-def _timezone(v: Any) -> str | None:
-    try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown time zone {v!r} (use an IANA name such as 'Europe/Paris')"
-    return None
-
-
-def _org_url(v: Any) -> str | None:
-    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", v):
-        return f"must be the https:// address of the Okta org, such as https://example.okta.com, not {v!r}"
-    return None
-
-
-def _header_name(v: Any) -> str | None:
-    return None if _HEADER_NAME.match(v) else f"{v!r} is not a valid HTTP header name"
-
-
-def _listen(v: Any) -> str | None:
-    host, _, port = v.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        return f"must be 'host:port', not {v!r}"
-    return None
 
 
 def _credential(name: str, credentials_dir: str | None) -> str | None:
@@ -284,6 +233,64 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _channel(r: _Reader, name: str, table: Any, base: Path, env: Mapping[str, str],
+             resolve_secrets: bool) -> ChannelSettings | None:
+    path = f"channels.{name}"
+    if not _NAME.match(name):
+        r.fail(path, "channel names use letters, digits, '-' and '_' only")
+        return None
+    if not isinstance(table, dict):
+        r.fail(path, f"must be a table, not {_type_name(table)}")
+        return None
+    r.unknown(table, CHANNEL_KEYS, path)
+
+    def get(key_name: str) -> Any:
+        return r.take(table, path, config_key(CHANNEL_SECTION, key_name))
+
+    kind = get("kind")
+    raw_urls = get("urls")
+    urls = tuple(Secret(_expand(u, f"{path}.urls[{i}]", r, env)) for i, u in enumerate(raw_urls)
+                 ) if resolve_secrets else ()
+    log_path = get("path")
+    declared_kind = table.get("kind", "apprise")
+    if declared_kind == "apprise" and not raw_urls and "urls" not in table:
+        r.fail(path, "an apprise channel needs 'urls' (a list of Apprise URLs)")
+    if declared_kind == "log" and log_path is None:
+        r.fail(path, "a log channel needs 'path' (the JSON-lines file alerts are appended to)")
+    return ChannelSettings(
+        name=name, kind=kind, urls=urls,
+        min_severity=Severity.parse(get("min_severity")),
+        path=_resolve(base, log_path) if log_path else None,
+        secret_names=tuple(dict.fromkeys(n for u in raw_urls for n in _PLACEHOLDER.findall(u))),
+    )
+
+
+def _okta(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> OktaSettings:
+    get = r.section(doc, "okta")
+    current = _secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
+    previous = _secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
+    org_url = get("org_url")
+    okta = OktaSettings(
+        auth_header=get("auth_header"),
+        allow_unauthenticated=get("allow_unauthenticated"),
+        org_url=org_url.rstrip("/") if org_url else None,
+        secrets=tuple(s for s in (current, previous) if s is not None),
+    )
+    if resolve_secrets and previous is not None and current is None:
+        r.fail("okta", f"{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not; set the new secret too")
+    return okta
+
+
+def _metrics(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> MetricsSettings:
+    get = r.section(doc, "metrics")
+    require_token = get("require_token")
+    token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
+    if resolve_secrets and require_token and token is None:
+        r.fail("metrics.require_token", f"is true but no token is set ({METRICS_TOKEN_ENV} or credential "
+                                        f"{METRICS_TOKEN_CREDENTIAL})")
+    return MetricsSettings(enabled=get("enabled"), listen=get("listen"), require_token=require_token, token=token)
+
+
 def parse_config(doc: Mapping[str, Any], file: str, base: Path,
                  environ: Mapping[str, str] | None = None, *, resolve_secrets: bool = True) -> Settings:
     """Validate a parsed TOML document. Raises ErrorGroup with every problem found.
@@ -296,100 +303,37 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     r = _Reader(errors, file)
     r.unknown(doc, set(SECTION_KEYS), "")
 
-    t = r.table(doc, "server", "server")
-    r.unknown(t, SECTION_KEYS["server"], "server")
-    server = ServerSettings(
-        host=r.get(t, "host", "server", str, "127.0.0.1", _non_empty),
-        port=r.get(t, "port", "server", int, 8080, _between(1, 65535)),
-        max_body_bytes=r.get(t, "max_body_bytes", "server", int, 1024 * 1024, _between(1024, 256 * 1024 * 1024)),
-    )
+    get = r.section(doc, "server")
+    server = ServerSettings(host=get("host"), port=get("port"), max_body_bytes=get("max_body_bytes"))
 
-    t = r.table(doc, "okta", "okta")
-    r.unknown(t, SECTION_KEYS["okta"], "okta")
-    current = _secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
-    previous = _secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
-    org_url = r.get(t, "org_url", "okta", str, None, _org_url)
-    okta = OktaSettings(
-        auth_header=r.get(t, "auth_header", "okta", str, "Authorization", _header_name),
-        allow_unauthenticated=r.get(t, "allow_unauthenticated", "okta", bool, False),
-        org_url=org_url.rstrip("/") if org_url else None,
-        secrets=tuple(s for s in (current, previous) if s is not None),
-    )
-    if resolve_secrets and previous is not None and current is None:
-        r.fail("okta", f"{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not; set the new secret too")
+    okta = _okta(r, doc, env, resolve_secrets)
 
-    t = r.table(doc, "storage", "storage")
-    r.unknown(t, SECTION_KEYS["storage"], "storage")
-    storage = StorageSettings(
-        path=_resolve(base, r.get(t, "path", "storage", str, "sentinel.db", _non_empty)),
-        retention_days=float(r.get(t, "retention_days", "storage", float, 90, _between(0, 36500))))
+    get = r.section(doc, "storage")
+    storage = StorageSettings(path=_resolve(base, get("path")), retention_days=float(get("retention_days")))
 
-    t = r.table(doc, "rules", "rules")
-    r.unknown(t, SECTION_KEYS["rules"], "rules")
-    rules = RulesSettings(
-        paths=tuple(_resolve(base, p) for p in r.string_list(t, "paths", "rules", ("rules",))),
-        max_groups=r.get(t, "max_groups", "rules", int, 100_000, _between(1, 10_000_000)),
-    )
+    get = r.section(doc, "rules")
+    rules = RulesSettings(paths=tuple(_resolve(base, p) for p in get("paths")), max_groups=get("max_groups"))
 
-    t = r.table(doc, "delivery", "delivery")
-    r.unknown(t, SECTION_KEYS["delivery"], "delivery")
+    get = r.section(doc, "delivery")
     delivery = DeliverySettings(
-        retry_budget=timedelta(hours=r.get(t, "retry_budget_hours", "delivery", float, 24.0, _positive)),
-        timezone=r.get(t, "timezone", "delivery", str, None, _timezone),
-        fallback_channel=r.get(t, "fallback_channel", "delivery", str, "fallback", _non_empty),
+        retry_budget=timedelta(hours=get("retry_budget_hours")),
+        timezone=get("timezone"),
+        fallback_channel=get("fallback_channel"),
     )
 
     channels: dict[str, ChannelSettings] = {}
     for name, table in r.table(doc, "channels", "channels").items():
-        path = f"channels.{name}"
-        if not _NAME.match(name):
-            r.fail(path, "channel names use letters, digits, '-' and '_' only")
-            continue
-        if not isinstance(table, dict):
-            r.fail(path, f"must be a table, not {_type_name(table)}")
-            continue
-        r.unknown(table, CHANNEL_KEYS, path)
-        kind = r.get(table, "kind", path, str, "apprise", _one_of(*CHANNEL_KINDS))
-        raw_urls = r.string_list(table, "urls", path, ())
-        urls = tuple(Secret(_expand(u, f"{path}.urls[{i}]", r, env)) for i, u in enumerate(raw_urls)
-                     ) if resolve_secrets else ()
-        log_path = r.get(table, "path", path, str, None, _non_empty)
-        declared_kind = table.get("kind", "apprise")
-        if declared_kind == "apprise" and not raw_urls and "urls" not in table:
-            r.fail(path, "an apprise channel needs 'urls' (a list of Apprise URLs)")
-        if declared_kind == "log" and log_path is None:
-            r.fail(path, "a log channel needs 'path' (the JSON-lines file alerts are appended to)")
-        channels[name] = ChannelSettings(
-            name=name, kind=kind, urls=urls,
-            min_severity=Severity.parse(r.get(table, "min_severity", path, str, "info", _severity)),
-            path=_resolve(base, log_path) if log_path else None,
-            secret_names=tuple(dict.fromkeys(n for u in raw_urls for n in _PLACEHOLDER.findall(u))),
-        )
+        channel = _channel(r, name, table, base, env, resolve_secrets)
+        if channel is not None:
+            channels[name] = channel
 
-    t = r.table(doc, "monitor", "monitor")
-    r.unknown(t, SECTION_KEYS["monitor"], "monitor")
-    monitor = MonitorSettings(
-        feed_silence_minutes=r.get(t, "feed_silence_minutes", "monitor", int, 0, _non_negative))
+    get = r.section(doc, "monitor")
+    monitor = MonitorSettings(feed_silence_minutes=get("feed_silence_minutes"))
 
-    t = r.table(doc, "metrics", "metrics")
-    r.unknown(t, SECTION_KEYS["metrics"], "metrics")
-    require_token = r.get(t, "require_token", "metrics", bool, False)
-    token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
-    if resolve_secrets and require_token and token is None:
-        r.fail("metrics.require_token", f"is true but no token is set ({METRICS_TOKEN_ENV} or credential "
-                                        f"{METRICS_TOKEN_CREDENTIAL})")
-    metrics = MetricsSettings(
-        enabled=r.get(t, "enabled", "metrics", bool, True),
-        listen=r.get(t, "listen", "metrics", str, None, _listen),
-        require_token=require_token, token=token,
-    )
+    metrics = _metrics(r, doc, env, resolve_secrets)
 
-    t = r.table(doc, "logging", "logging")
-    r.unknown(t, SECTION_KEYS["logging"], "logging")
-    logging_settings = LoggingSettings(
-        format=r.get(t, "format", "logging", str, "text", _one_of("text", "json")),
-        level=r.get(t, "level", "logging", str, "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
-    )
+    get = r.section(doc, "logging")
+    logging_settings = LoggingSettings(format=get("format"), level=get("level"))
 
     if errors:
         raise ErrorGroup(errors)
@@ -402,6 +346,15 @@ def secret_variables(settings: Settings) -> frozenset[str]:
     """The environment variables that hold (or lead to) a secret of these settings."""
     named = (name for channel in settings.channels.values() for name in channel.secret_names)
     return frozenset({SECRET_ENV, PREVIOUS_SECRET_ENV, METRICS_TOKEN_ENV, "CREDENTIALS_DIRECTORY", *named})
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret these settings hold (the previous Okta secret too, while set): what logs must mask."""
+    secrets = [s.reveal() for s in settings.okta.secrets]
+    if settings.metrics.token is not None:
+        secrets.append(settings.metrics.token.reveal())
+    secrets += [url.reveal() for channel in settings.channels.values() for url in channel.urls]
+    return secrets
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +11,16 @@ import pytest
 from daemon import Daemon, write_config
 from proof_helpers import inbox_backlog, inbox_received, settled
 
+from sentinel.rules.model import Rule
+
 __all__ = ["inbox_backlog", "inbox_received", "settled"]
 
 DATA = Path(__file__).parent / "data"
+
+
+def rule_by_id(rules: Iterable[Rule], rule_id: str) -> Rule | None:
+    """The rule with this id, if loaded (a lookup only tests need: the daemon goes by event type)."""
+    return next((rule for rule in rules if rule.id == rule_id), None)
 
 
 def make_event(uuid: str, event_type: str = "user.session.start", published: str = "2024-05-01T10:00:00.000Z",

@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from conftest import rule_by_id
+
 from sentinel.alert_context import AlertContext
 from sentinel.model import Alert
 from sentinel.render import message as render
@@ -51,7 +53,7 @@ def test_every_pack_alert_context_survives_the_store_json_round_trip() -> None:
 
 
 def test_the_stored_alert_read_back_for_delivery_has_the_engine_context(tmp_path: Path) -> None:
-    rule = PACK.get("okta-password-spraying")
+    rule = rule_by_id(PACK, "okta-password-spraying")
     assert rule is not None
     (alert,) = raised_alerts(rule, next(t for t in rule.tests if t.expect == 1))
     now = datetime.now(UTC)
@@ -82,7 +84,7 @@ def test_a_stored_context_of_any_shape_reads_back_without_error() -> None:
 
 def test_an_alert_that_grew_is_delivered_with_the_context_of_its_latest_version(tmp_path: Path) -> None:
     """Six more users join a spray after it was stored: the message states 16 distinct users, not 10."""
-    rule = PACK.get("okta-password-spraying")
+    rule = rule_by_id(PACK, "okta-password-spraying")
     assert rule is not None
     spray = next(t for t in rule.tests if t.expect == 1)
     later = [{**spray.events[-1], "uuid": f"later-{i}", "published": f"2026-01-01T10:1{i}:00Z",

@@ -114,3 +114,18 @@ def test_every_command_reads_sentinel_config(path: str, tmp_path: Path, keep_sig
     result = CliRunner().invoke(main, _arguments(path), input="", env={"SENTINEL_CONFIG": str(missing)})
     assert result.exit_code != 0
     assert f"{missing}: no such file" in result.output, result.output
+
+
+def test_every_command_has_the_one_shared_config_option() -> None:
+    # One --config (sentinel/cli/common.py): the same name, default, variable and help on every command.
+    shapes = set()
+    for path in command_paths(main):
+        command: click.Command = main
+        for word in path.split()[1:]:
+            assert isinstance(command, click.Group)
+            command = command.commands[word]
+        (option,) = [p for p in command.params if p.name == "config_path"]
+        assert isinstance(option, click.Option)
+        shapes.add((tuple(option.opts), option.envvar, option.default, option.help, option.show_default))
+    assert shapes == {(("--config",), "SENTINEL_CONFIG", "sentinel.toml", "Configuration file (or $SENTINEL_CONFIG).",
+                       True)}

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from helpers_capture import CaptureServer, sample_alert
@@ -105,3 +106,11 @@ def test_deliveries_and_redeliver(tmp_path: Path, server: CaptureServer) -> None
 def test_parse_since() -> None:
     assert parse_since("2h", NOW) == NOW - timedelta(hours=2)
     assert parse_since("2026-01-01T00:00:00Z", NOW) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_since_takes_the_rules_duration_syntax() -> None:
+    # One duration syntax: a rule's window ("1h30m") reads the same in --since.
+    assert parse_since("1h30m", NOW) == NOW - timedelta(minutes=90)
+    assert parse_since("30M", NOW) == NOW - timedelta(minutes=30)
+    with pytest.raises(click.BadParameter):
+        parse_since("8x", NOW)

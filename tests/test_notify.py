@@ -18,9 +18,9 @@ from tenacity import wait_exponential_jitter
 from sentinel.config import ChannelSettings, DeliverySettings, OktaSettings
 from sentinel.delivery.apprise_channel import AppriseChannel, RetryPolicy, build_channels, render_options
 from sentinel.delivery.log_channel import LogChannel
-from sentinel.delivery.redact import RedactingFilter, Redactor, secret_parts
 from sentinel.errors import ErrorGroup
 from sentinel.model import Severity
+from sentinel.redaction import RedactingFilter, SecretRegistry, secret_parts
 from sentinel.secret import Secret
 
 SLACK_TOKEN = "TIiajkdnlazkcOXrIdevi7"
@@ -188,8 +188,8 @@ def test_log_channel_appends_one_json_line_and_logs_one_line(tmp_path: Path,
 
 
 def test_redacting_filter_masks_learnt_secrets_and_token_like_strings() -> None:
-    redactor = Redactor()
-    redactor.learn(secret_parts("pagerduty://routing0key@apikey0value/src", "pagerduty://****@****/s...c"))
+    redactor = SecretRegistry()
+    redactor.stage(secret_parts("pagerduty://routing0key@apikey0value/src", "pagerduty://****@****/s...c"))
     record = logging.LogRecord("apprise", logging.WARNING, __file__, 1, "posting to %s with %s", (
         "https://x/routing0key", "Token token=apikey0value"), None)
     assert RedactingFilter(redactor).filter(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from sentinel.errors import PayloadError
 from sentinel.okta import _load, check_delivery, parse_delivery, verification_answer
+from sentinel.rules.testing import event_from_dict
 
 
 def test_verification_answer() -> None:
@@ -178,3 +180,18 @@ def test_an_event_text_always_parses_back_to_its_data(mutations: list[tuple[int,
     for event in events:
         if event.source is not None:
             assert json.loads(event.source) == event.data
+
+
+@pytest.mark.parametrize(("event", "reason"), [
+    ({"uuid": "   ", "eventType": "x", "published": "2024-01-01T00:00:00Z"}, "event.uuid: must not be empty"),
+    ({"uuid": "u" * 129, "eventType": "x", "published": "2024-01-01T00:00:00Z"},
+     "event.uuid: longer than 128 characters"),
+    ({"uuid": "a", "eventType": "x", "published": "2024-13-01T00:00:00Z"},
+     "event.published: not an ISO-8601 timestamp"),
+])
+def test_a_rule_test_event_is_checked_as_intake_checks_one(event: dict[str, object], reason: str) -> None:
+    # One event validation: what intake would quarantine, a rule's inline test cannot use either.
+    (q,) = parse_delivery(json.dumps({"data": {"events": [event]}}).encode()).quarantined
+    assert reason.endswith(q.reason)
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        event_from_dict(event)

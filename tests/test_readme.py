@@ -3,14 +3,18 @@ and shipped rule, so nothing a user can type or set is undocumented."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import click
+import pytest
 
 from sentinel.cli import main
-from sentinel.config import CHANNEL_KEYS, SECTION_KEYS
+from sentinel.config import CHANNEL_KEYS, SECTION_KEYS, Settings, parse_config
+from sentinel.config_keys import default, markdown_table
 from sentinel.rules import load_rules
+from sentinel.rules.engine_state import EngineState
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -65,3 +69,26 @@ def test_shell_examples_say_where_sentinel_is() -> None:
     assert blocks
     bare = [line for block in blocks for line in block.splitlines() if re.match(r"\s*sentinel\b", line)]
     assert bare == []
+
+
+def test_the_configuration_table_is_the_one_the_config_keys_make() -> None:
+    # One table of keys (sentinel/config_keys.py) gives parsing, defaults and this README table.
+    # After changing a key there: SENTINEL_UPDATE_README=1 .venv/bin/pytest tests/test_readme.py
+    wanted = markdown_table()
+    start = README.index("| key | default | meaning |\n")
+    end = README.index("\n\n", start) + 1
+    if os.environ.get("SENTINEL_UPDATE_README") == "1" and README[start:end] != wanted:
+        (ROOT / "README.md").write_text(README[:start] + wanted + README[end:], encoding="utf-8")
+        pytest.skip("README.md configuration table rewritten from sentinel/config_keys.py")
+    assert README[start:end] == wanted
+
+
+def test_the_documented_defaults_are_the_settings_defaults() -> None:
+    # The settings a file with no keys gives are the defaults the table shows.
+    settings = parse_config({"channels": {"c": {"kind": "log", "path": "a.jsonl"}}}, "t.toml", ROOT, {},
+                            resolve_secrets=False)
+    assert settings.server.port == default("server", "port") and settings.server.host == default("server", "host")
+    assert settings.rules.max_groups == default("rules", "max_groups") == Settings().rules.max_groups
+    assert settings.delivery.retry_budget == Settings().delivery.retry_budget
+    assert settings.channels["c"].min_severity.label == default("channels.NAME", "min_severity")
+    assert EngineState().max_groups == default("rules", "max_groups")

@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from apprise.plugins.slack import NotifySlack
+from conftest import rule_by_id
 from helpers_capture import sample_alert
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -111,7 +112,7 @@ def test_slack_limits_hold_for_huge_values_and_link_survives() -> None:
 
 
 def test_threshold_alert_says_how_many_over_what_window_for_which_group() -> None:
-    rule = load_rules([REPO / "rules"]).get("okta-password-spraying")
+    rule = rule_by_id(load_rules([REPO / "rules"]), "okta-password-spraying")
     assert rule is not None
     spray = next(t for t in rule.tests if t.expect == 1)
     # Six more users fail from the same IP within the hour: they fold into the alert (count, samples grow).
@@ -132,7 +133,7 @@ def test_threshold_alert_says_how_many_over_what_window_for_which_group() -> Non
 
 def test_actor_time_and_uuid_come_from_one_event_even_out_of_order() -> None:
     """The event that completes a spray arrives last but is the oldest: the message names that one event."""
-    rule = load_rules([REPO / "rules"]).get("okta-password-spraying")
+    rule = rule_by_id(load_rules([REPO / "rules"]), "okta-password-spraying")
     assert rule is not None
     spray = next(t for t in rule.tests if t.expect == 1)
     events = sorted((event_from_dict(e) for e in spray.events), key=lambda e: e.published)

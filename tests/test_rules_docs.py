@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sentinel.rules.loader import RULE_KEYS, TEST_KEYS, THRESHOLD_KEYS, THROTTLE_KEYS
+from sentinel.rules.inline_tests import TEST_KEYS
+from sentinel.rules.loader import RULE_KEYS, THRESHOLD_KEYS, THROTTLE_KEYS
 from sentinel.rules.operators import MODIFIERS, OPERATORS
 
 DOCS = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import rule_by_id
 
 from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity
@@ -159,7 +160,7 @@ def test_a_loaded_rule_is_frozen_and_complete(tmp_path):
         severity = "critical"
         """,
     )
-    rule = load_rules([path]).get("grant")
+    rule = rule_by_id(load_rules([path]), "grant")
     assert rule is not None
     assert rule.channels == ("pager",)
     assert rule.matches("user.account.privilege.grant", {"outcome": {"result": "SUCCESS"}})

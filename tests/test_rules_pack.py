@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import rule_by_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +72,7 @@ def panther_cases() -> list[dict]:
 @pytest.mark.parametrize("case", panther_cases(), ids=lambda c: f"{c['sentinel_rule_id']}:{c['test_name']}")
 def test_panther_cases(pack, case):
     """``expected`` means "this event matches / counts toward the rule", also for threshold rules."""
-    rule = pack.get(case["sentinel_rule_id"])
+    rule = rule_by_id(pack, case["sentinel_rule_id"])
     assert rule is not None
     event = case["event"]
     assert rule.matches(event.get("eventType", ""), event) is case["sentinel_expected"]
@@ -92,7 +93,7 @@ def test_single_panther_events_alert_end_to_end(pack):
     """Cases with a usable published time go through the real engine too (non-threshold rules)."""
     checked = 0
     for case in panther_cases():
-        rule = pack.get(case["sentinel_rule_id"])
+        rule = rule_by_id(pack, case["sentinel_rule_id"])
         if rule is None or rule.threshold is not None or not case["event"].get("published"):
             continue
         data = dict(case["event"], uuid=case["event"].get("uuid") or "panther-case")

@@ -21,9 +21,18 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "sentinel.toml"
 
+# The one --config option of every command. The rule commands (rules, replay) also work with no config:
+# when it was not given and ./sentinel.toml does not exist, they read ./rules (see config_was_given).
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
-    show_default=True, envvar="SENTINEL_CONFIG", help="Configuration file.")
+    show_default=True, envvar="SENTINEL_CONFIG", help="Configuration file (or $SENTINEL_CONFIG).")
+
+
+def config_was_given() -> bool:
+    """Whether the running command's --config came from the command line or $SENTINEL_CONFIG."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("config_path") if context is not None else None
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
 
 
 def echo(line: str, err: bool = False) -> None:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from sentinel import redaction
 from sentinel.clock import Clock, SystemClock
-from sentinel.config import Settings
+from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.service.detector import DetectorReport, apply_report
@@ -27,7 +28,7 @@ from sentinel.service.lifecycle import Lifecycle
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor_loop import Monitor
 from sentinel.service.reloader import Reloader
-from sentinel.service.ruleset import build_evaluator, log_lint, log_routing
+from sentinel.service.ruleset import log_lint, log_routing
 from sentinel.store import Store
 from sentinel.web.app import create_app, create_metrics_app, metrics_route
 from sentinel.web.hook_endpoint import OktaHookEndpoint
@@ -62,8 +63,10 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
             clock: Clock | None = None, detector: DetectorFactory = child_detector) -> Daemon:
     """Every part, built and checked before anything starts. Raises ErrorGroup on invalid rules or channels."""
     clock = clock or SystemClock()
-    evaluator = build_evaluator(settings)
+    redaction.SECRETS.stage(secret_values(settings))
+    evaluator = RuleEvaluator.from_settings(settings.rules)
     channels = build_channels(settings)
+    redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
     log_lint(evaluator)
     log_routing(settings, evaluator)
     metrics = Metrics()

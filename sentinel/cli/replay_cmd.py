@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 
 import click
 
-from sentinel.cli.common import echo, echo_json, fail
-from sentinel.cli.rules_cmds import config_option, load_ruleset, rule_paths_from
+from sentinel.cli.common import config_option, echo, echo_json, fail
+from sentinel.cli.rules_cmds import load_ruleset, rule_paths_from
 from sentinel.rules.replay import Replay, alert_json
 from sentinel.rules.replay_input import ReadReport, read_events
 
@@ -59,7 +59,7 @@ def _progress(total: int | None) -> Iterator[Any]:
 @click.option("--rules", "rule_paths", multiple=True, type=click.Path(path_type=Path), help="Rule file or folder.")
 @config_option
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
-def replay_command(rule_paths: tuple[Path, ...], config_path: Path | None, files: tuple[Path, ...]) -> None:
+def replay_command(rule_paths: tuple[Path, ...], config_path: Path, files: tuple[Path, ...]) -> None:
     """Stream saved events through the rules: JSON lines, JSON arrays, hook POST bodies or
     `sentinel events --json` output (- for stdin).
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import DEFAULT_CONFIG, error_lines, fail
+from sentinel.cli.common import config_option, config_was_given, error_lines, fail
 from sentinel.config import load_config
 from sentinel.errors import ErrorGroup
 from sentinel.rules import lint, load_rules
@@ -18,32 +18,21 @@ from sentinel.rules.testing import run_tests
 
 DEFAULT_RULES = (Path("rules"),)
 
-# Unlike the store commands, these work without any config: with none given and no ./sentinel.toml,
-# PATH defaults to ./rules.
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar="SENTINEL_CONFIG",
-    help=f"Read the rule paths from [rules] paths of this configuration file "
-         f"(default: $SENTINEL_CONFIG, else ./{DEFAULT_CONFIG} if it exists, else PATH is ./rules).",
-)
 
+def rule_paths_from(paths: Sequence[Path], config_path: Path) -> tuple[Sequence[Path], int]:
+    """The rule paths and group cap: PATHs given, else the config's [rules], else ./rules.
 
-def rule_paths_from(paths: Sequence[Path], config_path: Path | None) -> tuple[Sequence[Path], int]:
-    """The rule paths and group cap: PATHs given, else the config's [rules], else ./rules."""
+    Unlike the store commands, these work without any config: with no --config (or $SENTINEL_CONFIG)
+    and no ./sentinel.toml, PATH defaults to ./rules."""
     if paths:
         return paths, DEFAULT_MAX_GROUPS
-    if config_path is None and Path(DEFAULT_CONFIG).is_file():
-        config_path = Path(DEFAULT_CONFIG)
-    if config_path is not None:
-        try:
-            settings = load_config(config_path, resolve_secrets=False)  # rules need no secret
-        except ErrorGroup as error:
-            fail(error_lines(error), code=2)
-        return settings.rules.paths, settings.rules.max_groups
-    return DEFAULT_RULES, DEFAULT_MAX_GROUPS
+    if not config_was_given() and not config_path.is_file():
+        return DEFAULT_RULES, DEFAULT_MAX_GROUPS
+    try:
+        settings = load_config(config_path, resolve_secrets=False)  # rules need no secret
+    except ErrorGroup as error:
+        fail(error_lines(error), code=2)
+    return settings.rules.paths, settings.rules.max_groups
 
 
 def load_ruleset(paths: Sequence[Path]) -> RuleSet:
@@ -64,7 +53,7 @@ def rules_group() -> None:
 @rules_group.command("check")
 @paths_argument
 @config_option
-def check(paths: tuple[Path, ...], config_path: Path | None) -> None:
+def check(paths: tuple[Path, ...], config_path: Path) -> None:
     """Validate rule files; print every problem, one per line; exit 1 if any."""
     rule_paths, _ = rule_paths_from(paths, config_path)
     ruleset = load_ruleset(rule_paths)
@@ -76,7 +65,7 @@ def check(paths: tuple[Path, ...], config_path: Path | None) -> None:
 @rules_group.command("test")
 @paths_argument
 @config_option
-def test(paths: tuple[Path, ...], config_path: Path | None) -> None:
+def test(paths: tuple[Path, ...], config_path: Path) -> None:
     """Run every rule's inline tests; exit 1 if one fails."""
     rule_paths, _ = rule_paths_from(paths, config_path)
     ruleset = load_ruleset(rule_paths)
@@ -96,7 +85,7 @@ def test(paths: tuple[Path, ...], config_path: Path | None) -> None:
 @rules_group.command("list")
 @paths_argument
 @config_option
-def list_rules(paths: tuple[Path, ...], config_path: Path | None) -> None:
+def list_rules(paths: tuple[Path, ...], config_path: Path) -> None:
     """Show id, severity, event types and whether each rule is enabled."""
     rule_paths, _ = rule_paths_from(paths, config_path)
     ruleset = load_ruleset(rule_paths)

@@ -104,7 +104,6 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     from sentinel.cli.compose import compose
 
     sentinel_log.configure(settings.logging.level, settings.logging.format)
-    _register_secrets(settings)
     for warning in short_secret_warnings(settings.okta.secrets):
         log.warning("%s", warning)
     if not settings.okta.secrets:
@@ -211,116 +210,118 @@ def _servers(settings: Settings, daemon: Daemon, *,
     return server, metrics_server
 
 
-def _register_secrets(settings: Settings) -> None:
-    for secret in settings.okta.secrets:
-        sentinel_log.register_secret(secret.reveal())
-    if settings.metrics.token is not None:
-        sentinel_log.register_secret(settings.metrics.token.reveal())
-    for channel in settings.channels.values():
-        for url in channel.urls:
-            sentinel_log.register_secret(url.reveal())
+@click.command()
+@config_option
+@click.option("--host", help="Listen address (overrides [server] host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Listen port (overrides [server] port).")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="For local use: read the Okta secret from this file, generating it if missing. "
+                   f"Ignored when {SECRET_ENV} is set.")
+def serve(config_path: Path, host: str | None, port: int | None, secret_file: Path | None) -> None:
+    """Run the daemon: receive Okta Event Hooks, detect, alert."""
+    # A reload requested while starting is moot (the config is read below): don't die of it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.umask(private_files.UMASK)  # whatever else gets created (by a library too) is owner-only
+    settings = load_settings(config_path)
+    server = settings.server
+    settings = dataclasses.replace(settings, server=dataclasses.replace(
+        server, host=host or server.host, port=port or server.port))
+    if secret_file is not None:
+        settings = _with_local_secret(settings, secret_file)
+    if not settings.okta.secrets and not settings.okta.allow_unauthenticated:
+        fail([f"{config_path}: okta: no Okta secret configured: set {SECRET_ENV} (or the systemd "
+              "credential 'okta-secret'); for local use pass --secret-file; to run without "
+              "authentication set [okta] allow_unauthenticated = true"])
+
+    def reload_settings() -> Settings:
+        # Same overrides as at start; raises ErrorGroup, which the service reports and survives.
+        fresh = load_config(config_path)
+        fresh = dataclasses.replace(fresh, server=settings.server)
+        if secret_file is not None and not fresh.okta.secrets:
+            fresh = dataclasses.replace(fresh, okta=settings.okta)
+        return fresh
+
+    _serve(settings, reload_settings)
+
+
+@click.command()
+@config_option
+def check(config_path: Path) -> None:
+    """Validate the configuration, rules and channels; exit 1 with every problem."""
+    settings = load_settings(config_path)
+    problems: list[str] = []
+    from sentinel.rules.evaluator import RuleEvaluator
+    from sentinel.service.ruleset import check_channels
+
+    try:
+        evaluator = RuleEvaluator.from_settings(settings.rules)
+    except SentinelError as e:
+        problems.extend(error_lines(e))
+        evaluator = None
+    problems.extend(check_channels(settings))
+    from sentinel.delivery.routing import routing_report
+
+    routing = routing_report(settings.channels, settings.delivery.fallback_channel,
+                             evaluator.ruleset.rules if evaluator is not None else (), str(config_path))
+    problems.extend(routing.problems)
+    if problems:
+        fail(problems)
+    for warning in short_secret_warnings(settings.okta.secrets):
+        click.echo(f"warning: {warning}", err=True)
+    from sentinel.rules import lint
+
+    for warning in lint(evaluator.ruleset) if evaluator is not None else []:
+        click.echo(f"warning: {warning}", err=True)
+    for warning in routing.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    rules = getattr(evaluator, "rule_count", 0)
+    auth = "secret set" if settings.okta.secrets else (
+        "NO secret (allow_unauthenticated)" if settings.okta.allow_unauthenticated else
+        f"no secret yet ({SECRET_ENV} must be set to serve)")
+    click.echo(f"ok: {config_path}: {rules} rules, {len(settings.channels)} channels, auth: {auth}")
+
+
+@click.command()
+@config_option
+@click.option("--last", default=20, show_default=True, type=click.IntRange(1, 100_000),
+              help="How many of the newest events.")
+
+
+@click.option("--type", "event_type", help="Only this eventType (a trailing * matches a prefix).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
+def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
+    """List stored events, oldest first."""
+    rows = with_db(load_settings(config_path, secrets=False), lambda store: store.list_events(last, event_type))
+    for row in rows:
+        if as_json:
+            echo_json(row)
+        else:
+            echo(_event_line(row))
+
+
+@click.command()
+@config_option
+@click.option("--last", default=20, show_default=True, type=click.IntRange(1, 100_000),
+              help="How many of the newest entries.")
+
+
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
+def quarantine(config_path: Path, last: int, as_json: bool) -> None:
+    """List malformed events kept from deliveries, one record per delivery: id, when, JSON paths,
+    reasons, the elements."""
+    rows = with_db(load_settings(config_path, secrets=False), lambda store: store.list_quarantine(last))
+    for row in rows:
+        if as_json:
+            echo_json(row)
+        else:
+            echo(_quarantine_line(row))
 
 
 def register(main: click.Group) -> None:
-    @main.command()
-    @config_option
-    @click.option("--host", help="Listen address (overrides [server] host).")
-    @click.option("--port", type=click.IntRange(1, 65535), help="Listen port (overrides [server] port).")
-    @click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
-                  help="For local use: read the Okta secret from this file, generating it if missing. "
-                       f"Ignored when {SECRET_ENV} is set.")
-    def serve(config_path: Path, host: str | None, port: int | None, secret_file: Path | None) -> None:
-        """Run the daemon: receive Okta Event Hooks, detect, alert."""
-        # A reload requested while starting is moot (the config is read below): don't die of it.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        os.umask(private_files.UMASK)  # whatever else gets created (by a library too) is owner-only
-        settings = load_settings(config_path)
-        server = settings.server
-        settings = dataclasses.replace(settings, server=dataclasses.replace(
-            server, host=host or server.host, port=port or server.port))
-        if secret_file is not None:
-            settings = _with_local_secret(settings, secret_file)
-        if not settings.okta.secrets and not settings.okta.allow_unauthenticated:
-            fail([f"{config_path}: okta: no Okta secret configured: set {SECRET_ENV} (or the systemd "
-                  "credential 'okta-secret'); for local use pass --secret-file; to run without "
-                  "authentication set [okta] allow_unauthenticated = true"])
-
-        def reload_settings() -> Settings:
-            # Same overrides as at start; raises ErrorGroup, which the service reports and survives.
-            fresh = load_config(config_path)
-            fresh = dataclasses.replace(fresh, server=settings.server)
-            if secret_file is not None and not fresh.okta.secrets:
-                fresh = dataclasses.replace(fresh, okta=settings.okta)
-            _register_secrets(fresh)
-            return fresh
-
-        _serve(settings, reload_settings)
-
-    @main.command()
-    @config_option
-    def check(config_path: Path) -> None:
-        """Validate the configuration, rules and channels; exit 1 with every problem."""
-        settings = load_settings(config_path)
-        problems: list[str] = []
-        from sentinel.service.ruleset import build_evaluator, check_channels
-
-        try:
-            evaluator = build_evaluator(settings)
-        except SentinelError as e:
-            problems.extend(error_lines(e))
-            evaluator = None
-        problems.extend(check_channels(settings))
-        from sentinel.delivery.routing import routing_report
-
-        routing = routing_report(settings.channels, settings.delivery.fallback_channel,
-                                 evaluator.ruleset.rules if evaluator is not None else (), str(config_path))
-        problems.extend(routing.problems)
-        if problems:
-            fail(problems)
-        for warning in short_secret_warnings(settings.okta.secrets):
-            click.echo(f"warning: {warning}", err=True)
-        from sentinel.rules import lint
-
-        for warning in lint(evaluator.ruleset) if evaluator is not None else []:
-            click.echo(f"warning: {warning}", err=True)
-        for warning in routing.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        rules = getattr(evaluator, "rule_count", 0)
-        auth = "secret set" if settings.okta.secrets else (
-            "NO secret (allow_unauthenticated)" if settings.okta.allow_unauthenticated else
-            f"no secret yet ({SECRET_ENV} must be set to serve)")
-        click.echo(f"ok: {config_path}: {rules} rules, {len(settings.channels)} channels, auth: {auth}")
-
-    @main.command()
-    @config_option
-    @click.option("--last", default=20, show_default=True, type=click.IntRange(1, 100_000),
-                  help="How many of the newest events.")
-    @click.option("--type", "event_type", help="Only this eventType (a trailing * matches a prefix).")
-    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the full event.")
-    def events(config_path: Path, last: int, event_type: str | None, as_json: bool) -> None:
-        """List stored events, oldest first."""
-        rows = with_db(load_settings(config_path, secrets=False), lambda store: store.list_events(last, event_type))
-        for row in rows:
-            if as_json:
-                echo_json(row)
-            else:
-                echo(_event_line(row))
-
-    @main.command()
-    @config_option
-    @click.option("--last", default=20, show_default=True, type=click.IntRange(1, 100_000),
-                  help="How many of the newest entries.")
-    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the element as received.")
-    def quarantine(config_path: Path, last: int, as_json: bool) -> None:
-        """List malformed events kept from deliveries, one record per delivery: id, when, JSON paths,
-        reasons, the elements."""
-        rows = with_db(load_settings(config_path, secrets=False), lambda store: store.list_quarantine(last))
-        for row in rows:
-            if as_json:
-                echo_json(row)
-            else:
-                echo(_quarantine_line(row))
-
+    main.add_command(serve)
+    main.add_command(check)
+    main.add_command(events)
+    main.add_command(quarantine)
 
 
 def _quarantine_line(row: dict[str, Any]) -> str:

@@ -29,9 +29,8 @@ from apprise.plugins.slack import NotifySlack
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from sentinel.delivery import redact as notify_redact
+from sentinel import redaction
 from sentinel.delivery.log_channel import LogChannel
-from sentinel.delivery.redact import REDACTOR, secret_parts
 from sentinel.errors import ConfigError, ErrorGroup
 from sentinel.model import Alert, DeliveryOutcome, Severity
 from sentinel.render.message import (
@@ -86,12 +85,8 @@ def mask_unloadable(raw: str) -> str:
 @contextlib.contextmanager
 def _hiding(raw: str) -> Iterator[None]:
     """While a URL is parsed, every piece of it is masked in Apprise's logs (it may not load)."""
-    pieces = {p for p in re.split(r"[/:@?&=#,;+]+", raw) if len(p) >= 4}
-    REDACTOR.learn_temporarily(pieces)
-    try:
+    with redaction.SECRETS.hiding(redaction.url_pieces(raw)):
         yield
-    finally:
-        REDACTOR.forget_temporary()
 
 
 @dataclass
@@ -109,7 +104,7 @@ class AppriseChannel:
     def __init__(self, name: str, urls: Sequence[str], min_severity: Severity = Severity.INFO,
                  options: RenderOptions = DEFAULT_OPTIONS, policy: RetryPolicy = RetryPolicy(),
                  location: str = "") -> None:
-        notify_redact.install()
+        redaction.install()
         self.name, self.min_severity, self.options, self.policy = name, min_severity, options, policy
         self.asset = apprise.AppriseAsset(async_mode=True)
         self._apprise = apprise.Apprise(asset=self.asset)
@@ -126,7 +121,7 @@ class AppriseChannel:
                 errors.append(ConfigError(f"Apprise cannot load {mask_unloadable(raw)}", where))
                 continue
             masked = plugin.url(privacy=True)
-            REDACTOR.learn(secret_parts(raw, masked))
+            redaction.SECRETS.stage(redaction.secret_parts(raw, masked))
             plugin.retry = 0  # retries are counted in one place: tenacity and the outbox
             kind = "text"
             if isinstance(plugin, NotifySlack):
@@ -170,11 +165,11 @@ class AppriseChannel:
                     if pending:
                         raise TransientSendError(len(pending))
         detail = "; ".join(details[i] for i in sorted(details)) or "no destinations"
-        return DeliveryOutcome(ok=not pending and bool(self._targets), detail=REDACTOR(detail))
+        return DeliveryOutcome(ok=not pending and bool(self._targets), detail=redaction.redact(detail))
 
     async def send_each(self, alert: Alert) -> list[tuple[str, DeliveryOutcome]]:
         results = await asyncio.gather(*(self._send_target(t, alert) for t in self._targets))
-        return [(t.masked, DeliveryOutcome(ok=ok, detail=REDACTOR(detail)))
+        return [(t.masked, DeliveryOutcome(ok=ok, detail=redaction.redact(detail)))
                 for t, (ok, detail) in zip(self._targets, results, strict=True)]
 
     async def _send_target(self, target: _Target, alert: Alert) -> tuple[bool, str]:

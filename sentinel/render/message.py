@@ -263,7 +263,3 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
         record.update(distinct=f.distinct, distinct_field=f.distinct_field, distinct_count=f.distinct_count,
                       distinct_values=list(f.distinct_values))
     return record
-
-
-def severity_notify_type(severity: Severity) -> str:
-    return _NOTIFY_TYPE[severity]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from sentinel.rules.durations import parse_duration
 from sentinel.rules.lint import hook_eligible_types, lint
-from sentinel.rules.loader import RULE_KEYS, load_rules, parse_duration
+from sentinel.rules.loader import RULE_KEYS, load_rules
 from sentinel.rules.model import Rule, RuleSet, RuleTest, Threshold
 
 __all__ = [

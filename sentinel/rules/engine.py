@@ -156,6 +156,22 @@ def _distinct_value(rule: Rule, data: Mapping[str, Any]) -> str | None:
     return None if text is None else text[:MAX_GROUP_VALUE_CHARS]
 
 
+def _episode(members: list[list[Any]], event: Event, data: Mapping[str, Any], micros: int, *,
+             counts_distinct: bool) -> dict[str, Any]:
+    """The record of a threshold met by ``members`` (the group's entries, oldest first) at ``event``."""
+    distinct_values = list(dict.fromkeys(e[2] for e in members))
+    return {
+        "start": members[0][0],
+        "first": members[0][0],
+        "last": members[-1][0],
+        "count": len(members),
+        "uuids": [e[1] for e in members][:MAX_ALERT_UUIDS],
+        "samples": [short_event(data, event.uuid, _published(micros))],
+        "distinct": distinct_values[:MAX_DISTINCT_KEPT] if counts_distinct else [],
+        "distinct_count": len(distinct_values) if counts_distinct else 0,
+    }
+
+
 def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, state: EngineState) -> Alert | None:
     threshold = rule.threshold
     assert threshold is not None
@@ -203,18 +219,7 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     if held < threshold.count or entries[0][0] > micros:
         state.put(state_key, group)
         return None
-    members = entries[:]
-    distinct_values = list(dict.fromkeys(e[2] for e in members))
-    record = {
-        "start": members[0][0],
-        "first": members[0][0],
-        "last": members[-1][0],
-        "count": len(members),
-        "uuids": [e[1] for e in members][:MAX_ALERT_UUIDS],
-        "samples": [short_event(data, event.uuid, _published(micros))],
-        "distinct": distinct_values[:MAX_DISTINCT_KEPT] if distinct is not None else [],
-        "distinct_count": len(distinct_values) if distinct is not None else 0,
-    }
+    record = _episode(entries[:], event, data, micros, counts_distinct=distinct is not None)
     _drop_oldest(group, len(entries))
     group["progress"] = 0.0
     if episode is None or record["start"] >= episode["start"]:

@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sentinel.config_keys import default
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROS = 1_000_000
-DEFAULT_MAX_GROUPS = 100_000
+DEFAULT_MAX_GROUPS: int = default("rules", "max_groups")  # as [rules] max_groups: one number, one place
 SWEEP_EVERY = 1024
 # Eviction tiers: a threshold group's progress toward its count, in tenths. A full state evicts from the
 # lowest tier first (least recently updated first within it), so flooding new groups evicts the flood,

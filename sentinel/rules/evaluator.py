@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from sentinel.config import RulesSettings
 from sentinel.model import Alert, Event
 from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.loader import load_rules
 from sentinel.rules.model import RuleSet
 
 
@@ -15,6 +17,12 @@ class RuleEvaluator:
         self.ruleset = ruleset
         self.max_groups = max_groups
         self.state = state if state is not None else EngineState(max_groups)
+
+    @classmethod
+    def from_settings(cls, rules: RulesSettings) -> RuleEvaluator:
+        """The rule set named by ``[rules]``, ready to evaluate: the one way the daemon, its detector
+        process and ``check`` build an evaluator. Raises ErrorGroup if any rule is invalid."""
+        return cls(load_rules(rules.paths), rules.max_groups)
 
     @property
     def rule_count(self) -> int:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sentinel.errors import ErrorGroup, RuleError
-from sentinel.model import Severity, format_timestamp
+from sentinel.model import Severity
 from sentinel.rules.condition_parser import parse_condition
 from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
-from sentinel.rules.model import Rule, RuleSet, RuleTest, Threshold
+from sentinel.rules.durations import parse_duration
+from sentinel.rules.inline_tests import parse_tests
+from sentinel.rules.model import Rule, RuleSet, Threshold
+from sentinel.rules.problems import Problems as _Problems
+from sentinel.rules.problems import severity as _severity
 from sentinel.rules.templates import Template
 
 RULE_KEYS: Mapping[str, str] = {
@@ -40,25 +42,8 @@ RULE_KEYS: Mapping[str, str] = {
 THRESHOLD_KEYS = ("count", "window", "distinct")
 THROTTLE_KEYS = ("period",)
 SEVERITY_WHEN_KEYS = ("condition", "severity")
-TEST_KEYS = ("name", "event", "events", "event_file", "expect", "expect_severity")
 
-MAX_WINDOW_SECONDS = 7 * 86_400
-TEST_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
-_DURATION = re.compile(r"(\d+)\s*([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-class _Problems:
-    """Collects ``RuleError``s for one file; ``key`` paths are joined with dots."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.errors: list[RuleError] = []
-
-    def add(self, key: str, message: str) -> None:
-        location = f"{self.source}: {key}" if key else self.source
-        self.errors.append(RuleError(message, location))
 
 
 def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[RuleError]]:
@@ -145,29 +130,6 @@ def _texts(table: Mapping[str, Any], key: str, where: str, problems: _Problems) 
     return tuple(value)
 
 
-def parse_duration(value: object) -> int:
-    """``90``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"`` → seconds; ValueError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str) and value.strip() and _DURATION.sub("", value).strip() == "":
-        seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(value))
-    else:
-        raise ValueError(f"not a duration: {value!r} (use seconds or text like '10m', '1h', '1d')")
-    if not 0 < seconds <= MAX_WINDOW_SECONDS:
-        raise ValueError(f"must be between 1 second and 7 days, got {value!r}")
-    return seconds
-
-
-def _severity(value: object, key: str, problems: _Problems) -> Severity | None:
-    try:
-        if not isinstance(value, str):
-            raise ValueError(f"unknown severity {value!r} (expected one of: info, low, medium, high, critical)")
-        return Severity.parse(value)
-    except ValueError as error:
-        problems.add(key, str(error))
-        return None
-
-
 def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Problems) -> Rule | None:
     before = len(problems.errors)
     for key in table:
@@ -203,7 +165,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
     throttle = _throttle(table.get("throttle"), where + "throttle", problems)
-    tests = _tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
+    tests = parse_tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
     if len(problems.errors) > before or severity is None or matcher is None:
         return None
     return Rule(
@@ -347,64 +309,3 @@ def _throttle(spec: object, key: str, problems: _Problems) -> int | None:
     except ValueError as error:
         problems.add(key + ".period", str(error))
         return None
-
-
-def _tests(
-    entries: object, key: str, file: Path, event_types: tuple[str, ...], rule_id: str, problems: _Problems
-) -> tuple[RuleTest, ...]:
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        problems.add(key, "must be an array of tables ([[tests]])")
-        return ()
-    default_type = next((t for t in event_types if "*" not in t), None)
-    tests = []
-    for position, entry in enumerate(entries):
-        where = f"{key}[{position}]"
-        for extra in (k for k in entry if k not in TEST_KEYS):
-            problems.add(f"{where}.{extra}", f"unknown field (known: {', '.join(TEST_KEYS)})")
-        events = _test_events(entry, where, file, problems)
-        expect = entry.get("expect")
-        if not isinstance(expect, bool | int) or (not isinstance(expect, bool) and expect < 0):
-            problems.add(where + ".expect", "must be true, false or a number of alerts")
-            continue
-        expect_severity = None
-        if "expect_severity" in entry:
-            expect_severity = _severity(entry["expect_severity"], where + ".expect_severity", problems)
-        filled = []
-        for index, event in enumerate(events):
-            event = dict(event)
-            event.setdefault("uuid", f"test-{rule_id}-{position}-{index}")
-            event.setdefault("published", format_timestamp(TEST_EPOCH + timedelta(seconds=index)))
-            if "eventType" not in event:
-                if default_type is None:
-                    problems.add(where, "events need an eventType (the rule names no exact type)")
-                event["eventType"] = default_type or ""
-            filled.append(event)
-        name = entry.get("name") if isinstance(entry.get("name"), str) else f"test {position + 1}"
-        tests.append(RuleTest(str(name), tuple(filled), expect, expect_severity, f"{file}: {where}"))
-    return tuple(tests)
-
-
-def _test_events(entry: Mapping[str, Any], where: str, file: Path, problems: _Problems) -> list[dict[str, Any]]:
-    given = [k for k in ("event", "events", "event_file") if k in entry]
-    if len(given) != 1:
-        problems.add(where, "needs exactly one of event, events or event_file")
-        return []
-    if "event" in entry:
-        events = [entry["event"]]
-    elif "events" in entry:
-        events = entry["events"] if isinstance(entry["events"], list) else [None]
-    else:
-        name = entry["event_file"]
-        if not isinstance(name, str):
-            problems.add(where + ".event_file", "must be a file name")
-            return []
-        try:
-            loaded = json.loads((file.parent / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            problems.add(where + ".event_file", f"cannot read {name}: {error}")
-            return []
-        events = loaded if isinstance(loaded, list) else [loaded]
-    if not events or not all(isinstance(e, dict) for e in events):
-        problems.add(where + "." + given[0], "must be one event table, or a non-empty list of them")
-        return []
-    return events

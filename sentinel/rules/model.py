@@ -52,10 +52,6 @@ class Rule:
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
 
-    @property
-    def stateful(self) -> bool:
-        return self.threshold is not None or self.throttle_seconds is not None
-
     def applies_to(self, event_type: str) -> bool:
         return any(
             pattern == "*" or pattern == event_type or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
@@ -103,9 +99,6 @@ class RuleSet:
     def __iter__(self) -> Any:
         return iter(self.rules)
 
-    def get(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
-
     def rules_for(self, event_type: str) -> tuple[Rule, ...]:
         found = self._memo.get(event_type)
         if found is not None:
@@ -117,7 +110,3 @@ class RuleSet:
         if len(self._memo) < self.MEMO_LIMIT:
             self._memo[event_type] = found
         return found
-
-    def event_types(self) -> tuple[str, ...]:
-        """Every type or prefix the enabled rules read: what the Okta hook should subscribe to."""
-        return tuple(sorted({p for r in self.rules if r.enabled for p in r.event_types}))

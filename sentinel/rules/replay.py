@@ -17,12 +17,11 @@ Memory stays bounded whatever the input's size:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.rules.engine import evaluate
-from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS, MICROS, EngineState, to_micros
+from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS, MICROS, to_micros
+from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.model import Rule, RuleSet
 
 DEDUPE_WINDOW = 100_000
@@ -43,8 +42,7 @@ class Replay:
     """Feed events one at a time; each call returns the alerts that became final."""
 
     def __init__(self, ruleset: RuleSet, max_groups: int = DEFAULT_MAX_GROUPS) -> None:
-        self.state = EngineState(max_groups=max_groups)
-        self._ruleset = ruleset
+        self.evaluator = RuleEvaluator(ruleset, max_groups)  # as the daemon's, with event time as the clock
         self._open_for = {rule.id: open_for_micros(rule) for rule in ruleset}
         self._recent: deque[str] = deque()
         self._recent_set: set[str] = set()
@@ -67,7 +65,7 @@ class Replay:
             self.duplicates += 1
             return []
         self.evaluated += 1
-        found, self.state = evaluate(self._ruleset, event, self.state, event.published)
+        found = self.evaluator.evaluate(event, event.published)
         final: list[Alert] = []
         for alert in found:
             open_for = self._open_for.get(alert.rule_id, 0)
@@ -79,7 +77,7 @@ class Replay:
             self._pending[alert.key] = (alert, final_at)
         while self._pending:
             key, (alert, final_at) = next(iter(self._pending.items()))
-            if final_at >= self.state.watermark and len(self._pending) <= PENDING_LIMIT:
+            if final_at >= self.evaluator.state.watermark and len(self._pending) <= PENDING_LIMIT:
                 break
             del self._pending[key]
             final.append(alert)
@@ -90,14 +88,6 @@ class Replay:
         final = [alert for alert, _ in self._pending.values()]
         self._pending.clear()
         return final
-
-
-def replay(ruleset: RuleSet, events: Iterable[Event], max_groups: int = DEFAULT_MAX_GROUPS) -> Iterator[Alert]:
-    """Every final alert of ``events`` (see the module's order policy), as soon as it is final."""
-    run = Replay(ruleset, max_groups)
-    for event in events:
-        yield from run.feed(event)
-    yield from run.finish()
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

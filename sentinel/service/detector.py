@@ -22,6 +22,7 @@ from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.quarantine import summary
 from sentinel.service.metrics import Metrics
 from sentinel.service.rule_state_log import RuleStateLog
+from sentinel.service.waiting import wait_for_any
 from sentinel.store import IngestResult, Pruned, Store
 
 log = logging.getLogger("sentinel.detector")
@@ -334,26 +335,14 @@ class Detector:
                 pruned = await self.prune_once() + await self.expire_once()
             except StoreError as e:
                 log.error("detector: %s; retrying in %.0f s", e, RETRY_AFTER_FAILURE_SECONDS)
-                await _wait(stop, RETRY_AFTER_FAILURE_SECONDS)
+                await wait_for_any(RETRY_AFTER_FAILURE_SECONDS, stop)
                 continue
             except Exception:
                 log.exception("detector: unexpected error; retrying")
-                await _wait(stop, RETRY_AFTER_FAILURE_SECONDS)
+                await wait_for_any(RETRY_AFTER_FAILURE_SECONDS, stop)
                 continue
             if unpacked == 0 and evaluated == 0 and pruned == 0:
-                waiter = asyncio.ensure_future(self._wake.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({waiter, stopper}, timeout=IDLE_POLL_SECONDS,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
+                await wait_for_any(IDLE_POLL_SECONDS, self._wake, stop)
 
 
 def _unpack(row_id: int, body: bytes) -> Delivery:

@@ -31,10 +31,14 @@ import sys
 from collections.abc import Callable, Collection, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel.config import MetricsSettings, OktaSettings, Settings, secret_variables
 from sentinel.service.detector import DetectorReport
+
+if TYPE_CHECKING:
+    from sentinel.service.detector import Detector
+    from sentinel.store import Store
 
 log = logging.getLogger("sentinel.detector")
 START_TIMEOUT_SECONDS = 60.0
@@ -238,12 +242,7 @@ class DetectorProcess:
 
 async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) -> None:
     from sentinel import log as sentinel_log
-    from sentinel.clock import SystemClock
     from sentinel.delivery.routing import route
-    from sentinel.rules import load_rules
-    from sentinel.rules.evaluator import RuleEvaluator
-    from sentinel.service.detector import Detector
-    from sentinel.store import Store
 
     kind, settings = conn.recv()
     assert kind == "settings"
@@ -267,19 +266,7 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     # One detector per store, ever: a detector left by a daemon that was killed could otherwise still
     # be finishing a batch while the next one loads its state (and an event would be evaluated twice).
     lock = await asyncio.to_thread(_exclusive_lock, settings.storage.path)
-    clock = SystemClock()
-    store = Store(settings.storage.path, intake=False)
-    try:
-        evaluator = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
-        store.start(clock.now())
-        detector = Detector(store, evaluator, routes, clock, on_report=lambda r: send(("report", r)),
-                            retention=settings.storage.retention)
-        await detector.load_state()
-    except Exception as e:
-        send(("failed", f"{type(e).__name__}: {e}"))
-        store.close()
-        raise
-    send(("ready", evaluator.rule_count))
+    detector, store = await _start_detector(settings, routes, send)
     gc.freeze()  # as the daemon does: long-lived objects out of the collector's full passes
 
     def wakes() -> None:
@@ -301,17 +288,8 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
                 if message[0] == "stop":
                     stop.set()
                 elif message[0] == "reload":
-                    settings = message[1]
-                    try:
-                        fresh = RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
-                    except Exception as e:
-                        send(("reloaded", False, str(e), 0))
-                        continue
-                    current = detector.evaluator
-                    successor = current.successor(fresh.ruleset, settings.rules.max_groups) \
-                        if isinstance(current, RuleEvaluator) else fresh
-                    detector.swap(successor, routes)
-                    send(("reloaded", True, "", successor.rule_count))
+                    settings = message[1]  # ``routes`` reads the channels from here
+                    send(_reload_rules(detector, settings, routes))
         except (EOFError, OSError):
             loop.remove_reader(conn.fileno())
             stop.set()
@@ -324,6 +302,45 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     finally:
         store.close()
         os.close(lock)
+
+
+async def _start_detector(settings: Settings, routes: Callable[[Any], list[str]],
+                          send: Callable[[tuple[Any, ...]], None]) -> tuple[Detector, Store]:
+    """The detector on the store, its rule state loaded; the daemon is told it is ready, or why not."""
+    from sentinel.clock import SystemClock
+    from sentinel.rules.evaluator import RuleEvaluator
+    from sentinel.service.detector import Detector
+    from sentinel.store import Store
+
+    clock = SystemClock()
+    store = Store(settings.storage.path, intake=False)
+    try:
+        evaluator = RuleEvaluator.from_settings(settings.rules)
+        store.start(clock.now())
+        detector = Detector(store, evaluator, routes, clock, on_report=lambda r: send(("report", r)),
+                            retention=settings.storage.retention)
+        await detector.load_state()
+    except Exception as e:
+        send(("failed", f"{type(e).__name__}: {e}"))
+        store.close()
+        raise
+    send(("ready", evaluator.rule_count))
+    return detector, store
+
+
+def _reload_rules(detector: Detector, settings: Settings, routes: Callable[[Any], list[str]]) -> tuple[Any, ...]:
+    """Swap in the rules of reloaded settings, carrying the live state over; the reply for the daemon."""
+    from sentinel.rules.evaluator import RuleEvaluator
+
+    try:
+        fresh = RuleEvaluator.from_settings(settings.rules)
+    except Exception as e:
+        return ("reloaded", False, str(e), 0)
+    current = detector.evaluator
+    successor = current.successor(fresh.ruleset, settings.rules.max_groups) \
+        if isinstance(current, RuleEvaluator) else fresh
+    detector.swap(successor, routes)
+    return ("reloaded", True, "", successor.rule_count)
 
 
 def _exclusive_lock(db_path: Path) -> int:

@@ -20,11 +20,12 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from sentinel import redaction
 from sentinel.clock import Clock
 from sentinel.delivery.apprise_channel import Channel
-from sentinel.delivery.redact import REDACTOR
 from sentinel.errors import StoreError
 from sentinel.model import Alert, DeliveryOutcome
+from sentinel.service.waiting import wait_for_any
 from sentinel.store import DueDelivery, Store
 
 log = logging.getLogger("sentinel.dispatch")
@@ -91,7 +92,7 @@ class Dispatcher:
 
     async def _record(self, delivery: DueDelivery, outcome: DeliveryOutcome) -> None:
         at = self.clock.now()
-        detail = REDACTOR(outcome.detail)
+        detail = redaction.redact(outcome.detail)
         if outcome.ok:
             await self._until_recorded(delivery, "sent", lambda: self.store.mark_sent(delivery.id, at, detail))
             self._count("sent")
@@ -164,22 +165,12 @@ class Dispatcher:
                 upcoming = await self.store.next_due(self.name)
             except Exception:
                 log.exception("dispatcher %s: unexpected error; retrying shortly", self.name)
-                await _wait(stop, self._wake, FAILURE_PAUSE_SECONDS)
+                await wait_for_any(FAILURE_PAUSE_SECONDS, stop, self._wake)
                 continue
             pause = self.poll_seconds
             if upcoming is not None:
                 pause = max(0.0, min(pause, (upcoming - self.clock.now()).total_seconds()))
-            await _wait(stop, self._wake, pause)
-
-
-async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    """Sleep up to ``seconds``, ending early when stopped or woken."""
-    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+            await wait_for_any(pause, stop, self._wake)
 
 
 def start_dispatchers(channels: dict[str, Channel], store: Store, clock: Clock, stop: asyncio.Event, *,

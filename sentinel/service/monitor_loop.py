@@ -17,6 +17,7 @@ from sentinel.service.dispatchers import Dispatchers
 from sentinel.service.health import Health
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor import feed_alert
+from sentinel.service.waiting import wait_for_any
 from sentinel.store import Store
 
 log = logging.getLogger("sentinel.service")
@@ -58,10 +59,7 @@ class Monitor:
                 await self.run_once()
             except Exception as e:  # monitoring must never take the daemon down
                 log.warning("monitor: %s", e)
-            try:
-                await asyncio.wait_for(stop.wait(), MONITOR_INTERVAL_SECONDS)
-            except TimeoutError:
-                pass
+            await wait_for_any(MONITOR_INTERVAL_SECONDS, stop)
 
     async def run_once(self) -> None:
         now = self.clock.now()

@@ -8,16 +8,18 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from sentinel.config import Settings
+from sentinel import redaction
+from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
 from sentinel.errors import ErrorGroup, SentinelError
+from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.service import systemd
 from sentinel.service.detector_runner import DetectorRunner
 from sentinel.service.dispatchers import Dispatchers
 from sentinel.service.health import Health
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor_loop import Monitor
-from sentinel.service.ruleset import build_evaluator, log_lint, log_routing
+from sentinel.service.ruleset import log_lint, log_routing
 
 log = logging.getLogger("sentinel.service")
 # Settings a reload cannot change in a running process.
@@ -55,6 +57,7 @@ class Reloader:
 
     def _failed(self) -> bool:
         self._health.last_reload_ok = False
+        redaction.SECRETS.discard_staged()  # the previous settings stay in use, and masked
         self._metrics.reload.labels("failed").inc()
         systemd.ready("reload failed; running on the previous configuration")
         return False
@@ -62,7 +65,8 @@ class Reloader:
     async def _reload(self, reload_settings: Callable[[], Settings]) -> bool:
         try:
             settings = reload_settings()
-            evaluator = build_evaluator(settings)
+            redaction.SECRETS.stage(secret_values(settings))
+            evaluator = RuleEvaluator.from_settings(settings.rules)
             channels = build_channels(settings)
         except SentinelError as e:
             for error in e.errors if isinstance(e, ErrorGroup) else (e,):
@@ -81,6 +85,7 @@ class Reloader:
         await self._dispatchers.stop()
         self.settings = settings
         self._dispatchers.use(channels, settings.delivery)
+        redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
         self._monitor.use(settings)
         self._health.rule_count = evaluator.rule_count
         self._dispatchers.start()

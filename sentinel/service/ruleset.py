@@ -11,16 +11,10 @@ from sentinel.config import Settings
 from sentinel.delivery.apprise_channel import build_channels
 from sentinel.delivery.routing import routing_report
 from sentinel.errors import ErrorGroup
-from sentinel.rules import load_rules
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.lint import lint
 
 log = logging.getLogger("sentinel.service")
-
-
-def build_evaluator(settings: Settings) -> RuleEvaluator:
-    """The rule set named by the config, ready to evaluate. Raises ErrorGroup if any rule is invalid."""
-    return RuleEvaluator(load_rules(settings.rules.paths), settings.rules.max_groups)
 
 
 def check_channels(settings: Settings) -> list[str]:

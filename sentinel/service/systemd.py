@@ -15,6 +15,8 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
+from sentinel.service.waiting import wait_for_any
+
 log = logging.getLogger(__name__)
 
 # Bound the send: systemd's socket has a large queue, but a stuck receiver must not stall the event loop.
@@ -142,7 +144,4 @@ async def watchdog(stop_event: asyncio.Event, is_healthy: Callable[[], bool], *,
             unhealthy = True
             log.error("not healthy: withholding systemd watchdog pings; systemd restarts the service "
                       "if this lasts %.0f s", period)
-        try:
-            await asyncio.wait_for(stop_event.wait(), timeout=period / 2)
-        except TimeoutError:
-            pass
+        await wait_for_any(period / 2, stop_event)

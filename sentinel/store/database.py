@@ -85,7 +85,6 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="sentinel-writer", daemon=True)
         self._conn: sqlite3.Connection | None = None
         self.commits = 0
-        self.jobs_done = 0
 
     def start(self) -> None:
         self._conn = connect(self._path)
@@ -177,7 +176,6 @@ class Writer:
                 pass
             return self._failed(batch, e)
         self.commits += 1
-        self.jobs_done += len(batch)
         return results
 
     @staticmethod

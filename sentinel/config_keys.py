@@ -1,0 +1,181 @@
+"""The configuration keys, in one table: type, default, check and meaning of each.
+
+Parsing (:mod:`sentinel.config`), the settings' defaults and the README's configuration table all come from
+:data:`KEYS`; ``tests/test_readme.py`` checks the README's table is :func:`markdown_table` (run it with
+``SENTINEL_UPDATE_README=1`` to rewrite the table after changing a key here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sentinel.model import Severity
+
+Check = Callable[[Any], "str | None"]
+CHANNEL_KINDS = ("apprise", "log")
+CHANNEL_SECTION = "channels.NAME"
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+
+
+def _between(low: int, high: int) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}, not {v}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else f"must be greater than 0, not {v}"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else f"must be 0 or more, not {v}"
+
+
+def _non_empty(v: Any) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _severity(v: Any) -> str | None:
+    try:
+        Severity.parse(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}, not {v!r}"
+
+
+def _timezone(v: Any) -> str | None:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {v!r} (use an IANA name such as 'Europe/Paris')"
+    return None
+
+
+def _org_url(v: Any) -> str | None:
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", v):
+        return f"must be the https:// address of the Okta org, such as https://example.okta.com, not {v!r}"
+    return None
+
+
+def _header_name(v: Any) -> str | None:
+    return None if _HEADER_NAME.match(v) else f"{v!r} is not a valid HTTP header name"
+
+
+def _listen(v: Any) -> str | None:
+    host, _, port = v.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"must be 'host:port', not {v!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One key of ``sentinel.toml``. ``default`` is the value as it would be written in the file (None:
+    unset); ``kind`` is list for an array of non-empty strings."""
+
+    section: str  # "server", or "channels.NAME" for the keys of each channel table
+    name: str
+    kind: type
+    default: Any
+    check: Check | None
+    doc: str
+
+    @property
+    def title(self) -> str:
+        return f"[{self.section}] {self.name}"
+
+
+KEYS: tuple[ConfigKey, ...] = (
+    ConfigKey("server", "host", str, "127.0.0.1", _non_empty,
+              "listen address (`sentinel serve --host` overrides)"),
+    ConfigKey("server", "port", int, 8080, _between(1, 65535),
+              "listen port (`sentinel serve --port` overrides)"),
+    ConfigKey("server", "max_body_bytes", int, 1024 * 1024, _between(1024, 256 * 1024 * 1024),
+              "largest accepted delivery body"),
+    ConfigKey("okta", "auth_header", str, "Authorization", _header_name,
+              "the header Okta sends the secret in"),
+    ConfigKey("okta", "allow_unauthenticated", bool, False, None,
+              "run with no secret (warns at startup); for throwaway tests only"),
+    ConfigKey("okta", "org_url", str, None, _org_url,
+              "`https://example.okta.com`; enables System Log links in alerts"),
+    ConfigKey("storage", "path", str, "sentinel.db", _non_empty,
+              "the SQLite store; the inbox `NAME.inbox.db` lives beside it"),
+    ConfigKey("storage", "retention_days", float, 90, _between(0, 36500),
+              "prune events, quarantined elements and delivered alerts stored longer ago than this (Okta's own "
+              "System Log keeps 90 days); fractions allowed; `0` keeps everything"),
+    ConfigKey("rules", "paths", list, ("rules",), None,
+              "rule files or folders of `*.toml`"),
+    ConfigKey("rules", "max_groups", int, 100_000, _between(1, 10_000_000),
+              "cap on live threshold/throttle groups in memory (about 1 KB each). When full, a group whose windows "
+              "ended goes first, else the one furthest from firing, so flooding new groups does not push out a "
+              "window about to fire: the attacker has to fill all `max_groups` with groups as close to firing. "
+              "Higher costs memory and makes that dearer; evictions are logged and counted per rule "
+              "([docs/rules.md](docs/rules.md#thresholds-distinct-counts-and-throttling))"),
+    ConfigKey("delivery", "retry_budget_hours", float, 24, _positive,
+              "after this a delivery is dead and reported on the fallback channel"),
+    ConfigKey("delivery", "timezone", str, None, _timezone,
+              "also show event times in this IANA zone"),
+    ConfigKey("delivery", "fallback_channel", str, "fallback", _non_empty,
+              "channel that also receives reports of dead deliveries (it gets ordinary alerts by its `min_severity`"
+              " too)"),
+    ConfigKey(CHANNEL_SECTION, "kind", str, "apprise", _one_of(*CHANNEL_KINDS),
+              "`apprise` or `log` (built-in JSON-lines file)"),
+    ConfigKey(CHANNEL_SECTION, "urls", list, None, None,
+              "Apprise URLs; `${VAR}` parts come from the environment or systemd credentials"),
+    ConfigKey(CHANNEL_SECTION, "min_severity", str, "info", _severity,
+              "lowest severity routed to this channel"),
+    ConfigKey(CHANNEL_SECTION, "path", str, None, _non_empty,
+              "for `kind = \"log\"`: the JSON-lines file"),
+    ConfigKey("monitor", "feed_silence_minutes", int, 0, _non_negative,
+              "alert when no event arrived for this long (0 = off)"),
+    ConfigKey("metrics", "enabled", bool, True, None,
+              "serve `/metrics` (Prometheus)"),
+    ConfigKey("metrics", "listen", str, None, _listen,
+              "`host:port` to serve `/metrics` on its own address"),
+    ConfigKey("metrics", "require_token", bool, False, None,
+              "require `Authorization: Bearer $SENTINEL_METRICS_TOKEN`"),
+    ConfigKey("logging", "format", str, "text", _one_of("text", "json"),
+              "`text` or `json` (one object per line)"),
+    ConfigKey("logging", "level", str, "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+              "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
+)
+_BY_NAME = {(k.section, k.name): k for k in KEYS}
+# Every key the file may hold, by table ("channels" holds one table of CHANNEL_KEYS per channel).
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    section: frozenset(k.name for k in KEYS if k.section == section)
+    for section in dict.fromkeys("channels" if k.section == CHANNEL_SECTION else k.section for k in KEYS)
+}
+CHANNEL_KEYS = frozenset(k.name for k in KEYS if k.section == CHANNEL_SECTION)
+
+
+def key(section: str, name: str) -> ConfigKey:
+    return _BY_NAME[(section, name)]
+
+
+def default(section: str, name: str) -> Any:
+    """A key's default as written in the file (for the settings dataclasses)."""
+    return key(section, name).default
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, tuple):
+        return f"`{json.dumps(list(value))}`"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """The README's configuration table (its header row included), one row per key."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{k.title}` | {_shown(k.default)} | {k.doc} |" for k in KEYS]
+    return "\n".join(rows) + "\n"
