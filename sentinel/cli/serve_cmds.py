@@ -103,12 +103,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
 
     from sentinel.cli.compose import compose
 
-    sentinel_log.configure(settings.logging.level, settings.logging.format)
-    for warning in short_secret_warnings(settings.okta.secrets):
-        log.warning("%s", warning)
-    if not settings.okta.secrets:
-        log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
-                    "reach %s:%d can post events", settings.server.host, settings.server.port)
+    _start_logging(settings)
     try:
         daemon = compose(settings, reload_settings)
     except SentinelError as e:
@@ -161,6 +156,16 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     # ``asyncio.run`` would otherwise run on the slower stdlib loop.
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(main())
+
+
+def _start_logging(settings: Settings) -> None:
+    """Logging as configured, and the warnings about the Okta secret (never its value)."""
+    sentinel_log.configure(settings.logging.level, settings.logging.format)
+    for warning in short_secret_warnings(settings.okta.secrets):
+        log.warning("%s", warning)
+    if not settings.okta.secrets:
+        log.warning("running WITHOUT authentication ([okta] allow_unauthenticated = true): anyone who can "
+                    "reach %s:%d can post events", settings.server.host, settings.server.port)
 
 
 def _servers(settings: Settings, daemon: Daemon, *,
