@@ -2,16 +2,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from daemon import Daemon, write_config
-from proof_helpers import inbox_backlog, inbox_received, settled
+from proof_helpers import WaitTimeout, inbox_backlog, inbox_received, settled, wait_until
 
-__all__ = ["inbox_backlog", "inbox_received", "settled"]
+__all__ = ["WaitTimeout", "inbox_backlog", "inbox_received", "settled"]
 
 DATA = Path(__file__).parent / "data"
 
@@ -36,14 +35,11 @@ def envelope(*events: dict[str, Any]) -> dict[str, Any]:
             "data": {"events": list(events)}}
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
-    """Poll until ``predicate()`` is true; for effects of background loops (detector, dispatchers)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0,
+             detail: Callable[[], str] | None = None) -> Literal[True]:
+    """Poll until ``predicate()`` is true, for effects of background loops (detector, dispatchers); raise
+    WaitTimeout naming what it waited for (and ``detail()``, e.g. the daemon's log) when it never is."""
+    return wait_until(predicate, timeout, interval=0.05, detail=detail)
 
 
 def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list[Any]:

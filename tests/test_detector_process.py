@@ -100,7 +100,7 @@ def test_the_detector_imports_nothing_from_the_working_directory(tmp_path: Path)
     try:
         assert d.proc is not None and Path(f"/proc/{d.proc.pid}/cwd").resolve() == tmp_path.resolve()
         assert d.post(envelope(make_event("cwd-1", "user.account.lock"))).status_code == 204
-        assert wait_for(lambda: alert_rules(tmp_path) == ["test-lock"]), d.log()[-2000:]
+        wait_for(lambda: alert_rules(tmp_path) == ["test-lock"], detail=lambda: d.log()[-2000:])
     finally:
         d.stop()
     assert not marker.exists(), f"planted code ran: {marker.read_text()}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for
 from helpers_capture import CaptureServer, SmtpCapture, free_port
 
 SECRET = "e2e-secret-0123456789abcdef"
@@ -77,15 +78,6 @@ def cli_env() -> dict[str, str]:
     return {**env, "SLACK_TOKEN_C": SLACK_TOKEN}
 
 
-def wait_for(predicate: object, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -103,7 +95,7 @@ def test_okta_post_ends_as_slack_message_email_and_log_line(
                 "eventId": "e2e-1", "data": {"events": [GRANT]}}
         response = httpx.post(f"{url}/hooks/okta", json=body, headers={"Authorization": SECRET}, timeout=10)
         assert response.status_code == 204
-        assert wait_for(lambda: srv.to("/services/") and smtp.messages), (tmp_path / "daemon.log").read_text()
+        wait_for(lambda: srv.to("/services/") and smtp.messages, detail=(tmp_path / "daemon.log").read_text)
     finally:
         stop(proc)
     (slack,) = srv.to("/services/")
