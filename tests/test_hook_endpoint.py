@@ -57,10 +57,9 @@ def test_a_timed_out_task_carries_on_uncancelled() -> None:
     async def scenario() -> str:
         clock = _clock()
         deadlines = BodyDeadlines(10, sweep_every=0.01, clock=clock)
-        with pytest.raises(TimeoutError):
-            with deadlines:
-                clock.advance(timedelta(seconds=11))  # past the deadline of t = 10
-                await asyncio.Event().wait()
+        with pytest.raises(TimeoutError), deadlines:
+            clock.advance(timedelta(seconds=11))  # past the deadline of t = 10
+            await asyncio.Event().wait()
         task = asyncio.current_task()
         assert task is not None and task.cancelling() == 0
         await asyncio.sleep(0)  # a second, pending cancellation would land here
