@@ -87,13 +87,13 @@ def run(tmp_path: Path, evaluator: ScriptedEvaluator, uuids: list[str]) -> tuple
 def test_an_event_whose_evaluation_raises_is_skipped_not_retried_forever(tmp_path: Path) -> None:
     alerts, metrics = run(tmp_path, ScriptedEvaluator(raise_on={"b"}), ["a", "b", "c"])
     assert alerts == [("r:a", 1), ("r:c", 1)]
-    assert metrics.evaluation_errors._value.get() == 1
+    assert metrics.registry.get_sample_value("sentinel_evaluation_errors_total") == 1
 
 
 def test_an_unrecordable_alert_does_not_block_the_batch(tmp_path: Path) -> None:
     alerts, metrics = run(tmp_path, ScriptedEvaluator(bad_alert_on={"b"}), ["a", "b"])
     assert alerts == []  # the batch's alerts are dropped (and logged), the events are not stuck
-    assert metrics.evaluation_errors._value.get() == 1
+    assert metrics.registry.get_sample_value("sentinel_evaluation_errors_total") == 1
 
 
 class Recorder(ScriptedEvaluator):
