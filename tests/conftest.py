@@ -89,7 +89,7 @@ def alert_rules(folder: Path) -> list[str]:
 
 
 @pytest.fixture
-def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
+def ruled(tmp_path: Path) -> Iterator[Daemon]:
     config = write_config(tmp_path)
     (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
     d = Daemon(config).start()
@@ -99,7 +99,8 @@ def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def envelope_sample() -> dict[str, Any]:
-    return json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))
+    sample: dict[str, Any] = json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))
+    return sample
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

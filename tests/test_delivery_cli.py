@@ -50,8 +50,8 @@ def populate(db: Path) -> None:
         store.start(NOW)
         for i, rule in enumerate(["okta-admin-grant", "okta-password-spraying"]):
             alert = sample_alert(key=f"k{i}", rule_id=rule, title=f"alert {i}")
-            await store.write(lambda c, a=alert: record_evaluation(c, [], [a], lambda _: ["hook", "log"], {}, [],
-                                                                    NOW))
+            # awaited before the loop moves on, so the lambda sees this iteration's alert
+            await store.write(lambda c: record_evaluation(c, [], [alert], lambda _: ["hook", "log"], {}, [], NOW))
         await store.write(lambda c: mark_sent(c, 1, NOW))
         await store.write(lambda c: mark_dead(c, 2, "json://127.0.0.1/hook: failure (error=500)", NOW))
         store.close()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers_capture import CaptureServer, sample_alert
+from helpers_capture import Captured, CaptureServer, sample_alert
 
 from sentinel.clock import FixedClock, SystemClock
 from sentinel.config import ChannelSettings
@@ -89,7 +89,12 @@ def test_outage_then_recovery_delivers_once_and_other_channels_are_unaffected(
 
 def test_a_slow_channel_does_not_delay_the_others(tmp_path: Path, server: CaptureServer) -> None:
     release_slow = threading.Event()  # the slow channel's request hangs until the fast one has been delivered
-    server.on_request = lambda req: release_slow.wait(10) if req.path.startswith("/slow") else None
+
+    def hold_slow(req: Captured) -> None:
+        if req.path.startswith("/slow"):
+            release_slow.wait(10)
+
+    server.on_request = hold_slow
 
     async def scenario() -> dict[str, tuple[str, int]]:
         clock = SystemClock()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import wait_for
-from helpers_capture import CaptureServer, SmtpCapture, free_port
+from helpers_capture import CaptureServer, SmtpCapture, body_text, free_port
 
 SECRET = "e2e-secret-0123456789abcdef"
 SLACK_TOKEN = "E2Etoken0123456789abcXYZ"
@@ -106,7 +106,7 @@ def test_okta_post_ends_as_slack_message_email_and_log_line(
         assert fact in text, fact
     (mail,) = smtp.messages
     assert mail["Subject"].startswith("[CRITICAL] ")
-    assert "jack@acme.io" in mail.get_body(("plain",)).get_content()
+    assert "jack@acme.io" in body_text(mail, "plain")
     log_line = json.loads((tmp_path / "state" / "alerts.jsonl").read_text().splitlines()[0])
     assert log_line["uuid"] == GRANT["uuid"] and log_line["severity"] == "critical"
     daemon_log = (tmp_path / "daemon.log").read_text()

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -142,7 +143,7 @@ def test_oversized_streamed_body_is_cut_off_while_reading(daemon: Daemon) -> Non
     chunk = b"x" * 65536
     sent = 0
 
-    def body():  # type: ignore[no-untyped-def]
+    def body():
         nonlocal sent
         yield b'{"data": {"events": [{"uuid": "stream", "displayMessage": "'
         for _ in range(64):  # 4 MiB offered in total
@@ -178,7 +179,7 @@ def test_malformed_body_is_400_naming_the_path(daemon: Daemon, body: bytes, path
 
 def test_bad_events_are_quarantined_and_good_ones_kept(daemon: Daemon) -> None:
     good = make_event("good-1")
-    bad = [
+    bad: list[Any] = [
         {"eventType": "user.session.start", "published": "2024-05-01T10:00:00Z"},  # no uuid
         {"uuid": "no-type", "published": "2024-05-01T10:00:00Z"},
         {"uuid": 42, "eventType": "x", "published": "2024-05-01T10:00:00Z"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -62,7 +63,7 @@ def test_every_rule_has_a_matching_and_a_non_matching_case(pack):
         assert expectations == {True, False}, rule.id
 
 
-def panther_cases() -> list[dict]:
+def panther_cases() -> list[dict[str, Any]]:
     lines = PANTHER.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#") and "Apache-2.0" in lines[0]
     return [json.loads(line) for line in lines[1:] if line.strip()]
