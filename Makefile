@@ -37,11 +37,12 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(BIN)/sentinel rules test --config $(CONFIG)
-	$(BIN)/pytest -q -m "not proof"
+	$(BIN)/pytest -q -m "not proof" -n 2 --dist loadfile
 
-# The slow proofs (SIGKILL under load, hostile input, hostile rules): every file tests/test_proof_*.py.
+# The slow proofs (SIGKILL under load, hostile input, hostile rules: every file tests/test_proof_*.py) and the
+# real-daemon tests beyond make test's smoke subset (marked @pytest.mark.proof); see tests/conftest.py.
 proof: $(VENV)/.installed-test
-	$(BIN)/pytest -q -m proof
+	$(BIN)/pytest -q -m proof -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

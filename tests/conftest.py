@@ -1,3 +1,18 @@
+"""Shared fixtures and helpers.
+
+How the suite is split (pytest -m):
+- ``make test`` (``-m "not proof" -n 2 --dist loadfile``): the unit tests, and a smoke subset of the tests
+  that start the real daemon (tests/daemon.py ``Daemon``), at least one per feature area: intake
+  (test_intake_http: requests that must store nothing share one module-scoped daemon, ``shared_daemon``),
+  detector (test_detector_process), dispatch (test_e2e_delivery, test_pagerduty_dedup), CLI (test_cli_serve,
+  test_demo_replay), reload and lifecycle (test_lifecycle), health (test_readiness, test_intake_http).
+- ``make proof`` (``-m proof``): every test in a ``test_proof_*.py`` file (marked below), and the other
+  real-daemon or slow tests, each marked ``@pytest.mark.proof`` where it is defined. CI runs both.
+Waits for background effects (``wait_for``, proof_helpers ``wait_until``) raise when the effect does not come;
+timing logic (watchdog, body deadlines, dispatch back-off) is tested with an injected clock, not by sleeping.
+Tests run in parallel workers: each takes a free port and its own tmp_path, nothing shared on disk.
+"""
+
 from __future__ import annotations
 
 import json
@@ -58,6 +73,15 @@ def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     d = Daemon(write_config(tmp_path)).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for a module's requests that must store nothing (refused, malformed, read-only): each
+    test still asserts that nothing is stored, which a shared daemon makes stricter, not weaker."""
+    d = Daemon(write_config(tmp_path_factory.mktemp("shared"))).start()
     yield d
     d.stop()
 

@@ -113,6 +113,7 @@ def test_okta_post_ends_as_slack_message_email_and_log_line(
     assert SLACK_TOKEN not in daemon_log and SECRET not in daemon_log
 
 
+@pytest.mark.proof
 def test_demo_posts_sample_deliveries_to_the_running_daemon(
         tmp_path: Path, capture: tuple[CaptureServer, SmtpCapture]) -> None:
     srv, smtp = capture

@@ -97,6 +97,7 @@ def test_check_warns_when_the_fallback_channel_does_not_exist(tmp_path: Path) ->
     assert "warning: " in r.stderr and "delivery.fallback_channel: 'fallback' is not a configured channel" in r.stderr
 
 
+@pytest.mark.proof
 def test_serve_starts_but_logs_an_error_naming_unrouted_severities(tmp_path: Path) -> None:
     daemon = Daemon(write_config(tmp_path, extra='min_severity = "critical"\n')).start()
     try:

@@ -116,6 +116,7 @@ okta_keys = st.sampled_from(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
+@pytest.mark.proof
 def test_pack_never_raises_on_hostile_events(pack, data):
     rule = data.draw(st.sampled_from(pack.rules))
     event_type = rule.event_types[0].replace("*", "update")
