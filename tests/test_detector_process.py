@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -138,10 +137,7 @@ def test_the_detector_dies_with_the_daemon_and_a_new_one_takes_over(tmp_path: Pa
     child = detector_of(d)
     assert d.post(envelope(make_event("before-kill"))).status_code == 204
     d.kill()  # SIGKILL: no chance to tell the child
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not gone(child):
-        time.sleep(0.05)
-    assert gone(child), "the detector outlived a SIGKILLed daemon"
+    wait_for(lambda: gone(child), timeout=5, detail=lambda: "the detector outlived a SIGKILLed daemon")
     d.start()
     try:
         assert d.post(envelope(make_event("after-restart"))).status_code == 204
