@@ -217,3 +217,32 @@ def test_a_fallback_that_already_got_the_alert_still_gets_the_dead_report(
     titles = [r.json()["title"] for r in server.to("/fallback")]
     assert titles == ["[CRITICAL] Super administrator granted",
                       "[CRITICAL] Undelivered to pager: Super administrator granted"]
+
+
+def test_run_waits_for_the_back_off_then_retries_and_idles_at_the_poll_interval(
+        tmp_path: Path, server: CaptureServer) -> None:
+    """The run loop's waits, on a FixedClock: after a failure it waits exactly until the retry is due (not a
+    whole poll interval), retries, and once nothing is due waits the poll interval."""
+    server.fail("/hook", 1)
+    clock = FixedClock(T0)
+    waits: list[float] = []
+
+    async def pause(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(timedelta(seconds=seconds))  # the time passes, instantly
+        if len(waits) == 2:
+            stop.set()
+
+    async def scenario() -> list[str]:
+        store = await open_store(tmp_path / "s.db", clock)
+        dispatcher = Dispatcher(channel(server, "hook"), store, clock, backoff=fixed_backoff, poll_seconds=300,
+                                pause=pause)
+        await add_alert(store, sample_alert(), ["hook"], clock.now())
+        await asyncio.wait_for(dispatcher.run(asyncio.Event()), timeout=30)
+        statuses = [r["status"] for r in await store.read(lambda c: list_deliveries(c))]
+        store.close()
+        return statuses
+
+    assert asyncio.run(scenario()) == ["sent"]
+    assert waits == [60.0, 300.0]  # the one-minute back-off, then the poll interval
+    assert len(server.to("/hook")) == 2

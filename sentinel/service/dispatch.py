@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -29,6 +29,7 @@ log = logging.getLogger("sentinel.dispatch")
 
 POLL_SECONDS = 5.0
 FAILURE_PAUSE_SECONDS = 2.0
+Pause = Callable[[asyncio.Event, asyncio.Event, float], Awaitable[None]]  # (stop, wake, seconds)
 
 
 def default_backoff(attempts: int) -> timedelta:
@@ -41,7 +42,9 @@ class Dispatcher:
     def __init__(self, channel: Channel, store: Store, clock: Clock, *, budget: timedelta = timedelta(hours=24),
                  fallback: str | None = None, metrics: Any = None,
                  backoff: Callable[[int], timedelta] = default_backoff, batch: int = 20,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+                 poll_seconds: float = POLL_SECONDS, pause: Pause | None = None) -> None:
+        """``pause(stop, wake, seconds)`` is the wait between turns of ``run`` (the event loop's time by
+        default); tests give one that moves their FixedClock instead of sleeping."""
         self.channel = channel
         self.store = store
         self.clock = clock
@@ -52,6 +55,7 @@ class Dispatcher:
         self.backoff = backoff
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.pause = pause or _wait
         self._wake = asyncio.Event()
 
     @property
@@ -121,12 +125,12 @@ class Dispatcher:
                 upcoming = await self.store.read(lambda c: next_due(c, self.name))
             except Exception:
                 log.exception("dispatcher %s: unexpected error; retrying shortly", self.name)
-                await _wait(stop, self._wake, FAILURE_PAUSE_SECONDS)
+                await self.pause(stop, self._wake, FAILURE_PAUSE_SECONDS)
                 continue
             pause = self.poll_seconds
             if upcoming is not None:
                 pause = max(0.0, min(pause, (upcoming - self.clock.now()).total_seconds()))
-            await _wait(stop, self._wake, pause)
+            await self.pause(stop, self._wake, pause)
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
