@@ -1,19 +1,33 @@
+"""Shared fixtures and helpers.
+
+How the suite is split (pytest -m):
+- ``make test`` (``-m "not proof" -n 2 --dist loadfile``): the unit tests, and a smoke subset of the tests
+  that start the real daemon (tests/daemon.py ``Daemon``), at least one per feature area: intake
+  (test_intake_http: requests that must store nothing share one module-scoped daemon, ``shared_daemon``),
+  detector (test_detector_process), dispatch (test_e2e_delivery, test_pagerduty_dedup), CLI (test_cli_serve,
+  test_demo_replay), reload and lifecycle (test_lifecycle), health (test_readiness, test_intake_http).
+- ``make proof`` (``-m proof``): every test in a ``test_proof_*.py`` file (marked below), and the other
+  real-daemon or slow tests, each marked ``@pytest.mark.proof`` where it is defined. CI runs both.
+Waits for background effects (``wait_for``, proof_helpers ``wait_until``) raise when the effect does not come;
+timing logic (watchdog, body deadlines, dispatch back-off) is tested with an injected clock, not by sleeping.
+Tests run in parallel workers: each takes a free port and its own tmp_path, nothing shared on disk.
+"""
+
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from daemon import Daemon, write_config
-from proof_helpers import inbox_backlog, inbox_received, settled
+from proof_helpers import WaitTimeout, inbox_backlog, inbox_received, settled, wait_until
 
 from sentinel.rules.model import Rule
 
-__all__ = ["inbox_backlog", "inbox_received", "settled"]
+__all__ = ["WaitTimeout", "inbox_backlog", "inbox_received", "settled"]
 
 DATA = Path(__file__).parent / "data"
 
@@ -43,14 +57,11 @@ def envelope(*events: dict[str, Any]) -> dict[str, Any]:
             "data": {"events": list(events)}}
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
-    """Poll until ``predicate()`` is true; for effects of background loops (detector, dispatchers)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0,
+             detail: Callable[[], str] | None = None) -> Literal[True]:
+    """Poll until ``predicate()`` is true, for effects of background loops (detector, dispatchers); raise
+    WaitTimeout naming what it waited for (and ``detail()``, e.g. the daemon's log) when it never is."""
+    return wait_until(predicate, timeout, interval=0.05, detail=detail)
 
 
 def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list[Any]:
@@ -69,6 +80,15 @@ def stored(db: Path, sql: str = "SELECT uuid FROM events ORDER BY uuid") -> list
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     d = Daemon(write_config(tmp_path)).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for a module's requests that must store nothing (refused, malformed, read-only): each
+    test still asserts that nothing is stored, which a shared daemon makes stricter, not weaker."""
+    d = Daemon(write_config(tmp_path_factory.mktemp("shared"))).start()
     yield d
     d.stop()
 
@@ -100,7 +120,7 @@ def alert_rules(folder: Path) -> list[str]:
 
 
 @pytest.fixture
-def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
+def ruled(tmp_path: Path) -> Iterator[Daemon]:
     config = write_config(tmp_path)
     (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
     d = Daemon(config).start()
@@ -110,7 +130,8 @@ def ruled(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def envelope_sample() -> dict[str, Any]:
-    return json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))
+    sample: dict[str, Any] = json.loads((DATA / "envelope.json").read_text(encoding="utf-8"))
+    return sample
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

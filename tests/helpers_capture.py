@@ -114,7 +114,7 @@ class SmtpCapture:
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                owner.messages.append(msg)  # type: ignore[arg-type]
+                owner.messages.append(msg)
                 return "250 OK"
 
         self.port = free_port()
@@ -130,6 +130,13 @@ class SmtpCapture:
     def url(self) -> str:
         return (f"mailto://127.0.0.1:{self.port}?from=Sentinel<alerts@example.org>&to=oncall@example.org"
                 "&mode=insecure")
+
+
+def body_text(message: EmailMessage, subtype: str) -> str:
+    """The ``text/<subtype>`` body of a captured mail; fails when the mail has none."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part in {message['Subject']!r}"
+    return str(part.get_content())
 
 
 def sample_alert(**overrides: Any) -> Alert:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sentinel.store.inbox import inbox_path
 
@@ -51,13 +52,34 @@ def inbox_of(db: Path) -> Path:
     return inbox_path(db)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+class WaitTimeout(AssertionError):
+    """What a test waited for did not come in time (an AssertionError, so pytest shows it as a failure)."""
+
+
+def _describe(check: Callable[[], object]) -> str:
+    try:
+        return inspect.getsource(check).strip()
+    except (OSError, TypeError):
+        return repr(check)
+
+
+def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.1,
+               detail: Callable[[], str] | None = None) -> Literal[True]:
+    """Poll until ``check()`` is true; raise WaitTimeout naming the check (and ``detail()``) if it never is.
+
+    Returns True so that ``assert wait_until(...)`` still reads as an assertion; it never returns False."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
+    while True:
+        last = check()
+        if last:
             return True
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
-    return check()
+    message = f"waited {timeout:g} s for: {_describe(check)} (last value {last!r})"
+    if detail is not None:
+        message += "\n" + detail()
+    raise WaitTimeout(message)
 
 
 def rss_kib(pid: int) -> int:

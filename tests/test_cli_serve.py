@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import envelope, make_event
 from daemon import Daemon, free_port, write_config
 from test_config import run_cli
@@ -33,6 +34,7 @@ def test_allow_unauthenticated_must_be_explicit_and_warns(tmp_path: Path) -> Non
     assert "running WITHOUT authentication" in d.log()
 
 
+@pytest.mark.proof
 def test_secret_file_is_generated_private_and_printed_once(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     secret_file = tmp_path / ".okta-secret"
@@ -68,6 +70,7 @@ def test_secret_file_is_generated_private_and_printed_once(tmp_path: Path) -> No
     assert all(secret not in line for line in outputs[0].splitlines() if " INFO " in line or " WARNING " in line)
 
 
+@pytest.mark.proof
 def test_host_and_port_flags_override_the_config(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     port = free_port()

@@ -16,7 +16,7 @@ from sentinel.model import Severity
 ROOT = Path(__file__).parent.parent
 
 
-def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None):
     path = tmp_path / "sentinel.toml"
     path.write_text(text, encoding="utf-8")
     return load_config(path, environ or {})

@@ -88,6 +88,7 @@ async def endless_header(port: int, total: int = 2 * 1024 * 1024) -> float:
     return result
 
 
+@pytest.mark.proof
 def test_idle_and_slow_connections_are_closed_and_a_delivery_still_gets_its_204(daemon: Daemon) -> None:
     assert daemon.proc is not None
     pid = daemon.proc.pid
@@ -151,6 +152,7 @@ def test_a_header_past_the_cap_gets_431(daemon: Daemon) -> None:
     assert httpx.get(f"{daemon.url}/healthz", headers={"X-Big": "a" * (MAX_HEADER_BYTES // 2)}).status_code == 200
 
 
+@pytest.mark.proof
 def test_a_body_trickled_after_the_answer_is_cut_off_at_the_deadline(daemon: Daemon) -> None:
     """Rejected before its body is read (wrong secret), a client keeps sending the body a byte at a time."""
 
@@ -185,6 +187,7 @@ def few_fds(tmp_path: Path) -> Iterator[Daemon]:
     d.stop()
 
 
+@pytest.mark.proof
 def test_past_the_connection_cap_the_oldest_idle_connection_makes_room(few_fds: Daemon) -> None:
     assert few_fds.proc is not None
     pid = few_fds.proc.pid
@@ -208,6 +211,7 @@ def test_past_the_connection_cap_the_oldest_idle_connection_makes_room(few_fds: 
     assert 'sentinel_connections_closed_total{reason="evicted"}' in metrics
 
 
+@pytest.mark.proof
 def test_upgrade_requests_leave_no_connection_behind(few_fds: Daemon) -> None:
     """Sentinel serves no WebSocket: an Upgrade request is an ordinary request, and its connection is
     counted, and given back, like any other."""

@@ -62,6 +62,7 @@ def test_demo_finds_a_daemon_started_with_port(demo_daemon: tuple[Daemon, subpro
         "okta-user-reported-suspicious-activity"]
 
 
+@pytest.mark.proof
 def test_replay_of_stored_events_gives_the_daemons_alerts(
         demo_daemon: tuple[Daemon, subprocess.CompletedProcess[str]]) -> None:
     daemon, _ = demo_daemon
@@ -85,6 +86,7 @@ def test_replay_of_stored_events_gives_the_daemons_alerts(
     assert next(a for a in raised.values() if a["rule_id"] == "okta-password-spraying")["count"] == 12
 
 
+@pytest.mark.proof
 def test_stopping_removes_the_address(tmp_path: Path) -> None:
     daemon = Daemon(write_config(tmp_path)).start()
     address = tmp_path / "state" / "sentinel.url"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import LOCK_RULE, alert_rules, envelope, make_event, settled, stored, wait_for
 from daemon import SECRET, Daemon, write_config
 
@@ -54,6 +54,7 @@ def environment_of(pid: int) -> dict[bytes, bytes]:
     return dict(item.split(b"=", 1) for item in raw.split(b"\0") if item)
 
 
+@pytest.mark.proof
 def test_the_detector_gets_no_secret(tmp_path: Path) -> None:
     """Not the Okta secret, the metrics token, a channel's ${VARIABLE}, nor where credentials are."""
     config = write_config(tmp_path, extra=SECRET_CHANNEL)
@@ -82,6 +83,7 @@ def test_the_child_environment_drops_secrets_and_working_directory_paths() -> No
     assert "PYTHONPATH" not in child_environment(set(), {"PYTHONPATH": "."})
 
 
+@pytest.mark.proof
 def test_the_detector_imports_nothing_from_the_working_directory(tmp_path: Path) -> None:
     """Run from a folder holding a `sentinel` package (a clone of another version, or planted code): the
     detector still runs Sentinel's own code, and the planted code never runs."""
@@ -100,7 +102,7 @@ def test_the_detector_imports_nothing_from_the_working_directory(tmp_path: Path)
     try:
         assert d.proc is not None and Path(f"/proc/{d.proc.pid}/cwd").resolve() == tmp_path.resolve()
         assert d.post(envelope(make_event("cwd-1", "user.account.lock"))).status_code == 204
-        assert wait_for(lambda: alert_rules(tmp_path) == ["test-lock"]), d.log()[-2000:]
+        wait_for(lambda: alert_rules(tmp_path) == ["test-lock"], detail=lambda: d.log()[-2000:])
     finally:
         d.stop()
     assert not marker.exists(), f"planted code ran: {marker.read_text()}"
@@ -129,15 +131,13 @@ def test_a_killed_detector_is_restarted_and_nothing_is_lost_meanwhile(ruled: Dae
     assert "detector process" in ruled.log() and "exited" in ruled.log()
 
 
+@pytest.mark.proof
 def test_the_detector_dies_with_the_daemon_and_a_new_one_takes_over(tmp_path: Path) -> None:
     d = Daemon(write_config(tmp_path)).start()
     child = detector_of(d)
     assert d.post(envelope(make_event("before-kill"))).status_code == 204
     d.kill()  # SIGKILL: no chance to tell the child
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not gone(child):
-        time.sleep(0.05)
-    assert gone(child), "the detector outlived a SIGKILLed daemon"
+    wait_for(lambda: gone(child), timeout=5, detail=lambda: "the detector outlived a SIGKILLed daemon")
     d.start()
     try:
         assert d.post(envelope(make_event("after-restart"))).status_code == 204
@@ -148,6 +148,7 @@ def test_the_detector_dies_with_the_daemon_and_a_new_one_takes_over(tmp_path: Pa
         d.stop()
 
 
+@pytest.mark.proof
 def test_sigterm_to_the_whole_group_stops_cleanly(tmp_path: Path) -> None:
     """systemd's stop signals every process of the unit: the detector must not exit first and be
     mistaken for a crash."""
@@ -181,6 +182,7 @@ window = "1h"
 """
 
 
+@pytest.mark.proof
 def test_a_group_flood_is_one_log_line_per_rule_and_counted_by_rule_in_metrics(tmp_path: Path) -> None:
     """max_groups = 5 and 30 groups in three deliveries: 25 evictions, each batch evicting, one log line."""
     config = write_config(tmp_path)

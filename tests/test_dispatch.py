@@ -91,28 +91,37 @@ def test_outage_then_recovery_delivers_once_and_other_channels_are_unaffected(
 
 
 def test_a_slow_channel_does_not_delay_the_others(tmp_path: Path, server: CaptureServer) -> None:
-    server.on_request = lambda req: time.sleep(3) if req.path.startswith("/slow") else None
+    release_slow = threading.Event()  # the slow channel's request hangs until the fast one has been delivered
 
-    async def scenario() -> float:
+    def hold_slow(req: Captured) -> None:
+        if req.path.startswith("/slow"):
+            release_slow.wait(10)
+
+    server.on_request = hold_slow
+
+    async def scenario() -> dict[str, tuple[str, int]]:
         clock = SystemClock()
         store = await open_store(tmp_path / "s.db", clock)
         channels: dict[str, Channel] = {"slow": channel(server, "slow"), "fast": channel(server, "fast")}
         stop = asyncio.Event()
         dispatchers, tasks = start_dispatchers(channels, store, clock, stop, budget=timedelta(hours=24),
                                                fallback=None)
-        started = time.monotonic()
-        await add_alert(store, sample_alert(), ["slow", "fast"], clock.now())
+        alert_id = await add_alert(store, sample_alert(), ["slow", "fast"], clock.now())
         for d in dispatchers:
             d.wake()
-        while not server.to("/fast"):
+        while not (server.to("/fast") and server.to("/slow")):
             await asyncio.sleep(0.02)
-        elapsed = time.monotonic() - started
+        # The fast delivery is through while the slow one is still in flight: not attempted, not recorded.
+        while_slow_hangs = {r["channel"]: (r["status"], r["attempts"])
+                            for r in await store.deliveries_for_alert(alert_id)}
+        release_slow.set()
         stop.set()
         await asyncio.gather(*tasks)
         store.close()
-        return elapsed
+        return while_slow_hangs
 
-    assert asyncio.run(scenario()) < 2.0
+    rows = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert rows["slow"] == ("pending", 0)
 
 
 def test_restart_with_pending_deliveries_delivers_each_once(tmp_path: Path, server: CaptureServer) -> None:
@@ -162,7 +171,7 @@ def test_dead_letter_after_budget_reported_on_fallback_and_redeliverable(
         rows = {r["channel"]: r for r in await store.deliveries_for_alert(alert_id)}
         assert rows["pager"]["status"] == "dead" and rows["pager"]["attempts"] == 6
         assert rows["fallback"]["status"] == "pending"
-        assert metrics.dead_deliveries.labels(channel="pager")._value.get() == 1
+        assert metrics.registry.get_sample_value("sentinel_dead_deliveries", {"channel": "pager"}) == 1
         assert await fallback.run_once() == 1
         clock.advance(timedelta(days=3))
         assert await pager.run_once() == 0  # dead stays dead
@@ -337,3 +346,30 @@ def test_a_stop_while_a_sent_mark_waits_for_the_lock_still_records_it(
     rows = asyncio.run(scenario())
     assert len(server.to("/hook")) == 1
     assert [r["status"] for r in rows] == ["sent"]
+def test_run_waits_for_the_back_off_then_retries_and_idles_at_the_poll_interval(
+        tmp_path: Path, server: CaptureServer) -> None:
+    """The run loop's waits, on a FixedClock: after a failure it waits exactly until the retry is due (not a
+    whole poll interval), retries, and once nothing is due waits the poll interval."""
+    server.fail("/hook", 1)
+    clock = FixedClock(T0)
+    waits: list[float] = []
+
+    async def pause(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(timedelta(seconds=seconds))  # the time passes, instantly
+        if len(waits) == 2:
+            stop.set()
+
+    async def scenario() -> list[str]:
+        store = await open_store(tmp_path / "s.db", clock)
+        dispatcher = Dispatcher(channel(server, "hook"), store, clock, backoff=fixed_backoff, poll_seconds=300,
+                                pause=pause)
+        await add_alert(store, sample_alert(), ["hook"], clock.now())
+        await asyncio.wait_for(dispatcher.run(asyncio.Event()), timeout=30)
+        statuses = [r["status"] for r in await store.list_deliveries()]
+        store.close()
+        return statuses
+
+    assert asyncio.run(scenario()) == ["sent"]
+    assert waits == [60.0, 300.0]  # the one-minute back-off, then the poll interval
+    assert len(server.to("/hook")) == 2

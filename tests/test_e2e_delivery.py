@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers_capture import CaptureServer, SmtpCapture, free_port
+from conftest import wait_for
+from helpers_capture import CaptureServer, SmtpCapture, body_text, free_port
 
 SECRET = "e2e-secret-0123456789abcdef"
 SLACK_TOKEN = "E2Etoken0123456789abcXYZ"
@@ -77,15 +78,6 @@ def cli_env() -> dict[str, str]:
     return {**env, "SLACK_TOKEN_C": SLACK_TOKEN}
 
 
-def wait_for(predicate: object, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -103,7 +95,7 @@ def test_okta_post_ends_as_slack_message_email_and_log_line(
                 "eventId": "e2e-1", "data": {"events": [GRANT]}}
         response = httpx.post(f"{url}/hooks/okta", json=body, headers={"Authorization": SECRET}, timeout=10)
         assert response.status_code == 204
-        assert wait_for(lambda: srv.to("/services/") and smtp.messages), (tmp_path / "daemon.log").read_text()
+        wait_for(lambda: srv.to("/services/") and smtp.messages, detail=(tmp_path / "daemon.log").read_text)
     finally:
         stop(proc)
     (slack,) = srv.to("/services/")
@@ -114,13 +106,14 @@ def test_okta_post_ends_as_slack_message_email_and_log_line(
         assert fact in text, fact
     (mail,) = smtp.messages
     assert mail["Subject"].startswith("[CRITICAL] ")
-    assert "jack@acme.io" in mail.get_body(("plain",)).get_content()
+    assert "jack@acme.io" in body_text(mail, "plain")
     log_line = json.loads((tmp_path / "state" / "alerts.jsonl").read_text().splitlines()[0])
     assert log_line["uuid"] == GRANT["uuid"] and log_line["severity"] == "critical"
     daemon_log = (tmp_path / "daemon.log").read_text()
     assert SLACK_TOKEN not in daemon_log and SECRET not in daemon_log
 
 
+@pytest.mark.proof
 def test_demo_posts_sample_deliveries_to_the_running_daemon(
         tmp_path: Path, capture: tuple[CaptureServer, SmtpCapture]) -> None:
     srv, smtp = capture

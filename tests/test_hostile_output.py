@@ -52,7 +52,7 @@ def hostile_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
     daemon = Daemon(config).start()
     try:
         assert daemon.post(envelope(HOSTILE, MALFORMED)).status_code == 204
-        assert wait_for(lambda: alert_rules(folder) == ["test-lock"]), daemon.log()
+        wait_for(lambda: alert_rules(folder) == ["test-lock"], detail=daemon.log)
     finally:
         daemon.stop()
     return daemon

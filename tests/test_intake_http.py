@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,8 +26,8 @@ def db_of(d: Daemon) -> Path:
 
 # -- verification -------------------------------------------------------------------------------
 
-def test_verification_challenge_is_echoed(daemon: Daemon) -> None:
-    r = httpx.get(f"{daemon.url}/hooks/okta",
+def test_verification_challenge_is_echoed(shared_daemon: Daemon) -> None:
+    r = httpx.get(f"{shared_daemon.url}/hooks/okta",
                   headers={"Authorization": SECRET, "X-Okta-Verification-Challenge": "abc-123"})
     assert r.status_code == 200
     assert r.json() == {"verification": "abc-123"}
@@ -34,35 +35,37 @@ def test_verification_challenge_is_echoed(daemon: Daemon) -> None:
 
 
 @pytest.mark.parametrize("auth", [None, "wrong", SECRET + "x", ""])
-def test_verification_needs_auth(daemon: Daemon, auth: str | None) -> None:
+def test_verification_needs_auth(shared_daemon: Daemon, auth: str | None) -> None:
     headers = {"x-okta-verification-challenge": "abc"}
     if auth is not None:
         headers["Authorization"] = auth
-    assert httpx.get(f"{daemon.url}/hooks/okta", headers=headers).status_code == 401
+    assert httpx.get(f"{shared_daemon.url}/hooks/okta", headers=headers).status_code == 401
 
 
-def test_verification_without_challenge_is_400(daemon: Daemon) -> None:
-    r = httpx.get(f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET})
+def test_verification_without_challenge_is_400(shared_daemon: Daemon) -> None:
+    r = httpx.get(f"{shared_daemon.url}/hooks/okta", headers={"Authorization": SECRET})
     assert r.status_code == 400
     assert "x-okta-verification-challenge" in r.json()["error"]
 
 
-def test_verification_answers_head_like_get_without_a_body(daemon: Daemon) -> None:
-    r = httpx.head(f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET, "X-Okta-Verification-Challenge": "h"})
+def test_verification_answers_head_like_get_without_a_body(shared_daemon: Daemon) -> None:
+    url = f"{shared_daemon.url}/hooks/okta"
+    r = httpx.head(url, headers={"Authorization": SECRET, "X-Okta-Verification-Challenge": "h"})
     assert r.status_code == 200
     assert r.content == b""
-    assert httpx.head(f"{daemon.url}/hooks/okta", headers={"X-Okta-Verification-Challenge": "h"}).status_code == 401
+    assert httpx.head(url, headers={"X-Okta-Verification-Challenge": "h"}).status_code == 401
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
-def test_other_methods_are_405_naming_the_allowed_ones(daemon: Daemon, method: str) -> None:
-    r = httpx.request(method, f"{daemon.url}/hooks/okta", headers={"Authorization": SECRET},
+def test_other_methods_are_405_naming_the_allowed_ones(shared_daemon: Daemon, method: str) -> None:
+    r = httpx.request(method, f"{shared_daemon.url}/hooks/okta", headers={"Authorization": SECRET},
                       content=json.dumps(envelope(make_event("m-1"))))
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, HEAD, POST"
-    assert inbox_received(db_of(daemon)) == 0
+    assert inbox_received(db_of(shared_daemon)) == 0
 
 
+@pytest.mark.proof
 def test_a_latin1_header_byte_is_compared_as_that_character(tmp_path: Path) -> None:
     """Header values are Latin-1 text: a secret with a non-ASCII character matches its Latin-1 bytes."""
     secret = "s\u00e9cret-\u00e9t\u00e9-0123456789"
@@ -82,16 +85,17 @@ def test_a_latin1_header_byte_is_compared_as_that_character(tmp_path: Path) -> N
 # -- auth on delivery ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("auth", [None, "wrong", SECRET.upper(), "Bearer " + SECRET])
-def test_delivery_with_bad_auth_is_401_and_stores_nothing(daemon: Daemon, auth: str | None) -> None:
+def test_delivery_with_bad_auth_is_401_and_stores_nothing(shared_daemon: Daemon, auth: str | None) -> None:
     headers = {"Content-Type": "application/json"}
     if auth is not None:
         headers["Authorization"] = auth
-    r = daemon.post(envelope(make_event("u-1")), headers=headers)
+    r = shared_daemon.post(envelope(make_event("u-1")), headers=headers)
     assert r.status_code == 401
-    assert stored(db_of(daemon)) == []
-    assert daemon.alive()
+    assert stored(db_of(shared_daemon)) == []
+    assert shared_daemon.alive()
 
 
+@pytest.mark.proof
 def test_current_and_previous_secrets_both_work_during_rotation(tmp_path: Path) -> None:
     d = Daemon(write_config(tmp_path), secret="new-secret-value",
                env={"SENTINEL_OKTA_SECRET_PREVIOUS": "old-secret-value"}).start()
@@ -108,6 +112,7 @@ def test_current_and_previous_secrets_both_work_during_rotation(tmp_path: Path) 
         d.stop()
 
 
+@pytest.mark.proof
 def test_custom_auth_header_name(tmp_path: Path) -> None:
     d = Daemon(write_config(tmp_path, extra='[okta]\nauth_header = "X-Sentinel-Key"\n')).start()
     try:
@@ -122,27 +127,27 @@ def test_custom_auth_header_name(tmp_path: Path) -> None:
 
 # -- bad input ----------------------------------------------------------------------------------
 
-def test_non_json_content_type_is_415(daemon: Daemon) -> None:
-    r = daemon.post(json.dumps(envelope(make_event("ct-1"))),
+def test_non_json_content_type_is_415(shared_daemon: Daemon) -> None:
+    r = shared_daemon.post(json.dumps(envelope(make_event("ct-1"))),
                     headers={"Authorization": SECRET, "Content-Type": "text/plain"})
     assert r.status_code == 415
-    assert stored(db_of(daemon)) == []
+    assert stored(db_of(shared_daemon)) == []
 
 
-def test_declared_oversized_body_is_413(daemon: Daemon) -> None:
+def test_declared_oversized_body_is_413(shared_daemon: Daemon) -> None:
     big = json.dumps(envelope(make_event("big", displayMessage="x" * (1024 * 1024 + 10))))
-    r = daemon.post(big)
+    r = shared_daemon.post(big)
     assert r.status_code == 413
-    assert stored(db_of(daemon)) == []
-    assert daemon.alive()
+    assert stored(db_of(shared_daemon)) == []
+    assert shared_daemon.alive()
 
 
-def test_oversized_streamed_body_is_cut_off_while_reading(daemon: Daemon) -> None:
+def test_oversized_streamed_body_is_cut_off_while_reading(shared_daemon: Daemon) -> None:
     """No Content-Length (chunked): the cap must hold while reading, not after."""
     chunk = b"x" * 65536
     sent = 0
 
-    def body():  # type: ignore[no-untyped-def]
+    def body():
         nonlocal sent
         yield b'{"data": {"events": [{"uuid": "stream", "displayMessage": "'
         for _ in range(64):  # 4 MiB offered in total
@@ -150,10 +155,10 @@ def test_oversized_streamed_body_is_cut_off_while_reading(daemon: Daemon) -> Non
             yield chunk
         yield b'"}]}}'
 
-    r = httpx.post(f"{daemon.url}/hooks/okta", content=body(), headers=daemon.headers(), timeout=10)
+    r = httpx.post(f"{shared_daemon.url}/hooks/okta", content=body(), headers=shared_daemon.headers(), timeout=10)
     assert r.status_code == 413
-    assert stored(db_of(daemon)) == []
-    assert daemon.alive()
+    assert stored(db_of(shared_daemon)) == []
+    assert shared_daemon.alive()
 
 
 @pytest.mark.parametrize(("body", "path"), [
@@ -168,17 +173,17 @@ def test_oversized_streamed_body_is_cut_off_while_reading(daemon: Daemon) -> Non
     (b"\xff\xfe", "$"),
     (b"[" * 100_000, "$"),
 ])
-def test_malformed_body_is_400_naming_the_path(daemon: Daemon, body: bytes, path: str) -> None:
-    r = daemon.post(body)
+def test_malformed_body_is_400_naming_the_path(shared_daemon: Daemon, body: bytes, path: str) -> None:
+    r = shared_daemon.post(body)
     assert r.status_code == 400, r.text
     assert r.json()["path"] == path
-    assert stored(db_of(daemon)) == []
-    assert daemon.alive()
+    assert stored(db_of(shared_daemon)) == []
+    assert shared_daemon.alive()
 
 
 def test_bad_events_are_quarantined_and_good_ones_kept(daemon: Daemon) -> None:
     good = make_event("good-1")
-    bad = [
+    bad: list[Any] = [
         {"eventType": "user.session.start", "published": "2024-05-01T10:00:00Z"},  # no uuid
         {"uuid": "no-type", "published": "2024-05-01T10:00:00Z"},
         {"uuid": 42, "eventType": "x", "published": "2024-05-01T10:00:00Z"},
@@ -206,6 +211,7 @@ def test_bad_events_are_quarantined_and_good_ones_kept(daemon: Daemon) -> None:
     assert json.loads(entries[0]["body"]) == bad
 
 
+@pytest.mark.proof
 def test_a_five_thousand_digit_integer_is_quarantined_and_detection_goes_on(ruled: Daemon) -> None:
     """json.loads refuses integers past 4,300 digits; such a body used to be acknowledged by intake and
     then fail in the detector at every retry, holding back every later delivery for good."""
@@ -226,6 +232,7 @@ def test_a_five_thousand_digit_integer_is_quarantined_and_detection_goes_on(rule
     assert "data.events[0]  contains an integer of more than 4300 digits" in text
 
 
+@pytest.mark.proof
 def test_a_body_of_many_bad_elements_is_one_log_line_and_one_quarantine_record(daemon: Daemon) -> None:
     """It used to be one warning line and one quarantine row per bad element (500,001 lines, 67 MB, for
     a 1 MB body)."""
@@ -254,6 +261,7 @@ def test_real_okta_sample_is_accepted(daemon: Daemon, envelope_sample: dict) -> 
 
 # -- durability and idempotency -----------------------------------------------------------------
 
+@pytest.mark.proof
 def test_same_delivery_twice_stores_each_event_once(daemon: Daemon) -> None:
     body = envelope(make_event("d-1"), make_event("d-2"), make_event("d-1"))
     assert daemon.post(body).status_code == 204
@@ -262,6 +270,7 @@ def test_same_delivery_twice_stores_each_event_once(daemon: Daemon) -> None:
     assert "(0 new, 2 duplicate, 0 quarantined)" in daemon.log()
 
 
+@pytest.mark.proof
 def test_200_concurrent_posts_store_every_event(daemon: Daemon) -> None:
     def post(i: int) -> int:
         events = [make_event(f"c-{i}-{j}", published=f"2024-05-01T10:{i % 60:02d}:{j:02d}.000Z") for j in range(3)]
@@ -275,6 +284,7 @@ def test_200_concurrent_posts_store_every_event(daemon: Daemon) -> None:
     assert wait_for(lambda: settled(db_of(daemon)))
 
 
+@pytest.mark.proof
 def test_store_locked_answers_503_then_recovers(daemon: Daemon) -> None:
     db = db_of(daemon)
     assert daemon.post(envelope(make_event("before"))).status_code == 204
@@ -316,6 +326,7 @@ def test_sigkill_right_after_204_loses_nothing_and_event_is_evaluated_after_rest
         d.stop()
 
 
+@pytest.mark.proof
 def test_pending_events_from_before_a_crash_are_evaluated_at_start(tmp_path: Path) -> None:
     d = Daemon(write_config(tmp_path)).start()
     d.stop()
@@ -337,9 +348,9 @@ def test_pending_events_from_before_a_crash_are_evaluated_at_start(tmp_path: Pat
 
 # -- observability ------------------------------------------------------------------------------
 
-def test_health_and_readiness(daemon: Daemon) -> None:
-    assert httpx.get(f"{daemon.url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{daemon.url}/readyz")
+def test_health_and_readiness(shared_daemon: Daemon) -> None:
+    assert httpx.get(f"{shared_daemon.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{shared_daemon.url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["store"] == "ok"
 
@@ -357,6 +368,7 @@ def test_logs_never_contain_the_secret(daemon: Daemon) -> None:
     assert SECRET not in log
 
 
+@pytest.mark.proof
 def test_slow_loris_body_is_dropped_without_storing(daemon: Daemon) -> None:
     """A client that sends headers and then a trickle of body must not hold a request open forever."""
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as s:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from apprise.plugins import pagerduty
 from apprise.plugins.slack import NotifySlack
-from helpers_capture import CaptureServer, SmtpCapture, sample_alert
+from helpers_capture import CaptureServer, SmtpCapture, body_text, sample_alert
 from tenacity import wait_exponential_jitter
 
 from sentinel.config import ChannelSettings, DeliverySettings, OktaSettings
@@ -114,8 +114,8 @@ def test_email_arrives_with_subject_text_and_html_bodies() -> None:
     (msg,) = smtp.messages
     assert msg["Subject"] == "[CRITICAL] Super administrator granted"
     assert msg["To"] == "oncall@example.org"
-    plain = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
+    plain = body_text(msg, "plain")
+    html = body_text(msg, "html")
     for fact in ("mallory@example.com", "bob@example.com", "203.0.113.9 (Lisbon, Portugal)", "SUCCESS",
                  "2026-11-26 10:15:30 UTC", "f1e2d3c4-0000-4000-8000-000000000001", "Confirm the grant"):
         assert fact in plain and fact in html, fact

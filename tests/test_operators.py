@@ -90,7 +90,7 @@ def test_regex_compiles_through_re2_with_a_memory_cap(monkeypatch):
         seen.append(options.max_mem)
         return real(pattern, options)
 
-    monkeypatch.setattr(operators.re2, "compile", spy)
+    monkeypatch.setattr("sentinel.rules.operators.re2.compile", spy)
     compiled("regex", "a+b")
     assert seen == [operators.MAX_REGEX_MEMORY]
 

@@ -79,7 +79,7 @@ min_severity = "high"
     try:
         assert daemon.post(envelope(HELPDESK)).status_code == 204
         assert daemon.post(envelope(SUPERADMIN)).status_code == 204
-        assert wait_for(lambda: len(capture.to("/v2/enqueue")) >= 2), daemon.log()
+        wait_for(lambda: len(capture.to("/v2/enqueue")) >= 2, detail=daemon.log)
     finally:
         daemon.stop()
     bodies = [r.json() for r in capture.to("/v2/enqueue")]

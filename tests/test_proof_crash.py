@@ -214,7 +214,7 @@ def test_sigkill_under_load_loses_nothing_and_evaluates_once(
             return bool(settled(db)
                         and scalar(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0)
 
-        assert wait_until(drained, timeout=90, interval=0.25), "store did not drain:\n" + daemon.log()[-3000:]
+        wait_until(drained, timeout=90, interval=0.25, detail=lambda: "store did not drain:\n" + daemon.log()[-3000:])
         # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal: either exit status is clean.
         assert daemon.stop() in (0, -signal.SIGTERM)
     finally:

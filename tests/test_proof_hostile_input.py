@@ -412,12 +412,12 @@ def test_zz_daemon_survived_evaluated_everything_and_memory_is_bounded(intake: I
     assert daemon.alive()
     assert httpx.get(f"{daemon.url}/readyz", timeout=10).status_code == 200
     # A hostile event that makes the detector fail would leave everything after it pending forever.
-    assert wait_until(lambda: settled(intake.db), timeout=60, interval=0.5), \
-        "the detector stalled:\n" + daemon.log()[-3000:]
+    wait_until(lambda: settled(intake.db), timeout=60, interval=0.5,
+               detail=lambda: "the detector stalled:\n" + daemon.log()[-3000:])
     # Likewise a hostile alert must not jam its channel: every delivery ends sent, none stuck pending.
     assert scalar(intake.db, "SELECT count(*) FROM alerts") > 100
-    assert wait_until(lambda: scalar(intake.db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0,
-                      timeout=90, interval=0.5), "a channel is stuck:\n" + daemon.log()[-3000:]
+    wait_until(lambda: scalar(intake.db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == 0,
+               timeout=90, interval=0.5, detail=lambda: "a channel is stuck:\n" + daemon.log()[-3000:])
     growth = rss_kib(daemon.proc.pid) - intake.rss_start
     print(f"requests by status: {dict(sorted(intake.statuses.items()))}; RSS growth {growth // 1024} MiB")
     assert growth < RSS_GROWTH_LIMIT_KIB, f"RSS grew by {growth // 1024} MiB"

@@ -69,6 +69,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(state)], check=False)
 
 
+@pytest.mark.proof
 def test_a_full_disk_turns_store_failing_until_a_delivery_is_stored_again(tmp_path: Path, small_disk: Path) -> None:
     d = Daemon(write_config(tmp_path)).start()
     try:
@@ -109,6 +110,7 @@ urls = ["slack://${SLACK_TOKEN_A}/${SLACK_TOKEN_B}/${SLACK_TOKEN_C}/#security-al
 """
 
 
+@pytest.mark.proof
 def test_a_rejected_reload_says_failing_without_the_config_text(ruled: Daemon) -> None:
     assert ready(ruled).json()["last_reload"] == "ok"
     assert gauge(ruled, "last_reload") == 1
@@ -132,6 +134,7 @@ def test_a_rejected_reload_says_failing_without_the_config_text(ruled: Daemon) -
     assert gauge(ruled, "last_reload") == 1
 
 
+@pytest.mark.proof
 def test_a_reload_that_crashes_says_failing_and_the_daemon_runs_on(ruled: Daemon) -> None:
     good = ruled.config.read_text()
     # Nested deeper than the TOML parser can recurse: it raises RecursionError, which nothing in the
@@ -162,6 +165,7 @@ def test_every_check_has_a_gauge(ruled: Daemon) -> None:
     assert body["status"] == "ok"
 
 
+@pytest.mark.proof
 def test_a_lock_seen_by_readyz_clears_from_the_gauge_without_another_readyz(daemon: Daemon) -> None:
     inbox = inbox_of(daemon.config.parent / "state" / "sentinel.db")
     blocker = sqlite3.connect(inbox, isolation_level=None, timeout=0.1)

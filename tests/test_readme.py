@@ -11,8 +11,8 @@ import click
 import pytest
 
 from sentinel.cli import main
-from sentinel.config import CHANNEL_KEYS, SECTION_KEYS, Settings, parse_config
-from sentinel.config_keys import default, markdown_table
+from sentinel.config import Settings, parse_config
+from sentinel.config_keys import CHANNEL_KEYS, SECTION_KEYS, default, markdown_table
 from sentinel.rules import load_rules
 from sentinel.rules.engine_state import EngineState
 

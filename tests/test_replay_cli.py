@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def sentinel(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subproce
     )
 
 
-def failure(uuid: str, user: str, minute: int, ip: str = "203.0.113.9") -> dict:
+def failure(uuid: str, user: str, minute: int, ip: str = "203.0.113.9") -> dict[str, Any]:
     return {
         "uuid": uuid,
         "eventType": "user.session.start",
@@ -159,7 +160,7 @@ def test_bad_input_is_one_clear_line(args, message):
     assert "Traceback" not in result.stderr
 
 
-def _demo_bodies() -> list[dict]:
+def _demo_bodies() -> list[dict[str, Any]]:
     """The hook bodies `sentinel demo` posts (a real daemon answers them 204: tests/test_demo_replay.py)."""
     from datetime import UTC, datetime
 
@@ -234,6 +235,7 @@ def test_replay_shows_a_progress_bar_only_on_a_terminal(tmp_path):
             if not chunk:
                 break
             screen += chunk
+        assert proc.stdout is not None
         stdout = proc.stdout.read()
     os.close(leader)
     assert proc.returncode == 0

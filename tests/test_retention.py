@@ -33,6 +33,7 @@ event_types = ["user.mfa.factor.deactivate"]
 RETENTION_SECONDS = 5.0
 
 
+@pytest.mark.proof
 def test_the_daemon_prunes_what_is_older_than_retention_and_keeps_the_rest(tmp_path: Path) -> None:
     # A retention of a few seconds (a sweep a second): "old" is what was stored before the cutoff.
     config = write_config(tmp_path, extra="""

@@ -39,7 +39,7 @@ def test_each_shipped_config_delivers_an_alert_to_its_log_channel(name: str, tmp
     daemon = Daemon(shipped_copy(name, tmp_path)).start()
     try:
         assert daemon.post(envelope(GRANT)).status_code == 204
-        assert wait_for(lambda: GRANT_RULE in alert_rules(tmp_path)), daemon.log()
+        wait_for(lambda: GRANT_RULE in alert_rules(tmp_path), detail=daemon.log)
     finally:
         daemon.stop()
     (line,) = (tmp_path / "state" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
@@ -97,6 +97,7 @@ def test_check_warns_when_the_fallback_channel_does_not_exist(tmp_path: Path) ->
     assert "warning: " in r.stderr and "delivery.fallback_channel: 'fallback' is not a configured channel" in r.stderr
 
 
+@pytest.mark.proof
 def test_serve_starts_but_logs_an_error_naming_unrouted_severities(tmp_path: Path) -> None:
     daemon = Daemon(write_config(tmp_path, extra='min_severity = "critical"\n')).start()
     try:
@@ -108,7 +109,7 @@ def test_serve_starts_but_logs_an_error_naming_unrouted_severities(tmp_path: Pat
                                                                         'severity = "high"\nchannels = ["pgr"]\n'))
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "reloaded: 1 rules" in daemon.log()), daemon.log()
+        wait_for(lambda: "reloaded: 1 rules" in daemon.log(), detail=daemon.log)
     finally:
         daemon.stop()
     lines = [x for x in daemon.log().splitlines() if "reach no channel" in x]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import rule_by_id
@@ -63,7 +64,7 @@ def test_every_rule_has_a_matching_and_a_non_matching_case(pack):
         assert expectations == {True, False}, rule.id
 
 
-def panther_cases() -> list[dict]:
+def panther_cases() -> list[dict[str, Any]]:
     lines = PANTHER.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#") and "Apache-2.0" in lines[0]
     return [json.loads(line) for line in lines[1:] if line.strip()]
@@ -116,6 +117,7 @@ okta_keys = st.sampled_from(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
+@pytest.mark.proof
 def test_pack_never_raises_on_hostile_events(pack, data):
     rule = data.draw(st.sampled_from(pack.rules))
     event_type = rule.event_types[0].replace("*", "update")

@@ -44,10 +44,6 @@ class FakeSystemd:
         with self._lock:
             return [m for _, m in self.messages]
 
-    def arrival_times(self) -> list[float]:
-        with self._lock:
-            return [t for t, _ in self.messages]
-
     def wait_for(self, count: int, timeout: float = 2.0) -> list[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and len(self.received()) < count:
@@ -133,13 +129,25 @@ def test_watchdog_interval_from_the_environment(env: dict[str, str], expected: f
     assert systemd.watchdog_interval(env) == expected
 
 
-def _run_watchdog(seconds: float, is_healthy: Callable[[], bool]) -> None:
+class ScriptedPauses:
+    """The watchdog's wait between pings, scripted: each pause records its length, lets the test check the
+    pings so far (``on_pause(turn)``) and stops the watchdog after ``turns`` pauses. No time passes."""
+
+    def __init__(self, turns: int, on_pause: Callable[[int], None] = lambda turn: None) -> None:
+        self.turns = turns
+        self.on_pause = on_pause
+        self.lengths: list[float] = []
+
+    async def __call__(self, stop_event: asyncio.Event, seconds: float) -> None:
+        self.lengths.append(seconds)
+        self.on_pause(len(self.lengths) - 1)
+        if len(self.lengths) >= self.turns:
+            stop_event.set()
+
+
+def _run_watchdog(pauses: ScriptedPauses, is_healthy: Callable[[], bool]) -> None:
     async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(systemd.watchdog(stop, is_healthy))
-        await asyncio.sleep(seconds)
-        stop.set()
-        await asyncio.wait_for(task, timeout=2)
+        await asyncio.wait_for(systemd.watchdog(asyncio.Event(), is_healthy, pause=pauses), timeout=5)
 
     asyncio.run(main())
 
@@ -147,50 +155,40 @@ def _run_watchdog(seconds: float, is_healthy: Callable[[], bool]) -> None:
 def test_watchdog_pings_every_half_interval_while_healthy(fake: FakeSystemd,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # 0.2 s: a ping every 0.1 s
-    _run_watchdog(1.0, lambda: True)
-    pings = fake.wait_for(5)
-    assert set(pings) == {"WATCHDOG=1"}
-    # About 10 expected (t = 0, 0.1, … 0.9); generous bounds for a loaded CI machine.
-    assert 5 <= len(pings) <= 14, pings
+    pauses = ScriptedPauses(turns=10)
+    _run_watchdog(pauses, lambda: True)
+    assert pauses.lengths == [0.1] * 10
+    assert fake.wait_for(10) == ["WATCHDOG=1"] * 10  # one before each pause
 
 
 def test_watchdog_sends_nothing_while_unhealthy(fake: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "100000")
-    _run_watchdog(0.5, lambda: False)
-    time.sleep(0.1)
-    assert fake.received() == []
+    pauses = ScriptedPauses(turns=5)
+    _run_watchdog(pauses, lambda: False)
+    assert pauses.lengths == [0.05] * 5  # it kept checking, at the same cadence
+    systemd.status("marker")  # anything sent before this datagram has arrived once it has
+    assert fake.wait_for(1) == ["STATUS=marker"]
 
 
 def test_watchdog_stops_pinging_when_health_is_lost_and_resumes_when_it_returns(
         fake: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 0.05 s
-    healthy = True
-    phases: list[tuple[float, bool]] = []
+    healthy_turns = [True, True, True, False, False, False, False, True, True, True]
+    turn = -1
 
     def is_healthy() -> bool:
-        return healthy
+        nonlocal turn
+        turn += 1
+        return healthy_turns[turn]
 
-    async def main() -> None:
-        nonlocal healthy
-        stop = asyncio.Event()
-        task = asyncio.create_task(systemd.watchdog(stop, is_healthy))
-        await asyncio.sleep(0.3)
-        healthy = False
-        phases.append((time.monotonic(), False))
-        await asyncio.sleep(0.4)
-        healthy = True
-        phases.append((time.monotonic(), True))
-        await asyncio.sleep(0.3)
-        stop.set()
-        await asyncio.wait_for(task, timeout=2)
+    def check_pings(paused_after: int) -> None:
+        expected = sum(healthy_turns[:paused_after + 1])  # a ping for each healthy turn so far, no more
+        assert len(fake.wait_for(expected)) == expected, (paused_after, fake.received())
 
-    asyncio.run(main())
-    time.sleep(0.1)
-    times = fake.arrival_times()
-    lost, back = phases[0][0], phases[1][0]
-    assert len([t for t in times if t < lost]) >= 2
-    assert [t for t in times if lost < t < back] == []
-    assert len([t for t in times if t > back]) >= 2
+    pauses = ScriptedPauses(turns=len(healthy_turns), on_pause=check_pings)
+    _run_watchdog(pauses, is_healthy)
+    assert turn == len(healthy_turns) - 1
+    assert fake.received() == ["WATCHDOG=1"] * 6
 
 
 def test_a_raising_health_check_counts_as_unhealthy(fake: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,8 +197,11 @@ def test_a_raising_health_check_counts_as_unhealthy(fake: FakeSystemd, monkeypat
     def broken() -> bool:
         raise RuntimeError("writer thread gone")
 
-    _run_watchdog(0.3, broken)
-    assert fake.received() == []
+    pauses = ScriptedPauses(turns=3)
+    _run_watchdog(pauses, broken)
+    assert len(pauses.lengths) == 3  # the watchdog task lived on
+    systemd.status("marker")
+    assert fake.wait_for(1) == ["STATUS=marker"]
 
 
 def test_watchdog_returns_at_once_without_a_watchdog(fake: FakeSystemd) -> None:
@@ -212,14 +213,13 @@ def test_watchdog_returns_at_once_without_a_watchdog(fake: FakeSystemd) -> None:
 
 
 def test_watchdog_ends_promptly_when_stopped_even_with_a_long_interval(fake: FakeSystemd) -> None:
-    async def main() -> float:
+    async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(systemd.watchdog(stop, lambda: True, interval=120))
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
+        task = asyncio.create_task(systemd.watchdog(stop, lambda: True, interval=120))  # the real pause: 60 s
+        await asyncio.sleep(0)  # one turn: the first ping, then into the pause
+        assert fake.wait_for(1) == ["WATCHDOG=1"]
         stop.set()
-        await asyncio.wait_for(task, timeout=2)
-        return time.monotonic() - started
+        await asyncio.wait_for(task, timeout=5)  # raises TimeoutError if the pause ignored the stop
 
-    assert asyncio.run(main()) < 1.0
+    asyncio.run(main())
     assert fake.wait_for(1) == ["WATCHDOG=1"]

@@ -37,6 +37,7 @@ RECORD_RETRY_FIRST_SECONDS = 0.05
 RECORD_RETRY_MAX_SECONDS = 2.0
 # A stop or reload waits this long for an outcome still being recorded (within systemd's TimeoutStopSec).
 RECORD_ON_STOP_SECONDS = 10.0
+Pause = Callable[[asyncio.Event, asyncio.Event, float], Awaitable[None]]  # (stop, wake, seconds)
 
 
 def default_backoff(attempts: int) -> timedelta:
@@ -49,7 +50,9 @@ class Dispatcher:
     def __init__(self, channel: Channel, store: Store, clock: Clock, *, budget: timedelta = timedelta(hours=24),
                  fallback: str | None = None, metrics: Any = None,
                  backoff: Callable[[int], timedelta] = default_backoff, batch: int = 20,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+                 poll_seconds: float = POLL_SECONDS, pause: Pause | None = None) -> None:
+        """``pause(stop, wake, seconds)`` is the wait between turns of ``run`` (the event loop's time by
+        default); tests give one that moves their FixedClock instead of sleeping."""
         self.channel = channel
         self.store = store
         self.clock = clock
@@ -60,6 +63,7 @@ class Dispatcher:
         self.backoff = backoff
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.pause = pause or _wait
         self._wake = asyncio.Event()
 
     @property
@@ -165,12 +169,17 @@ class Dispatcher:
                 upcoming = await self.store.next_due(self.name)
             except Exception:
                 log.exception("dispatcher %s: unexpected error; retrying shortly", self.name)
-                await wait_for_any(FAILURE_PAUSE_SECONDS, stop, self._wake)
+                await self.pause(stop, self._wake, FAILURE_PAUSE_SECONDS)
                 continue
             pause = self.poll_seconds
             if upcoming is not None:
                 pause = max(0.0, min(pause, (upcoming - self.clock.now()).total_seconds()))
-            await wait_for_any(pause, stop, self._wake)
+            await self.pause(stop, self._wake, pause)
+
+
+async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, ending early when stopped or woken."""
+    await wait_for_any(seconds, stop, wake)
 
 
 def start_dispatchers(channels: dict[str, Channel], store: Store, clock: Clock, stop: asyncio.Event, *,

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from sentinel.service.waiting import wait_for_any
 
@@ -121,14 +121,21 @@ def _healthy(is_healthy: Callable[[], bool]) -> bool:
         return False
 
 
+async def wait_or_stop(stop_event: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` of the event loop's time, or less when ``stop_event`` is set meanwhile."""
+    await wait_for_any(seconds, stop_event)
+
+
 async def watchdog(stop_event: asyncio.Event, is_healthy: Callable[[], bool], *,
-                   interval: float | None = None, environ: Mapping[str, str] | None = None) -> None:
+                   interval: float | None = None, environ: Mapping[str, str] | None = None,
+                   pause: Callable[[asyncio.Event, float], Awaitable[None]] = wait_or_stop) -> None:
     """Send WATCHDOG=1 every half interval while ``is_healthy()``, until ``stop_event`` is set.
 
     Running on the event loop makes each ping a liveness proof of the loop itself; ``is_healthy`` adds the
     parts the loop does not see (the store's writer thread, the detector). When pings stop, systemd kills
     the process after WatchdogSec= and Restart=on-failure starts it again. ``interval`` overrides
-    WATCHDOG_USEC (seconds). Returns at once when there is no watchdog.
+    WATCHDOG_USEC (seconds). Returns at once when there is no watchdog. ``pause(stop_event, seconds)`` is the
+    wait between pings (the loop's clock); tests give a scripted one instead of sleeping.
     """
     period = watchdog_interval(environ) if interval is None else interval
     if period is None or period <= 0:
@@ -144,4 +151,4 @@ async def watchdog(stop_event: asyncio.Event, is_healthy: Callable[[], bool], *,
             unhealthy = True
             log.error("not healthy: withholding systemd watchdog pings; systemd restarts the service "
                       "if this lasts %.0f s", period)
-        await wait_for_any(period / 2, stop_event)
+        await pause(stop_event, period / 2)

@@ -45,12 +45,14 @@ class BodyDeadlines:
 
     The same as ``asyncio.timeout(seconds)``, but one timer sweeps every watched task once in a while
     (``sweep_every``), instead of a timer armed and cancelled per request (~6 µs each): a deadline is
-    met to within ``sweep_every``.
+    met to within ``sweep_every``. Deadlines are read from ``clock.monotonic()`` (the event loop's clock when
+    none is given), so tests move time with a FixedClock instead of waiting for it.
     """
 
-    def __init__(self, seconds: float, sweep_every: float = 1.0) -> None:
+    def __init__(self, seconds: float, sweep_every: float = 1.0, clock: Clock | None = None) -> None:
         self.seconds = seconds
         self.sweep_every = sweep_every
+        self.clock = clock
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -60,7 +62,7 @@ class BodyDeadlines:
         if task is None:
             raise RuntimeError("BodyDeadlines is used inside a task")
         loop = task.get_loop()
-        self._deadlines[task] = loop.time() + self.seconds
+        self._deadlines[task] = self._now(loop) + self.seconds
         if self._timer is None:
             self._timer = loop.call_later(self.sweep_every, self._sweep, loop)
 
@@ -74,13 +76,16 @@ class BodyDeadlines:
                 raise TimeoutError from error  # cancelled by _sweep, and by nobody else
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
+        now = self._now(loop)
         for task, deadline in list(self._deadlines.items()):
             if deadline <= now:
                 del self._deadlines[task]
                 self._expired.add(task)
                 task.cancel()
         self._timer = loop.call_later(self.sweep_every, self._sweep, loop) if self._deadlines else None
+
+    def _now(self, loop: asyncio.AbstractEventLoop) -> float:
+        return loop.time() if self.clock is None else self.clock.monotonic()
 
 
 class OktaHookEndpoint:
