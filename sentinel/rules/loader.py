@@ -196,6 +196,10 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     channels = None
     if "channels" in table:
         channels = _texts(table, "channels", where, problems)
+    # Every text field is checked before the early return below, so all problems show in one run.
+    description, author = _text(table, "description", where, problems), _text(table, "author", where, problems)
+    runbook = _text(table, "runbook", where, problems)
+    tags, falsepositives = _texts(table, "tags", where, problems), _texts(table, "falsepositives", where, problems)
     status = _text(table, "status", where, problems)
     if status and status not in STATUSES:
         problems.add(where + "status", f"unknown status {status!r} (known: {', '.join(STATUSES)})")
@@ -215,17 +219,17 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         id=rule_id,
         title=templates["title"],
         summary=templates["summary"],
-        description=_text(table, "description", where, problems),
-        author=_text(table, "author", where, problems),
+        description=description,
+        author=author,
         status=status,
         severity=severity,
         event_types=event_types,
         matcher=matcher,
         severity_when=severity_when,
-        tags=_texts(table, "tags", where, problems),
+        tags=tags,
         references=references,
-        falsepositives=_texts(table, "falsepositives", where, problems),
-        runbook=_text(table, "runbook", where, problems),
+        falsepositives=falsepositives,
+        runbook=runbook,
         enabled=bool(enabled),
         channels=channels,
         group_by=group_by,
