@@ -169,6 +169,10 @@ def test_rules_check_reports_every_bad_list_with_file_and_key(tmp_path: Path) ->
     folder = rules_folder(tmp_path, vips="# nobody yet\n\n")
     (folder / "lists" / "admin_networks.txt").write_text("10.20.0.0/16\n\noffice\n")
     (folder / "lists" / "broken.txt").write_bytes(b"ok\n\xff\xfe\n")
+    (folder / "lists" / "bad name.txt").write_text("a\n")
+    with (folder / "lists" / "huge.txt").open("wb") as huge:
+        huge.truncate((32 << 20) + 1)  # sparse: nothing is written, and nothing should be read
+    (folder / "mixed.toml").write_text('id = "m"\n[lists]\nok = ["a"]\n')
     (folder / "more-lists.toml").write_text(
         '[lists]\nservice_prefixes = ["x-"]\nempty = []\nnumbers = [1, 2]\n"bad name" = ["a"]\n')
     (folder / "uses.toml").write_text(textwrap.dedent("""
@@ -186,15 +190,19 @@ def test_rules_check_reports_every_bad_list_with_file_and_key(tmp_path: Path) ->
         f"{folder}/lists/broken.txt: cannot read list: 'utf-8' codec can't decode byte 0xff in position 3: "
         "invalid start byte",
         f"{folder}/lists/vip_users.txt: list 'vip_users' is empty",
+        f"{folder}/lists/bad name.txt: a list's file name must be letters, digits, '.', '_' or '-' (at most 128), "
+        "then .txt",
+        f"{folder}/lists/huge.txt: list file is 33554433 bytes (at most 33554432)",
+        f"{folder}/mixed.toml: id: a file with [lists] holds only lists (put rules in their own files)",
         f"{folder}/service-lists.toml: lists.service_prefixes: duplicate list name 'service_prefixes' "
         f"(also in {folder}/more-lists.toml)",
         f"{folder}/more-lists.toml: lists.empty: list 'empty' is empty",
         f"{folder}/more-lists.toml: lists.numbers: must be a list of text",
         f"{folder}/more-lists.toml: lists.bad name: list names are letters, digits, '.', '_' or '-' (at most 128)",
         f"{folder}/uses.toml: detection.sel.\"actor.alternateId\".in_list: unknown list 'vip_user' (lists: "
-        "admin_networks, service_prefixes)",
+        "admin_networks, ok, service_prefixes)",
         f"{folder}/vip.toml: detection.vip.\"actor.alternateId\".in_list: unknown list 'vip_users' (lists: "
-        "admin_networks, service_prefixes)",
+        "admin_networks, ok, service_prefixes)",
         f"{folder}/vip.toml: detection.admin_network.\"client.ipAddress\".cidr: list 'admin_networks' "
         f"({folder}/lists/admin_networks.txt line 3): not a CIDR network: 'office'",
     ])

@@ -16,6 +16,7 @@ from sentinel.rules.problems import Problems
 LIST_FOLDER = "lists"  # text lists are *.txt files in a folder of this name anywhere under a rules folder
 MAX_LIST_VALUES = 100_000
 MAX_VALUE_CHARS = 4_096
+MAX_LIST_BYTES = 32 << 20  # checked before reading, so a stray huge file costs nothing
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -54,6 +55,10 @@ def read_text_list(file: Path, problems: Problems) -> NamedList | None:
         problems.add("", "a list's file name must be letters, digits, '.', '_' or '-' (at most 128), then .txt")
         return None
     try:
+        size = file.stat().st_size
+        if size > MAX_LIST_BYTES:
+            problems.add("", f"list file is {size} bytes (at most {MAX_LIST_BYTES})")
+            return None
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         problems.add("", f"cannot read list: {error}")
