@@ -119,8 +119,9 @@ def test_an_alert_names_and_links_the_rules_attack_tags_and_says_what_the_rule_i
                              "published": "2026-01-01T00:00:00Z", "actor": {"alternateId": "admin@example.com"}})
     (alert,) = evaluate(ruleset, event, EngineState(), parse_timestamp("2026-01-01T00:00:00Z"))[0]
     text = text_message(alert).body
-    assert "Description: An admin signed in to the Okta admin console." in text
-    assert "ATT&CK:      TA0001 Initial Access; T1078.004 Valid Accounts: Cloud Accounts" in text
+    assert "Description:     An admin signed in to the Okta admin console." in text
+    assert "ATT&CK:          TA0001 Initial Access; T1078.004 Valid Accounts: Cloud Accounts" in text
+    assert "False positives: Scheduled admin work; Help desk shifts" in text
     assert text.endswith("MITRE ATT&CK:\n"
                          "  - TA0001 Initial Access: https://attack.mitre.org/tactics/TA0001/\n"
                          "  - T1078.004 Valid Accounts: Cloud Accounts: https://attack.mitre.org/techniques/T1078/004/")
@@ -129,6 +130,7 @@ def test_an_alert_names_and_links_the_rules_attack_tags_and_says_what_the_rule_i
             in html)
     record = json.loads(json.dumps(log_record(alert)))
     assert record["description"] == "An admin signed in to the Okta admin console."
+    assert record["falsepositives"] == "Scheduled admin work; Help desk shifts"
     assert record["attack"] == [
         {"name": "TA0001 Initial Access", "url": "https://attack.mitre.org/tactics/TA0001/"},
         {"name": "T1078.004 Valid Accounts: Cloud Accounts", "url": "https://attack.mitre.org/techniques/T1078/004/"},

@@ -144,6 +144,7 @@ class Facts:
     # MITRE ATT&CK tactics and techniques from the rule's tags: (label, link), e.g.
     # ("T1110.003 Brute Force: Password Spraying", "https://attack.mitre.org/techniques/T1110/003/").
     attack: tuple[tuple[str, str], ...] = ()
+    falsepositives: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows, in reading order, skipping empty values."""
@@ -163,6 +164,7 @@ class Facts:
             ("Distinct values", self.distinct),
             ("Description", self.description),
             ("ATT&CK", "; ".join(label for label, _ in self.attack)),
+            ("False positives", self.falsepositives),
             ("Runbook", self.runbook),
             ("Rule", self.rule_id),
         ]
@@ -320,4 +322,5 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
         distinct_values=distinct_values,
         description=clean(ctx.description, 500),
         attack=_attack(ctx.tags),
+        falsepositives="; ".join(p for p in (clean(x, 200) for x in ctx.falsepositives[:5]) if p),
     )

@@ -266,6 +266,8 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
         record["samples"] = list(f.samples)
     if f.description:
         record["description"] = f.description
+    if f.falsepositives:
+        record["falsepositives"] = f.falsepositives
     if f.attack:
         record["attack"] = [{"name": label, "url": url} for label, url in f.attack]
     if f.distinct:
