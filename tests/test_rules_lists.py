@@ -155,6 +155,7 @@ def test_rules_check_and_list_report_the_lists(tmp_path: Path) -> None:
     folder = rules_folder(tmp_path)
     checked = run_cli("rules", "check", str(folder))
     assert checked.returncode == 0, checked.stderr
+    assert [line for line in checked.stderr.splitlines() if "list" in line] == []
     assert checked.stdout.splitlines() == [
         f"list admin_networks: 2 values ({folder}/lists/admin_networks.txt)",
         f"list vip_users: 2 values ({folder}/lists/vip_users.txt)",
@@ -240,3 +241,12 @@ def test_sighup_picks_up_a_changed_list(tmp_path: Path) -> None:
         assert wait_for(lambda: alert_rules(tmp_path) == ["vip-sign-in-from-outside"])
     finally:
         daemon.stop()
+
+
+def test_rules_check_warns_about_a_list_no_rule_uses(tmp_path: Path) -> None:
+    folder = rules_folder(tmp_path)
+    (folder / "lists" / "old_vendors.txt").write_text("vendor@example.net\n")
+    checked = run_cli("rules", "check", str(folder))
+    assert checked.returncode == 0, checked.stderr
+    assert f"warning: {folder}/lists/old_vendors.txt: list 'old_vendors' is not used by any rule" in (
+        checked.stderr.splitlines())

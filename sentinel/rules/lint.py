@@ -46,5 +46,9 @@ def lint_rule(rule: Rule) -> list[str]:
 
 
 def lint(ruleset: RuleSet) -> list[str]:
-    """Every warning for every rule, one line each: ``file: rule-id: key: message``."""
-    return [warning for rule in ruleset.rules for warning in lint_rule(rule)]
+    """Every warning for every rule, one line each: ``file: rule-id: key: message``; then each named list no
+    rule uses (``file: list 'name': ...``)."""
+    used = {name for rule in ruleset.rules for name in rule.lists_used}
+    unused = [f"{named.source}: list {named.name!r} is not used by any rule"
+              for named in ruleset.lists if named.name not in used]
+    return [warning for rule in ruleset.rules for warning in lint_rule(rule)] + unused

@@ -122,3 +122,19 @@ def resolve(names: object, lists: Mapping[str, NamedList]) -> list[NamedList]:
         found.append(named)
     return found
 
+
+
+def names_used(spec: object) -> set[str]:
+    """The list names a rule's detection refers to (``in_list = ...`` and ``{ list = ... }``), for the
+    unused-list warning; a field literally called ``list`` may be counted too, which only hides a warning."""
+    found: set[str] = set()
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in ("in_list", "list"):
+                found.update(n for n in (value if isinstance(value, list) else [value]) if isinstance(n, str))
+            else:
+                found |= names_used(value)
+    elif isinstance(spec, list):
+        for item in spec:
+            found |= names_used(item)
+    return found

@@ -14,7 +14,7 @@ from sentinel.rules.condition_parser import parse_condition
 from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
 from sentinel.rules.durations import parse_duration
 from sentinel.rules.inline_tests import parse_tests
-from sentinel.rules.lists import NamedList, list_text_files, read_text_list, read_toml_lists
+from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
 from sentinel.rules.model import Rule, RuleSet, Threshold
 from sentinel.rules.problems import Problems as _Problems
 from sentinel.rules.problems import severity as _severity
@@ -237,6 +237,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         throttle_seconds=throttle,
         tests=tests,
         source=str(file),
+        lists_used=tuple(sorted(names_used(table.get("detection")))),
     )
 
 

@@ -55,6 +55,7 @@ class Rule:
     throttle_seconds: int | None = None
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
+    lists_used: tuple[str, ...] = ()  # the named lists its detection refers to
 
     def applies_to(self, event_type: str) -> bool:
         return any(
