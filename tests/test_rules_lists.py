@@ -67,6 +67,8 @@ def test_a_list_is_the_operand_of_startswith_endswith_contains_and_cidr() -> Non
     cidr = {"client.ipAddress": {"cidr": {"list": "admin_networks"}}}
     assert matches(cidr, user("a", "10.20.3.4")) and matches(cidr, user("a", "2001:db8:20::1"))
     assert not matches(cidr, user("a", "10.21.3.4"))
+    assert matches({"actor.alternateId": {"equals": {"list": "vip_users"}}}, user("ceo@example.com"))
+    assert matches({"actor.alternateId": {"glob": {"list": "admin_prefixes"}, "not": True}}, user("admin-x"))
     with_all = {"actor.alternateId": {"contains": {"list": "admin_prefixes"}, "all": True}}
     assert matches(with_all, user("admin-adm.x")) and not matches(with_all, user("admin-x"))
 
