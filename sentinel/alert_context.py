@@ -87,6 +87,7 @@ class AlertContext:
     runbook: str = ""
     references: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    falsepositives: tuple[str, ...] = ()  # the rule's known benign causes, for the responder
     # Grouping and counting
     group_key: str = ""  # "path=value; ..." as the engine keys the group
     group_by: tuple[str, ...] = ()  # the rule's group_by paths
@@ -129,6 +130,8 @@ class AlertContext:
                        distinct_values=list(self.distinct_values))
         if self.throttle_seconds is not None:
             out["throttle_seconds"] = self.throttle_seconds
+        if self.falsepositives:
+            out["falsepositives"] = list(self.falsepositives)
         return out
 
     @classmethod
@@ -156,6 +159,7 @@ class AlertContext:
             runbook=_text(raw.get("runbook")) or "",
             references=_texts(raw.get("references")),
             tags=_texts(raw.get("tags")),
+            falsepositives=_texts(raw.get("falsepositives")),
             group_key=_text(raw.get("group_key")) or "",
             group_by=_texts(raw.get("group_by")),
             samples=tuple(s for s in map(Sample.from_dict, samples) if s) if isinstance(samples, list) else (),

@@ -23,14 +23,14 @@ event_types = ["user.account.lock"]
 BROKEN = {
     "unknown-field.toml": (
         'id = "a"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\nseverity_level = "low"\n',
-        ["severity_level: unknown field (known: id, title, summary, description, severity, tags, references, "
-         "runbook, enabled, event_types, channels, detection, condition, severity_when, group_by, threshold, "
-         "throttle, tests)"],
+        ["severity_level: unknown field (known: id, title, summary, description, author, status, severity, "
+         "tags, references, falsepositives, runbook, enabled, event_types, channels, detection, condition, "
+         "severity_when, group_by, threshold, throttle, tests)"],
     ),
     "unknown-operator.toml": (
         'id = "b"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\ncondition = "sel"\n'
         '[detection.sel]\n"outcome.result" = { contians = "FAIL" }\n',
-        ["detection.sel.\"outcome.result\".contians: unknown operator 'contians' (known: equals, contains, "
+        ["detection.sel.\"outcome.result\".contians: unknown operator 'contians' (known: equals, in_list, contains, "
          "startswith, endswith, glob, regex, cidr, gt, gte, lt, lte, exists, equals_field; modifiers: "
          "ignore_case, all, not)"],
     ),

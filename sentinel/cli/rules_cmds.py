@@ -59,7 +59,14 @@ def check(paths: tuple[Path, ...], config_path: Path) -> None:
     ruleset = load_ruleset(rule_paths)
     for warning in lint(ruleset):
         click.echo(f"warning: {warning}", err=True)
+    echo_lists(ruleset)
     click.echo(f"{len(ruleset)} rules OK")
+
+
+def echo_lists(ruleset: RuleSet) -> None:
+    """One line per named list loaded with the rules: name, number of values, file."""
+    for named in ruleset.lists:
+        click.echo(f"list {named.name}: {len(named.values)} values ({named.source})")
 
 
 @rules_group.command("test")
@@ -86,7 +93,7 @@ def test(paths: tuple[Path, ...], config_path: Path) -> None:
 @paths_argument
 @config_option
 def list_rules(paths: tuple[Path, ...], config_path: Path) -> None:
-    """Show id, severity, event types and whether each rule is enabled."""
+    """Show id, severity, event types and whether each rule is enabled; then the named lists."""
     rule_paths, _ = rule_paths_from(paths, config_path)
     ruleset = load_ruleset(rule_paths)
     rows = [(r.id, r.severity.label, ",".join(r.event_types), "yes" if r.enabled else "no") for r in ruleset]
@@ -94,6 +101,7 @@ def list_rules(paths: tuple[Path, ...], config_path: Path) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    echo_lists(ruleset)
 
 
 def register(main: click.Group) -> None:

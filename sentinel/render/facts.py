@@ -16,11 +16,13 @@ from urllib.parse import quote, urlsplit
 from sentinel.alert_context import AlertContext, Party
 from sentinel.model import Alert, Severity, format_timestamp, parse_timestamp
 from sentinel.render.safe_text import inert
+from sentinel.rules.attack import attack_ref
 
 FIELD_LIMIT = 300  # one event-supplied value
 MAX_TARGETS = 5
 MAX_SAMPLES = 5
 MAX_DISTINCT_SHOWN = 10
+MAX_ATTACK_TAGS = 8
 _SUCCESS = frozenset({"", "SUCCESS", "ALLOW"})
 _FAILURE = frozenset({"FAILURE", "DENY"})
 
@@ -138,6 +140,11 @@ class Facts:
     distinct_field: str = ""
     distinct_count: int | None = None
     distinct_values: tuple[str, ...] = ()
+    description: str = ""
+    # MITRE ATT&CK tactics and techniques from the rule's tags: (label, link), e.g.
+    # ("T1110.003 Brute Force: Password Spraying", "https://attack.mitre.org/techniques/T1110/003/").
+    attack: tuple[tuple[str, str], ...] = ()
+    falsepositives: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows, in reading order, skipping empty values."""
@@ -155,6 +162,9 @@ class Facts:
             ("Event uuid", self.uuid),
             ("Threshold", self.threshold),
             ("Distinct values", self.distinct),
+            ("Description", self.description),
+            ("ATT&CK", "; ".join(label for label, _ in self.attack)),
+            ("False positives", self.falsepositives),
             ("Runbook", self.runbook),
             ("Rule", self.rule_id),
         ]
@@ -254,6 +264,14 @@ def _threshold(alert: Alert, ctx: AlertContext) -> str:
     return text
 
 
+def _attack(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Tactics first, then techniques, each once, in the order the rule lists them."""
+    refs = [ref for ref in (attack_ref(clean(tag, 80)) for tag in tags) if ref is not None]
+    ordered = [r for r in refs if r.id.startswith("TA")] + [r for r in refs if not r.id.startswith("TA")]
+    unique = {ref.id: (ref.label(), ref.url) for ref in ordered}
+    return tuple(unique.values())[:MAX_ATTACK_TAGS]
+
+
 def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
     ctx = alert.context if isinstance(alert.context, AlertContext) else AlertContext()
     place = ", ".join(p for p in (clean(ctx.city, 80), clean(ctx.country, 80)) if p)
@@ -302,4 +320,7 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
         distinct_field=clean(ctx.distinct_field, 120),
         distinct_count=ctx.distinct_count,
         distinct_values=distinct_values,
+        description=clean(ctx.description, 500),
+        attack=_attack(ctx.tags),
+        falsepositives="; ".join(p for p in (clean(x, 200) for x in ctx.falsepositives[:5]) if p),
     )

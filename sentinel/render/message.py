@@ -145,6 +145,8 @@ def plain_text(f: Facts) -> str:
         lines += ["", f"Okta System Log: {f.link}"]
     if f.references:
         lines += ["", "References:"] + [f"  - {r}" for r in f.references]
+    if f.attack:
+        lines += ["", "MITRE ATT&CK:"] + [f"  - {label}: {url}" for label, url in f.attack]
     return "\n".join(lines)
 
 
@@ -166,6 +168,9 @@ def email_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Ema
         parts.append(f'<p><a href="{esc(f.link, quote=True)}">View in Okta System Log</a></p>')
     if f.references:
         parts.append("<p>References:</p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in f.references) + "</ul>")
+    if f.attack:
+        parts.append("<p>MITRE ATT&amp;CK:</p><ul>" + "".join(
+            f'<li><a href="{esc(url, quote=True)}">{esc(label)}</a></li>' for label, url in f.attack) + "</ul>")
     return EmailMessage(subject=subject(f), text=plain_text(f), html="\n".join(parts))
 
 
@@ -259,6 +264,12 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
     if f.threshold:
         record["threshold"] = f.threshold
         record["samples"] = list(f.samples)
+    if f.description:
+        record["description"] = f.description
+    if f.falsepositives:
+        record["falsepositives"] = f.falsepositives
+    if f.attack:
+        record["attack"] = [{"name": label, "url": url} for label, url in f.attack]
     if f.distinct:
         record.update(distinct=f.distinct, distinct_field=f.distinct_field, distinct_count=f.distinct_count,
                       distinct_values=list(f.distinct_values))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sentinel.rules.lists import NamedList, resolve
 from sentinel.rules.operators import DECODERS, MODIFIERS, OPERATORS, Options, Predicate, as_text
 
 EventData = Mapping[str, Any]
@@ -23,6 +24,9 @@ MAX_ELEMENTS = 256
 MAX_DEPTH = 32
 
 _EMPTY: tuple[Any, ...] = ()
+NO_LISTS: Mapping[str, NamedList] = {}
+# A list with many bad values names this many of them (and how many more there are).
+MAX_LIST_PROBLEMS = 10
 
 
 class ConditionError(ValueError):
@@ -231,9 +235,10 @@ class NegatedTable:
         return not all(test(data) for test in self.tests)
 
 
-def compile_field_test(path_text: str, spec: object) -> list[Matcher]:
-    """``spec`` is a scalar (equals), a list (in-list) or a table of operators and modifiers. Raises
-    ConditionError carrying every problem of the path and of each operator."""
+def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedList] = NO_LISTS) -> list[Matcher]:
+    """``spec`` is a scalar (equals), a list (in-list) or a table of operators and modifiers; ``lists`` are
+    the named lists operands may refer to. Raises ConditionError carrying every problem of the path and of
+    each operator."""
     problems: list[ConditionError] = []
     path: FieldPath | None = None
     try:
@@ -261,7 +266,7 @@ def compile_field_test(path_text: str, spec: object) -> list[Matcher]:
     tests: list[FieldTest] = []
     for name in (k for k in spec if k in OPERATORS):
         try:
-            test = _operator_test(path, name, spec[name], options, negate, name if keyed else "")
+            test = _operator_test(path, name, spec[name], options, negate, name if keyed else "", lists)
         except ConditionError as error:
             problems.append(error)
             continue
@@ -275,7 +280,7 @@ def compile_field_test(path_text: str, spec: object) -> list[Matcher]:
 
 
 def _operator_test(path: FieldPath | None, name: str, operand: object, options: Options, negate: bool,
-                   key: str) -> FieldTest:
+                   key: str, lists: Mapping[str, NamedList]) -> FieldTest:
     placeholder = path or FieldPath("", (), ())  # the path was bad (reported): only the operand is checked
     kind = OPERATORS[name].kind
     if kind == "exists":
@@ -290,16 +295,56 @@ def _operator_test(path: FieldPath | None, name: str, operand: object, options: 
         except ConditionError as error:
             raise ConditionError(error.message, key) from None
         return FieldTest(placeholder, (_always_false,), negate, other=other, ignore_case=options.ignore_case)
+    if kind == "list":  # in_list = "name": equals any value of the named list(s)
+        return FieldTest(placeholder, _list_predicates("equals", operand, options, key, lists), negate)
+    if isinstance(operand, dict) and "list" in operand:  # startswith = { list = "name" }: values as operands
+        extra = [k for k in operand if k != "list"]
+        if extra:
+            raise ConditionError(f"a list operand is {{ list = \"name\" }} only; unknown key {extra[0]!r}", key)
+        return FieldTest(placeholder, _list_predicates(name, operand["list"], options, key, lists), negate)
     return FieldTest(placeholder, _predicates(name, operand, options, key), negate)
+
+
+def _list_predicates(name: str, names: object, options: Options, key: str,
+                     lists: Mapping[str, NamedList]) -> tuple[Predicate, ...]:
+    """Operator ``name`` over every value of the named list(s); a value it cannot compile is named by its
+    list and the file and line (or key) it was written at."""
+    try:
+        named = resolve(names, lists)
+    except ValueError as error:
+        raise ConditionError(str(error), key) from None
+    values = [value for each in named for value in each.values]
+    try:
+        return _compiled(name, values, options)
+    except ValueError:
+        pass
+    compile_operator, single = OPERATORS[name].compile, Options(ignore_case=options.ignore_case)
+    problems = []
+    for each in named:
+        for value, place in zip(each.values, each.places, strict=True):
+            try:
+                compile_operator(value, single)
+            except ValueError as error:
+                problems.append(ConditionError(f"list {each.name!r} ({place}): {error}", key))
+    if len(problems) > MAX_LIST_PROBLEMS:
+        more = len(problems) - MAX_LIST_PROBLEMS
+        problems = [*problems[:MAX_LIST_PROBLEMS], ConditionError(f"... and {more} more bad values", key)]
+    raise ConditionError.of(problems or [ConditionError(f"{name} cannot use these lists", key)])
+
+
+def _compiled(name: str, operand: object, options: Options) -> tuple[Predicate, ...]:
+    compile_operator = OPERATORS[name].compile
+    if options.all and isinstance(operand, list) and len(operand) > 1:
+        single = Options(ignore_case=options.ignore_case)
+        return tuple(compile_operator(o, single) for o in operand)
+    return (compile_operator(operand, options),)
 
 
 def _predicates(name: str, operand: object, options: Options, key: str) -> tuple[Predicate, ...]:
     compile_operator = OPERATORS[name].compile
     single = Options(ignore_case=options.ignore_case)
     try:
-        if options.all and isinstance(operand, list) and len(operand) > 1:
-            return tuple(compile_operator(o, single) for o in operand)
-        return (compile_operator(operand, options),)
+        return _compiled(name, operand, options)
     except ValueError as error:
         if not isinstance(operand, list) or len(operand) < 2:
             raise ConditionError(str(error), key) from None
@@ -316,8 +361,9 @@ def _predicates(name: str, operand: object, options: Options, key: str) -> tuple
 # --- selections ----------------------------------------------------------------------------------------
 
 
-def compile_selection(spec: object) -> Matcher:
-    """A table (its field tests AND-ed) or a list of tables (OR-ed), as in Sigma."""
+def compile_selection(spec: object, lists: Mapping[str, NamedList] = NO_LISTS) -> Matcher:
+    """A table (its field tests AND-ed) or a list of tables (OR-ed), as in Sigma; ``lists`` are the named
+    lists its operands may refer to."""
     problems: list[ConditionError] = []
     if isinstance(spec, list):
         if not spec or not all(isinstance(s, dict) for s in spec):
@@ -325,7 +371,7 @@ def compile_selection(spec: object) -> Matcher:
         alternatives = []
         for position, table in enumerate(spec):
             try:
-                alternatives.append(compile_selection(table))
+                alternatives.append(compile_selection(table, lists))
             except ConditionError as error:
                 problems.append(error.under(f"[{position}]"))
         if problems:
@@ -336,7 +382,7 @@ def compile_selection(spec: object) -> Matcher:
     tests: list[Matcher] = []
     for path_text, matcher in spec.items():
         try:
-            tests.extend(compile_field_test(path_text, matcher))
+            tests.extend(compile_field_test(path_text, matcher, lists))
         except ConditionError as error:
             problems.append(error.under(_quote(path_text)))
     if problems:

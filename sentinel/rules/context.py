@@ -71,6 +71,7 @@ def alert_context(
         runbook=rule.runbook,
         references=rule.references,
         tags=rule.tags,
+        falsepositives=rule.falsepositives,
         group_key=group_key,
         group_by=tuple(p.text for p in rule.group_by),
         samples=_samples(record.get("samples", ())),

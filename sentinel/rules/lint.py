@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+from sentinel.rules.attack import unknown_attack_tag
 from sentinel.rules.model import Rule, RuleSet
 
 
@@ -33,11 +34,21 @@ def lint_rule(rule: Rule) -> list[str]:
                 f"{where}: {pattern!r} cannot be delivered by an Okta event hook "
                 "(not event-hook-eligible; needs System Log polling)"
             )
+    for position, tag in enumerate(rule.tags):
+        if unknown_attack_tag(tag):
+            warnings.append(f"{rule.source}: {rule.id}: tags[{position}]: {tag!r} is not an ATT&CK tactic, "
+                            "technique (attack.t1110.003), group or software id")
+    if rule.status == "deprecated" and rule.enabled:
+        warnings.append(f"{rule.source}: {rule.id}: status: rule is deprecated but enabled")
     if not rule.tests:
         warnings.append(f"{rule.source}: {rule.id}: tests: rule has no inline tests")
     return warnings
 
 
 def lint(ruleset: RuleSet) -> list[str]:
-    """Every warning for every rule, one line each: ``file: rule-id: key: message``."""
-    return [warning for rule in ruleset.rules for warning in lint_rule(rule)]
+    """Every warning for every rule, one line each: ``file: rule-id: key: message``; then each named list no
+    rule uses (``file: list 'name': ...``)."""
+    used = {name for rule in ruleset.rules for name in rule.lists_used}
+    unused = [f"{named.source}: list {named.name!r} is not used by any rule"
+              for named in ruleset.lists if named.name not in used]
+    return [warning for rule in ruleset.rules for warning in lint_rule(rule)] + unused

@@ -14,6 +14,7 @@ from sentinel.rules.condition_parser import parse_condition
 from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
 from sentinel.rules.durations import parse_duration
 from sentinel.rules.inline_tests import parse_tests
+from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
 from sentinel.rules.model import Rule, RuleSet, Threshold
 from sentinel.rules.problems import Problems as _Problems
 from sentinel.rules.problems import severity as _severity
@@ -24,11 +25,14 @@ RULE_KEYS: Mapping[str, str] = {
     "title": "alert title template",
     "summary": "alert summary template",
     "description": "what the rule detects and why it matters",
+    "author": "who wrote the rule",
+    "status": "maturity: stable, test, experimental, deprecated or unsupported",
     "severity": "info, low, medium, high or critical",
     "tags": "MITRE ATT&CK ids and other labels",
-    "references": "links to documentation",
+    "references": "links (http or https URLs) to documentation",
+    "falsepositives": "known benign causes of a match",
     "runbook": "first response step",
-    "enabled": "false turns the rule off",
+    "enabled": "false ships the rule loaded and tested but never evaluated",
     "event_types": "event types (exact, prefix.*, or *) the rule reads",
     "channels": "names of delivery channels (default: route by severity)",
     "detection": "named selections",
@@ -42,6 +46,7 @@ RULE_KEYS: Mapping[str, str] = {
 THRESHOLD_KEYS = ("count", "window", "distinct")
 THROTTLE_KEYS = ("period",)
 SEVERITY_WHEN_KEYS = ("condition", "severity")
+STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")  # Sigma's values
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
@@ -54,20 +59,48 @@ def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[RuleError]
         if path.is_dir():
             files.extend(sorted(p for p in path.rglob("*.toml") if p.is_file()))
         elif path.is_file():
-            files.append(path)
+            if path.suffix != ".txt":  # a .txt named directly is a list (lists.list_text_files)
+                files.append(path)
         else:
             errors.append(RuleError("no such file or directory", str(path)))
     return files, errors
 
 
 def load_rules(paths: Iterable[str | Path]) -> RuleSet:
-    """Load every rule under ``paths`` (files or folders of ``*.toml``); raise ``ErrorGroup`` listing all problems."""
+    """Load every rule under ``paths`` (files or folders of ``*.toml``) and the named lists next to them
+    (``lists/*.txt``, TOML files holding ``[lists]``); raise ``ErrorGroup`` listing all problems."""
+    paths = list(paths)
     files, errors = rule_files(paths)
-    rules: list[Rule] = []
-    seen: dict[str, str] = {}
+    documents: list[tuple[Path, _Problems, dict[str, Any]]] = []
+    lists: dict[str, NamedList] = {}
+
+    def add_list(named: NamedList, problems: _Problems, key: str) -> None:
+        if named.name in lists:
+            problems.add(key, f"duplicate list name {named.name!r} (also in {lists[named.name].source})")
+        else:
+            lists[named.name] = named
+
+    for file in list_text_files(paths):
+        problems = _Problems(str(file))
+        named = read_text_list(file, problems)
+        if named is not None:
+            add_list(named, problems, "")
+        errors.extend(problems.errors)
     for file in files:
         problems = _Problems(str(file))
-        for rule, id_key in load_file(file, problems):
+        document = _read_document(file, problems)
+        if document is not None and "lists" in document:
+            for key in (k for k in document if k != "lists"):
+                problems.add(key, "a file with [lists] holds only lists (put rules in their own files)")
+            for named in read_toml_lists(document["lists"], file, problems):
+                add_list(named, problems, f"lists.{named.name}")
+        elif document is not None:
+            documents.append((file, problems, document))
+        errors.extend(problems.errors)
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for file, problems, document in documents:
+        for rule, id_key in _load_document(document, file, problems, lists):
             if rule.id in seen:
                 problems.add(id_key, f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
                 continue
@@ -76,21 +109,23 @@ def load_rules(paths: Iterable[str | Path]) -> RuleSet:
         errors.extend(problems.errors)
     if errors:
         raise ErrorGroup(errors)
-    return RuleSet(rules)
+    return RuleSet(rules, tuple(lists.values()))
 
 
-def load_file(file: Path, problems: _Problems) -> list[tuple[Rule, str]]:
+def _read_document(file: Path, problems: _Problems) -> dict[str, Any] | None:
     try:
-        document = tomllib.loads(file.read_text(encoding="utf-8"))
+        return tomllib.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         problems.add("", f"cannot read: {error}")
-        return []
     except tomllib.TOMLDecodeError as error:
         problems.add("", f"invalid TOML: {error}")
-        return []
     except RecursionError:  # tomllib recurses once per nesting level
         problems.add("", "invalid TOML: nested too deeply")
-        return []
+    return None
+
+
+def _load_document(document: Mapping[str, Any], file: Path, problems: _Problems,
+                   lists: Mapping[str, NamedList]) -> list[tuple[Rule, str]]:
     if "rules" in document:
         tables = document["rules"]
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -104,7 +139,7 @@ def load_file(file: Path, problems: _Problems) -> list[tuple[Rule, str]]:
         entries = [(document, "")]
     loaded = []
     for table, prefix in entries:
-        rule = _build_rule(table, prefix, file, problems)
+        rule = _build_rule(table, prefix, file, problems, lists)
         if rule is not None:
             loaded.append((rule, prefix + "id"))
     return loaded
@@ -130,7 +165,8 @@ def _texts(table: Mapping[str, Any], key: str, where: str, problems: _Problems) 
     return tuple(value)
 
 
-def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Problems) -> Rule | None:
+def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Problems,
+                lists: Mapping[str, NamedList]) -> Rule | None:
     before = len(problems.errors)
     for key in table:
         if key not in RULE_KEYS:
@@ -160,7 +196,18 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     channels = None
     if "channels" in table:
         channels = _texts(table, "channels", where, problems)
-    matcher, selections, declared = _detection(table, where, problems)
+    # Every text field is checked before the early return below, so all problems show in one run.
+    description, author = _text(table, "description", where, problems), _text(table, "author", where, problems)
+    runbook = _text(table, "runbook", where, problems)
+    tags, falsepositives = _texts(table, "tags", where, problems), _texts(table, "falsepositives", where, problems)
+    status = _text(table, "status", where, problems)
+    if status and status not in STATUSES:
+        problems.add(where + "status", f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+    references = _texts(table, "references", where, problems)
+    for position, reference in enumerate(references):
+        if not re.fullmatch(r"https?://[^\s]+", reference):
+            problems.add(f"{where}references[{position}]", f"must be an http or https URL, got {reference[:80]!r}")
+    matcher, selections, declared = _detection(table, where, problems, lists)
     severity_when = _severity_when(table, where, selections, declared, problems)
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
@@ -172,14 +219,17 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         id=rule_id,
         title=templates["title"],
         summary=templates["summary"],
-        description=_text(table, "description", where, problems),
+        description=description,
+        author=author,
+        status=status,
         severity=severity,
         event_types=event_types,
         matcher=matcher,
         severity_when=severity_when,
-        tags=_texts(table, "tags", where, problems),
-        references=_texts(table, "references", where, problems),
-        runbook=_text(table, "runbook", where, problems),
+        tags=tags,
+        references=references,
+        falsepositives=falsepositives,
+        runbook=runbook,
         enabled=bool(enabled),
         channels=channels,
         group_by=group_by,
@@ -187,6 +237,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         throttle_seconds=throttle,
         tests=tests,
         source=str(file),
+        lists_used=tuple(sorted(names_used(table.get("detection")))),
     )
 
 
@@ -194,8 +245,8 @@ def _match_all(data: Mapping[str, Any]) -> bool:
     return True
 
 
-def _detection(table: Mapping[str, Any], where: str,
-               problems: _Problems) -> tuple[Matcher | None, dict[str, Matcher], list[str]]:
+def _detection(table: Mapping[str, Any], where: str, problems: _Problems,
+               lists: Mapping[str, NamedList]) -> tuple[Matcher | None, dict[str, Matcher], list[str]]:
     """The rule's matcher, its compiled selections, and the names of all its selections (a selection that
     failed to compile is still declared: a condition naming it is checked, and not called unknown)."""
     detection = table.get("detection", {})
@@ -211,7 +262,7 @@ def _detection(table: Mapping[str, Any], where: str,
             continue
         declared.append(name)
         try:
-            selections[name] = compile_selection(spec)
+            selections[name] = compile_selection(spec, lists)
         except ConditionError as error:
             for each in error.under(key).errors:
                 problems.add(each.key, each.message)

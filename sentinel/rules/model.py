@@ -8,6 +8,7 @@ from typing import Any
 
 from sentinel.model import Severity
 from sentinel.rules.conditions import FieldPath, Matcher
+from sentinel.rules.lists import NamedList
 from sentinel.rules.templates import Template
 
 
@@ -44,6 +45,9 @@ class Rule:
     tags: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     runbook: str = ""
+    author: str = ""
+    status: str = ""  # stable, test, experimental, deprecated, unsupported (Sigma's); "" = not said
+    falsepositives: tuple[str, ...] = ()
     enabled: bool = True
     channels: tuple[str, ...] | None = None
     group_by: tuple[FieldPath, ...] = ()
@@ -51,6 +55,7 @@ class Rule:
     throttle_seconds: int | None = None
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
+    lists_used: tuple[str, ...] = ()  # the named lists its detection refers to
 
     def applies_to(self, event_type: str) -> bool:
         return any(
@@ -77,8 +82,9 @@ class RuleSet:
 
     MEMO_LIMIT = 4096
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(self, rules: Iterable[Rule], lists: Iterable[NamedList] = ()) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        self.lists: tuple[NamedList, ...] = tuple(lists)  # the named lists loaded with the rules (for reports)
         self._exact: dict[str, list[Rule]] = {}
         self._prefixed: list[tuple[str, Rule]] = []
         for rule in self.rules:

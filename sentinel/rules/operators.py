@@ -358,7 +358,8 @@ class Operator:
     name: str
     compile: Compiler
     summary: str
-    # "value": predicate per value; "exists": on presence; "field": compares with another field path.
+    # "value": predicate per value; "exists": on presence; "field": compares with another field path;
+    # "list": equals, with the operand naming lists (resolved by the condition layer).
     kind: str = "value"
 
 
@@ -366,6 +367,7 @@ OPERATORS: Mapping[str, Operator] = {
     op.name: op
     for op in (
         Operator("equals", compile_equals, "equal to a value, or to any value of a list (in-list)"),
+        Operator("in_list", compile_equals, "equal to any value of a named list (or of several)", kind="list"),
         Operator("contains", compile_contains, "text contains the substring"),
         Operator("startswith", compile_startswith, "text starts with the prefix"),
         Operator("endswith", compile_endswith, "text ends with the suffix"),
