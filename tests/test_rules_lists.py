@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import alert_rules, envelope, make_event, settled, wait_for
@@ -32,11 +33,11 @@ LISTS = {
 }
 
 
-def matches(spec: dict, data: dict) -> bool:
+def matches(spec: dict[str, Any], data: dict[str, Any]) -> bool:
     return compile_selection(spec, LISTS)(data)
 
 
-def user(name: str, ip: str = "203.0.113.7") -> dict:
+def user(name: str, ip: str = "203.0.113.7") -> dict[str, Any]:
     return {"actor": {"alternateId": name}, "client": {"ipAddress": ip}}
 
 
@@ -229,7 +230,7 @@ def test_sighup_picks_up_a_changed_list(tmp_path: Path) -> None:
     rules_folder(tmp_path)
     daemon = Daemon(config).start()
     try:
-        outside = {"client": {"ipAddress": "198.51.100.4", "userAgent": {"rawUserAgent": "curl/8"}}}
+        outside: dict[str, Any] = {"client": {"ipAddress": "198.51.100.4", "userAgent": {"rawUserAgent": "curl/8"}}}
         first = make_event("cto-1", actor={"alternateId": "cto@example.com", "type": "User"}, **outside)
         assert daemon.post(envelope(first)).status_code == 204
         assert wait_for(lambda: settled(tmp_path / "state" / "sentinel.db"))
