@@ -37,6 +37,27 @@ def rule_by_id(rules: Iterable[Rule], rule_id: str) -> Rule | None:
     return next((rule for rule in rules if rule.id == rule_id), None)
 
 
+
+def spray_rule(rule_id: str) -> str:
+    """A distinct-count rule: three users failing from one IP within an hour."""
+    return f"""
+id = "{rule_id}"
+title = "Spray from {{client.ipAddress}}"
+severity = "high"
+event_types = ["user.session.start"]
+condition = "failed"
+group_by = ["client.ipAddress"]
+
+[detection.failed]
+"outcome.result" = "FAILURE"
+
+[threshold]
+count = 3
+distinct = "actor.alternateId"
+window = "1h"
+"""
+
+
 def make_event(uuid: str, event_type: str = "user.session.start", published: str = "2024-05-01T10:00:00.000Z",
                **fields: Any) -> dict[str, Any]:
     event = {

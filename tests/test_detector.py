@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_event
+from conftest import make_event, spray_rule
 from prometheus_client import generate_latest
 
 from sentinel.clock import FixedClock
@@ -294,23 +294,6 @@ def test_pruning_drops_only_unpacked_deliveries(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == [3, 4]
 
 
-SPRAY_RULE = """
-id = "spray"
-title = "Spray from {client.ipAddress}"
-severity = "high"
-event_types = ["user.session.start"]
-condition = "failed"
-group_by = ["client.ipAddress"]
-
-[detection.failed]
-"outcome.result" = "FAILURE"
-
-[threshold]
-count = 3
-distinct = "actor.alternateId"
-window = "1h"
-"""
-
 
 def failure(uuid: str, ip: str, user: str = "alice@example.com", at: datetime = NOW) -> Event:
     return parse_event(make_event(uuid, published=at.isoformat().replace("+00:00", "Z"), client={"ipAddress": ip},
@@ -322,7 +305,7 @@ def test_what_rule_state_lets_go_is_logged_once_per_rule_and_interval_and_export
     """Real rules and engine, max_groups 5: every kind the state counts reaches the metrics with its rule,
     and the log has one line per rule and kind per minute, with the count since the last one."""
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "spray.toml").write_text(SPRAY_RULE)
+    (tmp_path / "rules" / "spray.toml").write_text(spray_rule("spray"))
     evaluator = RuleEvaluator(load_rules([tmp_path / "rules"]), max_groups=5)
     monkeypatch.setattr(engine, "EXACT_DISTINCT_ENTRIES", 10)  # forget repeats after 10, not 2000
     metrics, clock = Metrics(), FixedClock(NOW)

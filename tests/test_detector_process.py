@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LOCK_RULE, alert_rules, envelope, make_event, settled, stored, wait_for
+from conftest import LOCK_RULE, alert_rules, envelope, make_event, settled, spray_rule, stored, wait_for
 from daemon import SECRET, Daemon, write_config
 
 from sentinel.service.detector_process import child_environment
@@ -164,30 +164,13 @@ def test_sigterm_to_the_whole_group_stops_cleanly(tmp_path: Path) -> None:
     assert stored(tmp_path / "state" / "sentinel.db") == ["g-1"]
 
 
-SPRAY_RULE = """
-id = "test-spray"
-title = "Spray from {client.ipAddress}"
-severity = "high"
-event_types = ["user.session.start"]
-condition = "failed"
-group_by = ["client.ipAddress"]
-
-[detection.failed]
-"outcome.result" = "FAILURE"
-
-[threshold]
-count = 3
-distinct = "actor.alternateId"
-window = "1h"
-"""
-
 
 @pytest.mark.proof
 def test_a_group_flood_is_one_log_line_per_rule_and_counted_by_rule_in_metrics(tmp_path: Path) -> None:
     """max_groups = 5 and 30 groups in three deliveries: 25 evictions, each batch evicting, one log line."""
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace("[rules]\n", "[rules]\nmax_groups = 5\n"))
-    (tmp_path / "rules" / "spray.toml").write_text(SPRAY_RULE)
+    (tmp_path / "rules" / "spray.toml").write_text(spray_rule("test-spray"))
     d = Daemon(config).start()
     try:
         db = tmp_path / "state" / "sentinel.db"
