@@ -47,9 +47,11 @@ def user(name: str, ip: str = "203.0.113.7") -> dict[str, Any]:
 def test_in_list_is_equality_with_any_value_of_the_list() -> None:
     spec = {"actor.alternateId": {"in_list": "vip_users"}}
     assert matches(spec, user("ceo@example.com"))
-    assert not matches(spec, user("cfo@example.com"))  # case-sensitive unless asked
     assert not matches(spec, user("ceo@example.com.evil"))
+    # Case-insensitive by default (as Sigma); case_sensitive = true opts out.
+    assert matches(spec, user("cfo@EXAMPLE.com"))
     assert matches({"actor.alternateId": {"in_list": "vip_users", "ignore_case": True}}, user("cfo@EXAMPLE.com"))
+    assert not matches({"actor.alternateId": {"in_list": "vip_users", "case_sensitive": True}}, user("cfo@example.com"))
 
 
 def test_in_list_takes_several_lists_and_not() -> None:

@@ -32,7 +32,7 @@ BROKEN = {
         '[detection.sel]\n"outcome.result" = { contians = "FAIL" }\n',
         ["detection.sel.\"outcome.result\".contians: unknown operator 'contians' (known: equals, in_list, contains, "
          "startswith, endswith, glob, regex, cidr, gt, gte, lt, lte, exists, equals_field; modifiers: "
-         "ignore_case, all, not)"],
+         "ignore_case, all, not, case_sensitive)"],
     ),
     "bad-regex.toml": (
         'id = "c"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\ncondition = "sel"\n'

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sentinel.rules.case import contradiction, folds_case
 from sentinel.rules.lists import NamedList, resolve
 from sentinel.rules.operators import DECODERS, MODIFIERS, OPERATORS, Options, Predicate, as_text
 
@@ -257,7 +258,8 @@ def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedLi
                         for modifier in MODIFIERS if modifier in spec and not isinstance(spec[modifier], bool))
         if not unknown and not any(name in OPERATORS for name in spec):
             problems.append(ConditionError("names no operator"))
-    options = Options(ignore_case=spec.get("ignore_case") is True, all=spec.get("all") is True)
+    if (clash := contradiction(spec)) is not None:
+        problems.append(ConditionError(clash, "case_sensitive"))
     negate = spec.get("not") is True
     # `not` on a table of several operators negates the whole table (see NegatedTable).
     negate_table = negate and sum(1 for k in spec if k in OPERATORS) > 1
@@ -266,6 +268,7 @@ def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedLi
     tests: list[FieldTest] = []
     for name in (k for k in spec if k in OPERATORS):
         try:
+            options = Options(ignore_case=folds_case(name, spec), all=spec.get("all") is True)
             test = _operator_test(path, name, spec[name], options, negate, name if keyed else "", lists)
         except ConditionError as error:
             problems.append(error)

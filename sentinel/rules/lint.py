@@ -38,6 +38,10 @@ def lint_rule(rule: Rule) -> list[str]:
         if unknown_attack_tag(tag):
             warnings.append(f"{rule.source}: {rule.id}: tags[{position}]: {tag!r} is not an ATT&CK tactic, "
                             "technique (attack.t1110.003), group or software id")
+    for selection, path, operator in rule.case_sensitive_tests:
+        warnings.append(f"{rule.source}: {rule.id}: detection.{selection}.{_quote(path)}.{operator}: case-sensitive "
+                        "test on a field people type misses case variants (drop case_sensitive / ignore_case = false, "
+                        "or add (?i) to a regex)")
     if rule.status == "deprecated" and rule.enabled:
         warnings.append(f"{rule.source}: {rule.id}: status: rule is deprecated but enabled")
     if not rule.tests:
@@ -52,3 +56,7 @@ def lint(ruleset: RuleSet) -> list[str]:
     unused = [f"{named.source}: list {named.name!r} is not used by any rule"
               for named in ruleset.lists if named.name not in used]
     return [warning for rule in ruleset.rules for warning in lint_rule(rule)] + unused
+
+
+def _quote(key: str) -> str:
+    return key if all(c.isalnum() or c in "_-" for c in key) else f'"{key}"'

@@ -10,6 +10,7 @@ from typing import Any
 
 from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity
+from sentinel.rules.case import case_sensitive_tests
 from sentinel.rules.condition_parser import parse_condition
 from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
 from sentinel.rules.durations import parse_duration
@@ -238,6 +239,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         tests=tests,
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),
+        case_sensitive_tests=tuple(case_sensitive_tests(table.get("detection"))),
     )
 
 

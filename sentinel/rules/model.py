@@ -56,6 +56,8 @@ class Rule:
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
     lists_used: tuple[str, ...] = ()  # the named lists its detection refers to
+    # (selection, field path, operator) of each case-sensitive text test on a field people type (rules check)
+    case_sensitive_tests: tuple[tuple[str, str, str], ...] = ()
 
     def applies_to(self, event_type: str) -> bool:
         return any(

@@ -182,6 +182,7 @@ def _text_of(options: Options) -> Callable[[Any], str | None]:
 def compile_equals(operand: object, options: Options) -> Predicate:
     values = _operands(operand)
     texts: set[str] = set()
+    written: set[str] = set()  # the operands as written: a value in that case matches without a casefold
     numbers: set[float] = set()
     bools: set[bool] = set()
     for value in values:
@@ -191,6 +192,7 @@ def compile_equals(operand: object, options: Options) -> Predicate:
             numbers.add(float(value))
         elif isinstance(value, str):
             texts.add(value.casefold() if options.ignore_case else value)
+            written.add(value)
         else:
             raise ValueError(f"expects text, numbers or booleans, got {type(value).__name__}")
     if options.all and len(values) > 1:
@@ -202,7 +204,17 @@ def compile_equals(operand: object, options: Options) -> Predicate:
     if not numbers and not bools:
         if not options.ignore_case:
             return lambda value: (value if type(value) is str else as_text(value)) in frozen_texts
-        return lambda value: text_of(value) in frozen_texts
+        # Folding never shortens text, so a value longer than every operand cannot equal one: skip its casefold.
+        longest, frozen_written = max(map(len, frozen_texts)), frozenset(written)
+
+        def equals_folded(value: Any) -> bool:
+            if type(value) is str:
+                if value in frozen_written:
+                    return True
+                return len(value) <= longest and value.casefold() in frozen_texts
+            return text_of(value) in frozen_texts
+
+        return equals_folded
 
     def equals(value: Any) -> bool:
         if frozen_texts and text_of(value) in frozen_texts:
@@ -385,7 +397,8 @@ OPERATORS: Mapping[str, Operator] = {
 
 # Modifiers accepted next to operators in a field table; ``not`` negates the whole field test.
 MODIFIERS: Mapping[str, str] = {
-    "ignore_case": "compare text case-insensitively",
+    "ignore_case": "compare text case-insensitively (the default, except for regex)",
     "all": "every listed value must match (default: any one)",
     "not": "negate the field test (a missing field then matches)",
+    "case_sensitive": "compare text case-sensitively (opts out of the default)",
 }
