@@ -125,3 +125,12 @@ def test_the_default_pack_has_no_case_warning() -> None:
     checked = run_cli("rules", "check", "--config", str(Path(__file__).parent.parent / "sentinel.toml"))
     assert checked.returncode == 0, checked.stderr
     assert [line for line in checked.stderr.splitlines() if "case-sensitive" in line] == []
+
+
+def test_folded_equals_handles_expanding_folds_numbers_and_long_values(tmp_path: Path) -> None:
+    # "ß" folds to "ss" (longer): the shortcut for values longer than every operand must not miss it.
+    rule = load_one(tmp_path, '"actor.displayName" = ["STRASSE", "60"]\n')
+    assert rule.matches("user.session.start", make_event("e", actor={"displayName": "straße"}))
+    assert rule.matches("user.session.start", make_event("e", actor={"displayName": "STRASSE"}))
+    assert rule.matches("user.session.start", make_event("e", actor={"displayName": 60}))
+    assert not rule.matches("user.session.start", make_event("e", actor={"displayName": "strasse" * 1000}))
