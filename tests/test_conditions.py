@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from sentinel.rules import load_rules
 from sentinel.rules.condition_parser import parse_condition
-from sentinel.rules.conditions import ConditionError, FieldPath, compile_selection
+from sentinel.rules.conditions import compile_selection
 from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.testing import event_from_dict
 
 DATA = Path(__file__).parent / "data" / "rules"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import re2
 
-from sentinel.rules import operators
-from sentinel.rules.operators import OPERATORS, Options, as_number, as_text, decode_java_map, decode_json
+from sentinel.rules import operators, values
+from sentinel.rules.operators import OPERATORS, Options
+from sentinel.rules.values import as_number, as_text, decode_java_map, decode_json
 
 
 def compiled(name: str, operand: object, **options: bool):
@@ -113,7 +114,7 @@ def test_pathological_regex_on_a_megabyte_stays_linear():
 def test_text_operators_cap_what_they_look_at():
     huge = "x" * 5_000_000 + "needle"
     assert not compiled("contains", "needle")(huge)  # past the cap: not looked at
-    assert len(as_text(huge) or "") == operators.MAX_TEXT_CHARS
+    assert len(as_text(huge) or "") == values.MAX_TEXT_CHARS
 
 
 def test_cidr_v4_and_v6():

@@ -15,7 +15,8 @@ from test_config import run_cli
 
 from sentinel.errors import ErrorGroup
 from sentinel.rules import load_rules
-from sentinel.rules.conditions import ConditionError, compile_selection
+from sentinel.rules.conditions import compile_selection
+from sentinel.rules.field_paths import ConditionError
 from sentinel.rules.lists import NamedList
 from sentinel.rules.testing import run_tests
 

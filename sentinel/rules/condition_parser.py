@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sentinel.rules.conditions import ConditionError, Matcher
+from sentinel.rules.conditions import Matcher
+from sentinel.rules.field_paths import ConditionError
 
 _TOKEN = re.compile(r"\s*(?:(\()|(\))|([A-Za-z0-9_*]+))")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sentinel.alert_context import AlertContext, Party, Sample
 from sentinel.rules.model import Rule
-from sentinel.rules.operators import as_text
+from sentinel.rules.values import as_text
 
 MAX_TARGETS = 10
 MAX_FIELD_CHARS = 512

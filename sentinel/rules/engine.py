@@ -23,7 +23,7 @@ from sentinel.model import Alert, Event, format_timestamp
 from sentinel.rules.context import alert_context, short_event
 from sentinel.rules.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
 from sentinel.rules.model import Rule, RuleSet
-from sentinel.rules.operators import as_text
+from sentinel.rules.values import as_text
 
 __all__ = ["EngineState", "alert_key", "evaluate", "group_key_of"]
 

@@ -12,8 +12,9 @@ from sentinel.errors import ErrorGroup, RuleError
 from sentinel.model import Severity
 from sentinel.rules.case import case_sensitive_tests
 from sentinel.rules.condition_parser import parse_condition
-from sentinel.rules.conditions import ConditionError, FieldPath, Matcher, compile_selection
+from sentinel.rules.conditions import Matcher, compile_selection
 from sentinel.rules.durations import parse_duration
+from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.inline_tests import parse_tests
 from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
 from sentinel.rules.model import Rule, RuleSet, Threshold

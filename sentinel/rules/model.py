@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentinel.model import Severity
-from sentinel.rules.conditions import FieldPath, Matcher
+from sentinel.rules.conditions import Matcher
+from sentinel.rules.field_paths import FieldPath
 from sentinel.rules.lists import NamedList
 from sentinel.rules.templates import Template
 

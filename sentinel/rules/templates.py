@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel.rules.conditions import ConditionError, FieldPath
-from sentinel.rules.operators import as_text
+from sentinel.rules.field_paths import ConditionError, FieldPath
+from sentinel.rules.values import as_text
 
 MISSING = "?"
 MAX_VALUE_CHARS = 200
