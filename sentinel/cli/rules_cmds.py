@@ -1,18 +1,31 @@
-"""``sentinel rules check|test|list``: work with rules offline, without an Okta org."""
+"""``sentinel rules check|test|list``: work with rules offline, without an Okta org; ``rules history``: what a
+first-seen rule has learned, read from the store."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from sentinel.cli.common import config_option, config_was_given, error_lines, fail
+from sentinel.cli.common import (
+    config_option,
+    config_was_given,
+    echo,
+    echo_json,
+    error_lines,
+    fail,
+    load_settings,
+    with_db,
+)
 from sentinel.config import load_config
 from sentinel.errors import ErrorGroup
+from sentinel.model import format_timestamp
 from sentinel.rules import lint, load_rules
-from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS
+from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS, from_micros
+from sentinel.rules.first_seen import HistoryRow, history_rows
 from sentinel.rules.model import RuleSet
 from sentinel.rules.testing import run_tests
 
@@ -102,6 +115,44 @@ def list_rules(paths: tuple[Path, ...], config_path: Path) -> None:
     for row in [header, *rows]:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     echo_lists(ruleset)
+
+
+@rules_group.command("history")
+@click.argument("rule_id", metavar="RULE")
+@click.option("--group", "group", help="Only this group (its key as shown, e.g. actor.alternateId=jane@example.com).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per value.")
+@config_option
+def history(rule_id: str, group: str | None, as_json: bool, config_path: Path) -> None:
+    """What a first-seen rule has learned, per group: values, first and last seen (event time), counts.
+
+    Reads the store the daemon writes (read-only; works while it runs); shows what it last committed."""
+    settings = load_settings(config_path, secrets=False)
+    rows = with_db(settings, lambda store: store.rule_state(rule_id))
+    groups: list[tuple[str, list[HistoryRow]]] = []
+    for key, text in rows:
+        if group is not None and key != group:
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        learned = list(history_rows(key, record)) if isinstance(record, dict) else []
+        if learned:
+            groups.append((key, learned))
+    for key, learned in groups:
+        if not as_json:
+            echo(f"{key or '(all events)'}: {len(learned)} value{'s' if len(learned) != 1 else ''}")
+        for row in learned:
+            first, last = (format_timestamp(from_micros(m)) for m in (row.first_micros, row.last_micros))
+            if as_json:
+                echo_json({"rule_id": rule_id, "group": key, "values": row.values, "first_seen": first,
+                           "last_seen": last, "count": row.count})
+            else:
+                shown = ", ".join(f"{field}={value}" for field, value in row.values.items())
+                echo(f"  {shown}  first {first}  last {last}  count {row.count}")
+    if not groups:
+        where = f" for group {group!r}" if group is not None else ""
+        click.echo(f"no first-seen history for rule {rule_id!r}{where} in {settings.storage.path}", err=True)
 
 
 def register(main: click.Group) -> None:

@@ -77,7 +77,7 @@ def alert_context(
         samples=_samples(record.get("samples", ())),
         window_seconds=threshold.window_seconds if threshold is not None else None,
         threshold=threshold.count if threshold is not None else None,
-        distinct_field=distinct.text if distinct is not None else None,
+        distinct_field=threshold.distinct_text if threshold is not None else None,
         distinct_count=int(record.get("distinct_count", 0)) if distinct is not None else None,
         distinct_values=tuple(str(v) for v in record.get("distinct", ()))[:MAX_DISTINCT_VALUES]
         if distinct is not None else (),

@@ -9,6 +9,7 @@ Semantics (documented in docs/rules.md):
   distinct values). The alert is keyed on that window's start; matches until ``start + hold`` (hold = the
   throttle period, else the window) fold into it (same key, count grows); later matches start afresh.
 - throttle only: tumbling periods aligned to the epoch; one alert per rule, group and period.
+- first seen: one alert per value tuple new for its group within the lookback (``first_seen``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
+from sentinel.rules import first_seen
 from sentinel.rules.context import alert_context, short_event
 from sentinel.rules.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
 from sentinel.rules.model import Rule, RuleSet
@@ -53,7 +55,9 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
         except Exception:  # a loaded rule must not raise; if one does, skip it rather than stall intake
             state.tally(MATCH_ERRORS, rule.id)
             continue
-        if rule.threshold is not None:
+        if rule.first_seen is not None:
+            alert = _first_seen(rule, event, data, micros, state)
+        elif rule.threshold is not None:
             alert = _threshold(rule, event, data, micros, state)
         elif rule.throttle_seconds is not None:
             alert = _throttle(rule, event, data, micros, state)
@@ -149,11 +153,37 @@ def _throttle(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, st
     return _make_alert(rule, event, data, alert_key(rule.id, group_key, start), group_key, record)
 
 
+def _first_seen(rule: Rule, event: Event, data: Mapping[str, Any], micros: int,
+                state: EngineState) -> Alert | None:
+    spec = rule.first_seen
+    assert spec is not None
+    values = first_seen.values_of(spec, data)
+    if values is None:
+        return None  # nothing to learn
+    group_key = group_key_of(rule, data)
+    state_key = f"{rule.id}/{group_key}"
+    learned = first_seen.learn(spec, state.group(state_key), values, micros)
+    state.tally(DROPPED_ENTRIES, rule.id, learned.forgotten)
+    state.put(state_key, learned.record)  # learning happens whether or not this event alerts
+    if learned.verdict is first_seen.Verdict.KNOWN or (
+            learned.verdict is first_seen.Verdict.NEW_GROUP and spec.new_group == "learn"):
+        return None
+    record = {"first": micros, "last": micros, "count": 1, "uuids": [event.uuid],
+              "samples": [short_event(data, event.uuid, _published(micros))]}
+    key = alert_key(rule.id, f"{group_key}\x00{learned.value_key}", micros)
+    return _make_alert(rule, event, data, key, group_key, record)
+
+
 def _distinct_value(rule: Rule, data: Mapping[str, Any]) -> str | None:
     assert rule.threshold is not None and rule.threshold.distinct is not None
-    values = rule.threshold.distinct.values(data)
-    text = as_text(values[0]) if values else None
-    return None if text is None else text[:MAX_GROUP_VALUE_CHARS]
+    parts = []
+    for path in (rule.threshold.distinct, *rule.threshold.distinct_with):
+        values = path.values(data)
+        text = as_text(values[0]) if values else None
+        if text is None:
+            return None  # an event missing any counted field is not counted
+        parts.append(text[:MAX_GROUP_VALUE_CHARS])
+    return " / ".join(parts)
 
 
 def _episode(members: list[list[Any]], event: Event, data: Mapping[str, Any], micros: int, *,

@@ -15,6 +15,7 @@ from sentinel.rules.condition_parser import parse_condition
 from sentinel.rules.conditions import Matcher, compile_selection
 from sentinel.rules.durations import parse_duration
 from sentinel.rules.field_paths import ConditionError, FieldPath
+from sentinel.rules.first_seen import parse_first_seen
 from sentinel.rules.inline_tests import parse_tests
 from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
 from sentinel.rules.model import Rule, RuleSet, Threshold
@@ -43,9 +44,11 @@ RULE_KEYS: Mapping[str, str] = {
     "group_by": "fields that key thresholds and throttling",
     "threshold": "count / distinct count in a window",
     "throttle": "one alert per group per period",
+    "first_seen": "alert on a value tuple new for the group within a lookback",
     "tests": "inline test cases",
 }
 THRESHOLD_KEYS = ("count", "window", "distinct")
+MAX_DISTINCT_FIELDS = 4
 THROTTLE_KEYS = ("period",)
 SEVERITY_WHEN_KEYS = ("condition", "severity")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")  # Sigma's values
@@ -214,6 +217,11 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
     throttle = _throttle(table.get("throttle"), where + "throttle", problems)
+    first_seen = parse_first_seen(table.get("first_seen"), where + "first_seen", problems)
+    for other in ("threshold", "throttle"):
+        if "first_seen" in table and other in table:
+            problems.add(where + "first_seen", f"cannot be combined with {other} (a first-seen rule alerts once "
+                                               "per new value)")
     tests = parse_tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
     if len(problems.errors) > before or severity is None or matcher is None:
         return None
@@ -237,6 +245,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         group_by=group_by,
         threshold=threshold,
         throttle_seconds=throttle,
+        first_seen=first_seen,
         tests=tests,
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),
@@ -339,15 +348,19 @@ def _threshold(spec: object, key: str, problems: _Problems) -> Threshold | None:
     except ValueError as error:
         problems.add(key + ".window", str(error))
         window = None
-    distinct = None
-    if "distinct" in spec:
+    distinct: list[FieldPath] = []
+    raw = spec.get("distinct")
+    texts = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    if isinstance(raw, list) and not 1 <= len(raw) <= MAX_DISTINCT_FIELDS:
+        problems.add(key + ".distinct", f"a list of 1 to {MAX_DISTINCT_FIELDS} field paths")
+    for position, text in enumerate(texts):
         try:
-            distinct = FieldPath.parse(spec["distinct"])
+            distinct.append(FieldPath.parse(text))
         except ConditionError as error:
-            problems.add(key + ".distinct", error.message)
+            problems.add(key + (f".distinct[{position}]" if isinstance(raw, list) else ".distinct"), error.message)
     if count is None or window is None:
         return None
-    return Threshold(count, window, distinct)
+    return Threshold(count, window, distinct[0] if distinct else None, tuple(distinct[1:]))
 
 
 def _throttle(spec: object, key: str, problems: _Problems) -> int | None:

@@ -20,6 +20,28 @@ class Threshold:
     count: int
     window_seconds: int
     distinct: FieldPath | None = None
+    # Further fields counted with ``distinct`` as one combination (``distinct = [a, b]``): two events differ
+    # when any of the fields differs, so a count of 2 means "a second value of a, or of b".
+    distinct_with: tuple[FieldPath, ...] = ()
+
+    @property
+    def distinct_text(self) -> str | None:
+        """How the alert names what was counted: ``a``, or ``(a, b)`` for a combination."""
+        if self.distinct is None:
+            return None
+        if not self.distinct_with:
+            return self.distinct.text
+        return "(" + ", ".join(p.text for p in (self.distinct, *self.distinct_with)) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSeen:
+    """Alert when the value tuple of ``fields`` is new for the rule's group within ``lookback_seconds``."""
+
+    fields: tuple[FieldPath, ...]
+    lookback_seconds: int
+    new_group: str = "learn"  # "learn": a group with no history learns silently; "alert": it alerts
+    max_values: int = 1000  # per group; the least recently seen value is forgotten first
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +76,7 @@ class Rule:
     group_by: tuple[FieldPath, ...] = ()
     threshold: Threshold | None = None
     throttle_seconds: int | None = None
+    first_seen: FirstSeen | None = None
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
     lists_used: tuple[str, ...] = ()  # the named lists its detection refers to

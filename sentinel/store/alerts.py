@@ -95,5 +95,12 @@ def load_rule_state(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(k, v) for k, v in conn.execute("SELECT key, value FROM rule_state")]
 
 
+def rule_state_of(conn: sqlite3.Connection, rule_id: str) -> list[tuple[str, str]]:
+    """The (group key, JSON) rows of one rule, by group key (state keys are ``rule/group``; ids hold no '/')."""
+    rows = conn.execute("SELECT key, value FROM rule_state WHERE key >= ? AND key < ? ORDER BY key",
+                        (f"{rule_id}/", f"{rule_id}0"))  # '0' sorts right after '/'
+    return [(k.partition("/")[2], v) for k, v in rows]
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))

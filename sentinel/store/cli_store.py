@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.errors import StoreError
-from sentinel.store import deliveries, events
+from sentinel.store import alerts, deliveries, events
 from sentinel.store.database import as_sentinel_error, connect
 
 T = TypeVar("T")
@@ -65,6 +65,10 @@ class CliStore:
 
     def list_quarantine(self, last: int) -> list[dict[str, Any]]:
         return self._run("listing quarantine", lambda c: events.list_quarantine(c, last))
+
+    def rule_state(self, rule_id: str) -> list[tuple[str, str]]:
+        """One rule's (group key, JSON) state rows, as the daemon last committed them."""
+        return self._run("reading rule state", lambda c: alerts.rule_state_of(c, rule_id))
 
     def close(self) -> None:
         self._conn.close()
