@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sentinel.rules import load_rules
 from sentinel.rules.first_seen import FIRST_SEEN_KEYS
 from sentinel.rules.inline_tests import TEST_KEYS
-from sentinel.rules import load_rules
 from sentinel.rules.loader import RULE_KEYS, THRESHOLD_KEYS, THROTTLE_KEYS
 from sentinel.rules.operators import MODIFIERS, OPERATORS
 

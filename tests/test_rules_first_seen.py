@@ -352,3 +352,11 @@ def test_a_first_seen_table_that_is_not_a_table(tmp_path):
     text = 'id = "x"\ntitle = "x"\nseverity = "low"\nevent_types = ["user.session.start"]\nfirst_seen = 3\n'
     assert [f.split(": ", 1)[1] for f in problems(tmp_path, text)] == [
         "first_seen: must be a table with fields and lookback"]
+
+
+def test_a_reload_that_turns_the_rule_into_a_threshold_starts_its_groups_afresh(tmp_path, learn_rule):
+    _, state = run(learn_rule, [login(T0, "Norway")])
+    threshold = first_seen_rule().split("[first_seen]")[0] + '[threshold]\ncount = 2\nwindow = "1h"\n'
+    alerts, state = run(load(tmp_path, threshold), [login(T0 + DAY, "Norway"), login(T0 + DAY, "Chile")], state)
+    assert [a.count for a in alerts] == [2]  # not a KeyError on the first-seen record
+    assert state.match_errors == 0

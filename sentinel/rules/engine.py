@@ -134,7 +134,7 @@ def _throttle(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, st
     group_key = group_key_of(rule, data)
     state_key = f"{rule.id}/{group_key}"
     start = micros - micros % period
-    group = state.group(state_key) or {"periods": {}, "seen": micros, "expires": 0}
+    group = _own(state.group(state_key), "periods") or {"periods": {}, "seen": micros, "expires": 0}
     periods: dict[str, dict[str, Any]] = group["periods"]
     record = periods.get(str(start))
     if record is None:
@@ -172,6 +172,12 @@ def _first_seen(rule: Rule, event: Event, data: Mapping[str, Any], micros: int,
               "samples": [short_event(data, event.uuid, _published(micros))]}
     key = alert_key(rule.id, f"{group_key}\x00{learned.value_key}", micros)
     return _make_alert(rule, event, data, key, group_key, record)
+
+
+def _own(record: dict[str, Any] | None, marker: str) -> dict[str, Any] | None:
+    """The group's record if it is of this kind (a reload may turn a first-seen rule into a threshold rule
+    under the same id: its old record then starts afresh rather than raising on every event)."""
+    return record if record is not None and marker in record else None
 
 
 def _distinct_value(rule: Rule, data: Mapping[str, Any]) -> str | None:
@@ -214,7 +220,7 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
             return None  # nothing to count distinctly
     group_key = group_key_of(rule, data)
     state_key = f"{rule.id}/{group_key}"
-    group = state.group(state_key) or {"entries": [], "episode": None, "seen": micros, "expires": 0}
+    group = _own(state.group(state_key), "entries") or {"entries": [], "episode": None, "seen": micros, "expires": 0}
     group["seen"] = max(group["seen"], micros)
     episode = group["episode"]
     if episode is not None and episode["start"] - window <= micros < episode["start"] + hold:

@@ -131,11 +131,9 @@ def _prune(known: dict[str, list[int]], cutoff: int, max_values: int) -> int:
     past ``max_values``. Returns how many went for the bound."""
     for stale in [k for k, (_, last, _) in known.items() if last < cutoff]:
         del known[stale]
-    excess = len(known) - max_values
-    if excess <= 0:
-        return 0
-    for victim in sorted(known, key=lambda k: known[k][1])[:excess]:
-        del known[victim]
+    excess = max(len(known) - max_values, 0)
+    for _ in range(excess):  # one at a time: a new value over the bound costs one pass, not a sort
+        del known[min(known, key=lambda k: known[k][1])]
     return excess
 
 
