@@ -360,3 +360,18 @@ def test_a_reload_that_turns_the_rule_into_a_threshold_starts_its_groups_afresh(
     alerts, state = run(load(tmp_path, threshold), [login(T0 + DAY, "Norway"), login(T0 + DAY, "Chile")], state)
     assert [a.count for a in alerts] == [2]  # not a KeyError on the first-seen record
     assert state.match_errors == 0
+
+
+def test_without_group_by_the_rule_keeps_one_history(tmp_path):
+    ruleset = load(tmp_path, first_seen_rule().replace('group_by = ["actor.alternateId"]\n', ""))
+    alerts, state = run(ruleset, [login(T0, "Norway"), login(T0, "Norway", user="bob@x"),
+                                  login(T0 + DAY, "Chile", user="carol@x")])
+    assert countries(alerts) == ["Chile"]
+    assert list(state.groups) == ["new-country/"]
+
+
+def test_history_rows_ignore_records_of_other_kinds():
+    threshold_record = {"entries": [[1, "u", None]], "episode": None, "seen": 1, "expires": 2}
+    assert list(history_rows("g", threshold_record)) == []
+    broken = {"fields": ["a"], "values": {"not json": [1, 2, 3], '["x"]': [1, 2], '["y"]': [1, 5, 2]}}
+    assert [(r.values, r.last_micros) for r in history_rows("g", broken)] == [({"a": "y"}, 5)]
