@@ -13,7 +13,7 @@ from sentinel.errors import ErrorGroup
 from sentinel.model import Alert, Event
 from sentinel.rules import RuleSet, load_rules
 from sentinel.rules.engine import EngineState, evaluate
-from sentinel.rules.engine_state import EVICTED_GROUPS, to_micros
+from sentinel.rules.engine_state import EVICTED_GROUPS, VALUES_FORGOTTEN, to_micros
 from sentinel.rules.first_seen import history_rows
 from sentinel.rules.model import Rule
 
@@ -218,7 +218,8 @@ def test_max_values_forgets_the_least_recently_seen_first_and_counts_it(tmp_path
                                   login(T0 + 6 * timedelta(hours=1), "D")])
     assert countries(alerts) == ["B", "C", "D", "B"]  # B forgotten for D, so B is new again; D kept
     assert len(history(state)["actor.alternateId=jane@example.com"]) == 3
-    assert state.dropped_entries == 2  # B for D, then C for B
+    assert state.rule_counts[VALUES_FORGOTTEN, "new-country"] == 2  # B for D, then C for B
+    assert state.dropped_entries == 0
 
 
 def test_the_total_is_bounded_by_max_groups_and_eviction_is_counted(learn_rule):

@@ -23,7 +23,15 @@ from typing import Any
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.rules import first_seen
 from sentinel.rules.context import alert_context, short_event
-from sentinel.rules.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
+from sentinel.rules.engine_state import (
+    DROPPED_ENTRIES,
+    MATCH_ERRORS,
+    MICROS,
+    VALUES_FORGOTTEN,
+    EngineState,
+    from_micros,
+    to_micros,
+)
 from sentinel.rules.model import Rule, RuleSet
 from sentinel.rules.values import as_text
 
@@ -163,7 +171,7 @@ def _first_seen(rule: Rule, event: Event, data: Mapping[str, Any], micros: int,
     group_key = group_key_of(rule, data)
     state_key = f"{rule.id}/{group_key}"
     learned = first_seen.learn(spec, state.group(state_key), values, micros)
-    state.tally(DROPPED_ENTRIES, rule.id, learned.forgotten)
+    state.tally(VALUES_FORGOTTEN, rule.id, learned.forgotten)
     state.put(state_key, learned.record)  # learning happens whether or not this event alerts
     if learned.verdict is first_seen.Verdict.KNOWN or (
             learned.verdict is first_seen.Verdict.NEW_GROUP and spec.new_group == "learn"):

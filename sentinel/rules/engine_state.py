@@ -28,6 +28,7 @@ PROGRESS_TIERS = 10
 EVICTED_GROUPS = "groups_evicted"  # live groups dropped because max_groups was reached: windows lost
 EXPIRED_GROUPS = "groups_expired"  # groups removed because their windows ended (housekeeping)
 DROPPED_ENTRIES = "entries_dropped"  # matching events forgotten from a group (repeats of a distinct value)
+VALUES_FORGOTTEN = "values_forgotten"  # first-seen values dropped because a group held max_values
 MATCH_ERRORS = "match_errors"  # a rule raised while matching (a bug; the event is skipped for it)
 # An event stamped further than this past ``now`` does not move the watermark (a bad clock must not
 # expire everyone's windows).

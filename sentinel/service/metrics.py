@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS
+from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS, VALUES_FORGOTTEN
 
 
 class Metrics:
@@ -59,6 +59,8 @@ class Metrics:
                                     ["rule"], registry=r),
             DROPPED_ENTRIES: Counter("sentinel_rule_entries_dropped", "Pending events forgotten (repeats of a "
                                      "value in a full distinct-count group)", ["rule"], registry=r),
+            VALUES_FORGOTTEN: Counter("sentinel_rule_values_forgotten", "First-seen values forgotten because "
+                                      "a group held max_values (least recently seen first)", ["rule"], registry=r),
             MATCH_ERRORS: Counter("sentinel_rule_match_errors", "Events skipped because the rule raised while "
                                   "matching (a bug)", ["rule"], registry=r),
         }

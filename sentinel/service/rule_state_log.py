@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 
-from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS
+from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS, VALUES_FORGOTTEN
 
 INTERVAL_SECONDS = 60.0
 
@@ -23,6 +23,8 @@ MESSAGES: Mapping[str, tuple[int, str, str]] = {
     DROPPED_ENTRIES: (logging.WARNING, "pending events forgotten",
                       "repeats of a value filled a distinct-count group; the distinct count is intact, the "
                       "alert's count is lower"),
+    VALUES_FORGOTTEN: (logging.WARNING, "first-seen values forgotten",
+                       "a group held max_values; a forgotten value alerts as new when it comes back"),
     MATCH_ERRORS: (logging.WARNING, "events skipped",
                    "the rule raised while matching (a bug; `sentinel replay` reproduces it)"),
     EXPIRED_GROUPS: (logging.INFO, "groups expired", "their windows ended"),
