@@ -376,3 +376,8 @@ def test_history_rows_ignore_records_of_other_kinds():
     assert list(history_rows("g", threshold_record)) == []
     broken = {"fields": ["a"], "values": {"not json": [1, 2, 3], '["x"]': [1, 2], '["y"]': [1, 5, 2]}}
     assert [(r.values, r.last_micros) for r in history_rows("g", broken)] == [({"a": "y"}, 5)]
+
+
+def test_values_compare_exactly_case_included(learn_rule):
+    alerts, _ = run(learn_rule, [login(T0, "Norway"), login(T0 + DAY, "NORWAY")])
+    assert countries(alerts) == ["NORWAY"]  # a case variant is a new value: noise at worst, never a miss
