@@ -33,7 +33,7 @@ WITHOUT_SECRETS = {
     "sentinel rules check": ["rules", "check"],
     "sentinel rules test": ["rules", "test"],
     "sentinel rules list": ["rules", "list"],
-    "sentinel rules history": ["rules", "history", "test-lock"],
+    "sentinel rules history": ["rules", "history", "okta-admin-console-new-country"],
     "sentinel replay": ["replay", "EVENTS"],
     "sentinel redeliver": ["redeliver", "--dead"],
     "sentinel demo": ["demo", "--url", "URL"],

@@ -61,3 +61,15 @@ def test_rules_history_shows_what_the_running_daemon_learned(tmp_path: Path) -> 
         assert "no first-seen history for rule 'okta-admin-console-new-country' for group" in other.stderr
     finally:
         d.stop()
+
+
+def test_rules_history_refuses_a_rule_that_is_not_first_seen(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    shutil.copy(ROOT / "rules" / "okta-brute-force-user.toml", tmp_path / "rules")
+    shutil.copytree(ROOT / "rules" / "data", tmp_path / "rules" / "data")
+    result = sentinel(tmp_path, "rules", "history", "okta-brute-force-user")
+    assert result.exit_code == 1
+    assert "rule 'okta-brute-force-user' is not a first-seen rule" in result.output
+    unknown = sentinel(tmp_path, "rules", "history", "okta-no-such-rule")
+    assert "warning: no loaded rule has id 'okta-no-such-rule'" in unknown.output
+    assert unknown.exit_code == 1 and "no database at" in unknown.output  # then the store is read: none yet

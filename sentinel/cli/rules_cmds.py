@@ -127,6 +127,7 @@ def history(rule_id: str, group: str | None, as_json: bool, config_path: Path) -
 
     Reads the store the daemon writes (read-only; works while it runs); shows what it last committed."""
     settings = load_settings(config_path, secrets=False)
+    _check_first_seen_rule(rule_id, settings.rules.paths)
     rows = with_db(settings, lambda store: store.rule_state(rule_id))
     groups: list[tuple[str, list[HistoryRow]]] = []
     for key, text in rows:
@@ -153,6 +154,21 @@ def history(rule_id: str, group: str | None, as_json: bool, config_path: Path) -
     if not groups:
         where = f" for group {group!r}" if group is not None else ""
         click.echo(f"no first-seen history for rule {rule_id!r}{where} in {settings.storage.path}", err=True)
+
+
+def _check_first_seen_rule(rule_id: str, paths: Sequence[Path]) -> None:
+    """Fail if the configured rules name ``rule_id`` as a rule that is not first seen; say so (and go on) if
+    they do not name it: its history stays in the store until its look-back ends."""
+    try:
+        ruleset = load_rules(paths)
+    except ErrorGroup:
+        return  # the store is still worth reading; `rules check` names the problems
+    rule = next((r for r in ruleset.rules if r.id == rule_id), None)
+    if rule is None:
+        echo(f"warning: no loaded rule has id {rule_id!r} (a removed rule's history expires with its look-back)",
+             err=True)
+    elif rule.first_seen is None:
+        fail(f"rule {rule_id!r} is not a first-seen rule (it has no [first_seen] table)")
 
 
 def register(main: click.Group) -> None:
