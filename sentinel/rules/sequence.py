@@ -32,6 +32,7 @@ from sentinel.rules.values import as_text
 
 MAX_PENDING = 8  # absence deadlines waiting per group (a flood of completed prefixes keeps the newest)
 MAX_ALERT_UUIDS = 100
+MAX_SAMPLES = 5
 MAX_GROUP_VALUE_CHARS = 256
 
 Entry = list[Any]  # [micros, uuid, actor, ip]
@@ -215,7 +216,7 @@ def _fire(rule: Rule, group: dict[str, Any], pending: Mapping[str, Any], data: M
     record = {"first": pending["first"], "last": pending["last"], "count": len(uuids),
               "uuids": uuids[:MAX_ALERT_UUIDS], "steps": steps,
               "samples": [{"uuid": e[1], "published": _iso(e[0]), "actor": e[2], "ip": e[3]}
-                          for entries in chosen for e in entries[:2]][:5]}
+                          for e in _samples([e for entries in chosen for e in entries])]}
     episode = group.get("episode")
     hold = (rule.throttle_seconds or 0) * MICROS
     if episode is not None and episode["start"] <= record["first"] < episode["start"] + hold:
@@ -234,6 +235,11 @@ def _fire(rule: Rule, group: dict[str, Any], pending: Mapping[str, Any], data: M
                  summary=rule.summary.render(data), group_key=group_key, first_seen=from_micros(record["first"]),
                  last_seen=from_micros(record["last"]), count=record["count"], event_uuids=tuple(record["uuids"]),
                  context=context, channels=rule.channels)
+
+
+def _samples(events: list[Entry]) -> list[Entry]:
+    """The events a message lists: all of a short sequence, else the first ones and the last."""
+    return events if len(events) <= MAX_SAMPLES else [*events[:MAX_SAMPLES - 1], events[-1]]
 
 
 def _alert_key(rule_id: str, group_key: str, start: int) -> str:
