@@ -528,7 +528,8 @@ def test_a_reloaded_rule_with_other_steps_ignores_the_old_record(tmp_path):
     run.rules = ruleset(other, fatigue_text().replace(
         '[[sequence.steps]]\nselection = "accepted"',
         '[[sequence.steps]]\nselection = "denied"\nwithin = "10m"\n[[sequence.steps]]\nselection = "accepted"'))
-    assert len(run.rules.rules[0].sequence.steps) == 3
+    sequence = run.rules.rules[0].sequence
+    assert sequence is not None and len(sequence.steps) == 3
     assert run.feed(*denies(60, 70, 80, 90), event("push.accept", 100)) != []
 
 

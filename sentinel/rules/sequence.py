@@ -74,11 +74,9 @@ def fire_due(ruleset: RuleSet, state: EngineState) -> list[Alert]:
     return alerts
 
 
-def _usable(group: Any, sequence: Sequence) -> bool:
+def _usable(group: dict[str, Any], sequence: Sequence) -> bool:
     """Whether a stored record has this sequence's shape (a reloaded rule may have other steps, and a
     restored row is only known to be JSON)."""
-    if not isinstance(group, dict):
-        return False
     steps, pending = group.get("steps"), group.get("pending")
     return (isinstance(steps, list) and len(steps) == len(sequence.present) and all(isinstance(e, list) for e in steps)
             and isinstance(group.get("absent"), list) and isinstance(pending, list)
@@ -115,8 +113,10 @@ def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[s
                    state: EngineState, group_key: str, indexes: list[int]) -> Alert | None:
     state_key = f"{rule.id}/{group_key}"
     present = sequence.present
-    group = state.group(state_key)
-    if not _usable(group, sequence):  # new, or stored by an earlier version of the rule: start afresh
+    stored = state.group(state_key)
+    if stored is not None and _usable(stored, sequence):
+        group = stored
+    else:  # new, or stored by an earlier version of the rule: start afresh
         group = {"key": group_key, "steps": [[] for _ in present], "absent": [], "pending": [], "done": 0,
                  "seen": micros, "expires": 0}
     group["seen"] = max(group["seen"], micros)
