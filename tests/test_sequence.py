@@ -538,3 +538,22 @@ def test_a_stored_deadline_of_a_changed_rule_does_not_raise(tmp_path):
     junk = {"seen": 1, "expires": 10**18, "pending": [{"deadline": 5}, "junk"]}
     run = Run(ruleset(tmp_path, REVERT), EngineState.restore([(key, json.dumps(junk))]))
     assert run.feed(event("x", 10)) == []
+
+
+def test_an_absence_alert_renders_its_steps_and_round_trips_through_json(tmp_path):
+    from sentinel.alert_context import AlertContext
+    from sentinel.render.facts import facts
+
+    run = Run(ruleset(tmp_path, REVERT))
+    [alert] = run.feed(event("mfa.off", 0), event("x", 3601))
+    lines = dict(facts(alert).lines())
+    assert lines["Sequence"] == "1 off: 1 event, 2026-03-01 12:00:00 UTC; 2 then no on until 2026-03-01 13:00:00 UTC"
+    assert AlertContext.from_dict(alert.context.as_dict()) == alert.context
+
+
+def test_a_flood_of_new_groups_does_not_evict_a_waiting_deadline(tmp_path):
+    run = Run(ruleset(tmp_path, REVERT), EngineState(max_groups=10))
+    run.feed(event("mfa.off", 0))
+    run.feed(*(event("mfa.on", 1 + i / 100, f"u{i}@example.com") for i in range(200)))
+    assert run.state.evicted_groups > 0
+    assert len(run.feed(event("x", 3601))) == 1
