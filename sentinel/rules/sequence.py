@@ -36,6 +36,7 @@ MAX_SAMPLES = 5
 MAX_GROUP_VALUE_CHARS = 256
 
 Entry = list[Any]  # [micros, uuid, actor, ip]
+PENDING_KEYS = frozenset({"deadline", "first", "last", "chosen", "brief", "type", "uuid", "published"})
 
 
 def advance(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, state: EngineState) -> list[Alert]:
@@ -80,8 +81,8 @@ def _usable(group: dict[str, Any], sequence: Sequence) -> bool:
     steps, pending = group.get("steps"), group.get("pending")
     return (isinstance(steps, list) and len(steps) == len(sequence.present) and all(isinstance(e, list) for e in steps)
             and isinstance(group.get("absent"), list) and isinstance(pending, list)
-            and all(isinstance(p, dict) and isinstance(p.get("deadline"), int) and len(p.get("chosen", ())) ==
-                    len(sequence.present) for p in pending)
+            and all(isinstance(p, dict) and PENDING_KEYS <= p.keys() and isinstance(p["deadline"], int)
+                    and isinstance(p["last"], int) and len(p["chosen"]) == len(sequence.present) for p in pending)
             and isinstance(group.get("done"), int) and isinstance(group.get("key"), str))
 
 
@@ -128,7 +129,7 @@ def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[s
             if micros > group["done"]:
                 changed |= _insert(group["steps"][index], entry)
         else:  # the absence step: cancel the deadlines it falls before, remember it for later prefixes
-            changed |= _insert(group["absent"], entry)
+            _insert(group["absent"], entry)
             group["pending"] = [p for p in group["pending"] if not p["last"] < micros <= p["deadline"]]
     alert = None
     found = _search(sequence, group["steps"]) if changed else None
