@@ -81,7 +81,7 @@ def _usable(group: dict[str, Any], sequence: Sequence) -> bool:
     steps, pending = group.get("steps"), group.get("pending")
     return (isinstance(steps, list) and len(steps) == len(sequence.present) and all(isinstance(e, list) for e in steps)
             and isinstance(group.get("absent"), list) and isinstance(pending, list)
-            and all(isinstance(p, dict) and PENDING_KEYS <= p.keys() and isinstance(p["deadline"], int)
+            and all(isinstance(p, dict) and p.keys() >= PENDING_KEYS and isinstance(p["deadline"], int)
                     and isinstance(p["last"], int) and len(p["chosen"]) == len(sequence.present) for p in pending)
             and isinstance(group.get("done"), int) and isinstance(group.get("key"), str))
 
