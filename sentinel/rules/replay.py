@@ -73,7 +73,8 @@ class Replay:
                 final.append(alert)
                 continue
             previous = self._pending.get(alert.key)
-            final_at = previous[1] if previous else to_micros(alert.first_seen) + open_for
+            lateness = self.evaluator.state.allowed_lateness_micros  # late events may still fold in
+            final_at = previous[1] if previous else to_micros(alert.first_seen) + open_for + lateness
             self._pending[alert.key] = (alert, final_at)
         while self._pending:
             key, (alert, final_at) = next(iter(self._pending.items()))
