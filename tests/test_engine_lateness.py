@@ -318,3 +318,11 @@ def test_replay_of_hook_then_late_poll_deliveries_alerts_brute_force_once(tmp_pa
     brute = [a for a in alerts if a["rule_id"] == "okta-brute-force-user"]
     assert len(brute) == 1
     assert set(brute[0]["event_uuids"]) >= {event["uuid"] for event in burst}
+    # The same arrivals under a config allowing no lateness: the polled four are too late to count.
+    config = tmp_path / "sentinel.toml"
+    rules = json.dumps(str(ROOT / "rules"))
+    config.write_text(f'[rules]\npaths = [{rules}]\nallowed_lateness = "0s"\n', encoding="utf-8")
+    strict = subprocess.run([sys.executable, "-m", "sentinel", "replay", "--config", str(config), str(lines)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert strict.returncode == 0, strict.stderr
+    assert not [line for line in strict.stdout.splitlines() if "okta-brute-force-user" in line]

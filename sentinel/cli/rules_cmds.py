@@ -12,10 +12,9 @@ from typing import Any
 import click
 
 from sentinel.cli.common import config_option, config_was_given, error_lines, fail
-from sentinel.config import load_config, parse_config
+from sentinel.config import RulesSettings, load_config, parse_config
 from sentinel.errors import ErrorGroup
 from sentinel.rules import lint, load_rules
-from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS
 from sentinel.rules.model import RuleSet
 from sentinel.rules.sources import rule_source
 from sentinel.rules.testing import run_tests
@@ -28,10 +27,17 @@ def rule_paths_from(paths: Sequence[Path], config_path: Path) -> tuple[Sequence[
 
     Unlike the store commands, these work without any config: with no --config (or $SENTINEL_CONFIG)
     and no ./sentinel.toml, PATH defaults to ./rules."""
+    settings = rules_settings_from(paths, config_path)
+    return settings.paths, settings.max_groups
+
+
+def rules_settings_from(paths: Sequence[Path], config_path: Path) -> RulesSettings:
+    """The ``[rules]`` settings the rule commands use, with PATHs given replacing its paths (see
+    :func:`rule_paths_from`)."""
     if paths:
-        return paths, DEFAULT_MAX_GROUPS
+        return RulesSettings(paths=tuple(paths))
     if not config_was_given() and not config_path.is_file():
-        return DEFAULT_RULES, DEFAULT_MAX_GROUPS
+        return RulesSettings(paths=DEFAULT_RULES)
     try:
         doc = _config_doc(config_path)
         if doc is None:
@@ -40,7 +46,7 @@ def rule_paths_from(paths: Sequence[Path], config_path: Path) -> tuple[Sequence[
                                 resolve_secrets=False)  # rules need no secret
     except ErrorGroup as error:
         fail(error_lines(error), code=2)
-    return settings.rules.paths, settings.rules.max_groups
+    return settings.rules
 
 
 def polling_configured(paths: Sequence[Path], config_path: Path) -> bool:

@@ -224,7 +224,10 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     _drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
     if distinct is not None and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
         state.tally(DROPPED_ENTRIES, rule.id, _forget_repeats(group))
-    found, held = _full_window(entries, micros, window, threshold.count, counts_distinct=distinct is not None)
+    if distinct is not None and len(group["values"]) < threshold.count:
+        found, held = None, len(group["values"])  # too few values in the whole group: no window to look for
+    else:
+        found, held = _full_window(entries, micros, window, threshold.count, counts_distinct=distinct is not None)
     group["progress"] = round(min(held / threshold.count, 1.0), 4)  # what eviction spares (engine_state)
     if found is None:
         _set_expires(group, window, hold)
@@ -270,8 +273,9 @@ def _full_window(entries: list[list[Any]], micros: int, window: int, count: int,
     Only windows holding the new event need checking: any other was checked when its last entry came."""
     low = bisect.bisect_left(entries, [micros - window])
     high = bisect.bisect_left(entries, [micros + window + 1])
-    if high - low < count or (counts_distinct and len(_distinct_in(entries, low, high)) < count):
-        return None, high - low if not counts_distinct else len(_distinct_in(entries, low, high))
+    reach = len({entry[2] for entry in entries[low:high]}) if counts_distinct else high - low
+    if reach < count:
+        return None, reach  # not even the two windows' span together holds enough
     best = 0
     seen: dict[Any, int] = {}
     end = low
@@ -291,10 +295,6 @@ def _full_window(entries: list[list[Any]], micros: int, window: int, count: int,
         if left:
             seen[entries[first][2]] = left
     return None, best
-
-
-def _distinct_in(entries: list[list[Any]], low: int, high: int) -> set[Any]:
-    return {entry[2] for entry in entries[low:high]}
 
 
 def _value_counts(group: dict[str, Any]) -> dict[str, int]:
