@@ -23,7 +23,8 @@ from sentinel.rules.sources import MAX_FILTER_TERMS, filter_expression, polled_e
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules"
 POLL_ONLY = {"okta-threatinsight-threat-detected", "okta-impersonation-session-started", "okta-network-zone-changed",
-             "okta-event-hook-delivery-failed"}
+             "okta-event-hook-delivery-failed", "okta-threatinsight-attack-started",
+             "okta-mfa-factor-disabled-org-wide"}
 
 
 @pytest.fixture(scope="module")

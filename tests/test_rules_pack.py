@@ -35,7 +35,7 @@ REQUIRED_DETECTIONS = {
 }
 # Rules reading only types no event hook can deliver: without [okta.api] they see nothing, and lint says so.
 POLL_FED = {"okta-threatinsight-threat-detected", "okta-impersonation-session-started", "okta-network-zone-changed",
-            "okta-event-hook-delivery-failed"}
+            "okta-event-hook-delivery-failed", "okta-threatinsight-attack-started", "okta-mfa-factor-disabled-org-wide"}
 
 
 @pytest.fixture(scope="module")
