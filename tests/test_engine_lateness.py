@@ -5,7 +5,9 @@ allowance, fires exactly once; an event older than the allowance is left to sing
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import random
 import subprocess
 import sys
@@ -14,16 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_event, spray_rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
+from sentinel.clock import FixedClock
 from sentinel.config import RulesSettings, parse_config
 from sentinel.errors import ErrorGroup
 from sentinel.model import Event
+from sentinel.okta import parse_event
 from sentinel.rules import RuleSet, load_rules
 from sentinel.rules.engine import evaluate
 from sentinel.rules.engine_state import EVICTED_GROUPS, EXPIRED_GROUPS, TOO_LATE, EngineState
 from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.service.detector import Detector, apply_report
+from sentinel.service.metrics import Metrics
+from sentinel.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -326,3 +335,40 @@ def test_replay_of_hook_then_late_poll_deliveries_alerts_brute_force_once(tmp_pa
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert strict.returncode == 0, strict.stderr
     assert not [line for line in strict.stdout.splitlines() if "okta-brute-force-user" in line]
+
+
+# -- what the detector makes of too-late events --------------------------------------------------------------
+
+
+def test_too_late_events_reach_the_metrics_and_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Real rules, store and detector: failures three hours behind the newest are counted per rule as
+    ``sentinel_rule_events_too_late_total`` and logged once, saying what to do about it."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "spray.toml").write_text(spray_rule("spray"), encoding="utf-8")
+    evaluator = RuleEvaluator(load_rules([tmp_path / "rules"]), max_groups=100)
+    metrics, clock = Metrics(), FixedClock(T0 + timedelta(hours=3))
+    caplog.set_level(logging.INFO, logger="sentinel.detector")
+
+    def failure_at(uuid: str, at: datetime) -> Event:
+        return parse_event(make_event(uuid, published=at.isoformat().replace("+00:00", "Z"),
+                                      client={"ipAddress": "10.0.0.1"}, actor={"alternateId": f"{uuid}@example.com"},
+                                      outcome={"result": "FAILURE"}))
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "s.db")
+        store.start(clock.now())
+        detector = Detector(store, evaluator, lambda a: ["log"], clock, on_report=lambda r: apply_report(metrics, r))
+        await detector.load_state()
+        try:
+            for events in ([failure_at("now", clock.now())], [failure_at(f"old{i}", T0) for i in range(2)]):
+                await store.ingest(events, [], clock.now())
+                assert await detector.run_once() == len(events)
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    assert 'sentinel_rule_events_too_late_total{rule="spray"} 2.0' in generate_latest(metrics.registry).decode()
+    logged = [r.getMessage() for r in caplog.records if "late events not counted" in r.getMessage()]
+    assert logged == ["rule spray: 2 late events not counted: they were older than the newest event time less "
+                      "[rules] allowed_lateness (raise it to cover a longer poller back-fill; `sentinel replay` "
+                      "re-runs a past window)"]
