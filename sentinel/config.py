@@ -23,6 +23,7 @@ from typing import Any
 
 from sentinel.config_keys import CHANNEL_KEYS, CHANNEL_SECTION, SECTION_KEYS, ConfigKey, default
 from sentinel.config_keys import key as config_key
+from sentinel.durations import duration_seconds
 from sentinel.errors import ConfigError, ErrorGroup
 from sentinel.model import Severity
 from sentinel.secret import Secret
@@ -69,6 +70,8 @@ class StorageSettings:
 class RulesSettings:
     paths: tuple[Path, ...] = tuple(Path(p) for p in default("rules", "paths"))
     max_groups: int = default("rules", "max_groups")
+    # How far behind the newest event time a late event still counts toward windows (see EngineState).
+    allowed_lateness: timedelta = timedelta(seconds=duration_seconds(default("rules", "allowed_lateness")))
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,8 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     storage = StorageSettings(path=_resolve(base, get("path")), retention_days=float(get("retention_days")))
 
     get = r.section(doc, "rules")
-    rules = RulesSettings(paths=tuple(_resolve(base, p) for p in get("paths")), max_groups=get("max_groups"))
+    rules = RulesSettings(paths=tuple(_resolve(base, p) for p in get("paths")), max_groups=get("max_groups"),
+                          allowed_lateness=timedelta(seconds=duration_seconds(get("allowed_lateness"))))
 
     get = r.section(doc, "delivery")
     delivery = DeliverySettings(

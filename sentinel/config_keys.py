@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sentinel.durations import duration_seconds
 from sentinel.model import Severity
 
 Check = Callable[[Any], "str | None"]
@@ -56,6 +57,16 @@ def _timezone(v: Any) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return f"unknown time zone {v!r} (use an IANA name such as 'Europe/Paris')"
     return None
+
+
+def _duration_up_to(most_seconds: int, shown: str) -> Check:
+    def check(v: Any) -> str | None:
+        try:
+            seconds = duration_seconds(v)
+        except ValueError as e:
+            return str(e)
+        return None if 0 <= seconds <= most_seconds else f"must be between 0s and {shown}, not {v!r}"
+    return check
 
 
 def _org_url(v: Any) -> str | None:
@@ -117,6 +128,11 @@ KEYS: tuple[ConfigKey, ...] = (
               "ended goes first, else the one furthest from firing, so flooding new groups does not push out a "
               "window about to fire: the attacker has to fill all `max_groups` with groups as close to firing. "
               "Higher costs memory and makes that dearer; evictions are logged and counted per rule "
+              "([docs/rules.md](docs/rules.md#thresholds-distinct-counts-and-throttling))"),
+    ConfigKey("rules", "allowed_lateness", str, "15m", _duration_up_to(86_400, "24h"),
+              "how late (event time behind the newest event seen) an event may arrive and still count toward "
+              "threshold and throttle windows: their state is kept this much longer. Covers the System Log "
+              "poller's lag behind the hooks; at most `24h` "
               "([docs/rules.md](docs/rules.md#thresholds-distinct-counts-and-throttling))"),
     ConfigKey("delivery", "retry_budget_hours", float, 24, _positive,
               "after this a delivery is dead and reported on the fallback channel"),

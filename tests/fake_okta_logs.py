@@ -26,10 +26,10 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_SINCE_AGE = timedelta(days=180)
 DEFAULT_WINDOW = timedelta(days=7)
-# The subset of Okta's SCIM filter the poller sends: eventType eq "X" (or eventType eq "Y")*.
-_TERM = r'eventType\s+eq\s+"([^"\\]+)"'
+# The subset of Okta's SCIM filter the poller sends: eventType eq "X" or eventType sw "prefix." (joined by or).
+_TERM = r'eventType\s+(?:eq|sw)\s+"(?:[^"\\]+)"'
 _FILTER = re.compile(rf"\s*{_TERM}(?:\s+or\s+{_TERM})*\s*")
-_TERMS = re.compile(_TERM)
+_TERMS = re.compile(r'eventType\s+(eq|sw)\s+"([^"\\]+)"')
 
 
 class BadRequest(Exception):
@@ -115,7 +115,7 @@ class EventLog:
         return self._bounded(base, params, snapshot, since, until or now, order, types, limit, cursor)
 
     def _bounded(self, base: str, params: dict[str, str], snapshot: list[Stored], since: datetime,
-                 until: datetime, order: str, types: set[str] | None, limit: int,
+                 until: datetime, order: str, types: TypeFilter | None, limit: int,
                  cursor: dict[str, Any] | None) -> Page:
         if cursor is not None and cursor.get("k") != "bounded":
             raise BadRequest("E0000001", "Api validation failed: after")
@@ -156,7 +156,7 @@ class EventLog:
         return cursor
 
 
-def _poll(snapshot: list[Stored], since: datetime, types: set[str] | None, limit: int,
+def _poll(snapshot: list[Stored], since: datetime, types: TypeFilter | None, limit: int,
           cursor: dict[str, Any] | None) -> tuple[list[Stored], int]:
     if cursor is not None and cursor.get("k") != "poll":
         raise BadRequest("E0000001", "Api validation failed: after")
@@ -180,12 +180,24 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _filter(raw: str | None) -> set[str] | None:
+@dataclass(frozen=True)
+class TypeFilter:
+    """The event types a filter selects: exact names (``eq``) and prefixes (``sw``)."""
+
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    def __contains__(self, event_type: object) -> bool:
+        return isinstance(event_type, str) and (event_type in self.exact or event_type.startswith(self.prefixes))
+
+
+def _filter(raw: str | None) -> TypeFilter | None:
     if raw is None:
         return None
     if not _FILTER.fullmatch(raw):
         raise BadRequest("E0000031", "Invalid search criteria.")
-    return {m.group(1) for m in _TERMS.finditer(raw)}
+    terms = [(m.group(1), m.group(2)) for m in _TERMS.finditer(raw)]
+    return TypeFilter(frozenset(v for op, v in terms if op == "eq"), tuple(v for op, v in terms if op == "sw"))
 
 
 def _url(base: str, params: dict[str, str]) -> str:

@@ -190,7 +190,13 @@ def test_filter_subset_of_event_types(fake, http, clock):
     assert len(expected) >= 2
     query = 'eventType eq "user.session.start" or eventType eq "user.account.lock"'
     assert uuids(http.get("/api/v1/logs", params={"filter": query})) == expected
-    for unsupported in ('eventType sw "user."', 'eventType eq "a" and actor.id eq "b"', "eventType eq"):
+    # A prefix, as the poller asks for a rule's "user.account.*" (Okta's own example: eventType sw "event_hook").
+    prefixed = [e["uuid"] for e in events
+                if e["eventType"].startswith("user.account.") or e["eventType"] == "user.session.start"]
+    assert set(prefixed) > set(expected)  # the prefix takes in more than user.account.lock
+    query = 'eventType sw "user.account." or eventType eq "user.session.start"'
+    assert uuids(http.get("/api/v1/logs", params={"filter": query})) == prefixed
+    for unsupported in ('eventType co "user."', 'eventType eq "a" and actor.id eq "b"', "eventType eq"):
         response = http.get("/api/v1/logs", params={"filter": unsupported})
         assert response.status_code == 400 and response.json()["errorCode"] == "E0000031"
 

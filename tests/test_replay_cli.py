@@ -89,7 +89,7 @@ def test_list_shows_rules():
     result = sentinel("rules", "list")
     assert result.returncode == 0
     row = next(line for line in result.stdout.splitlines() if line.startswith("okta-api-token-created "))
-    assert row.split() == ["okta-api-token-created", "medium", "system.api_token.create", "yes"]
+    assert row.split() == ["okta-api-token-created", "medium", "system.api_token.create", "yes", "hook"]
 
 
 def test_rules_paths_from_config(tmp_path):

@@ -109,7 +109,7 @@ def test_a_disabled_rule_is_loaded_and_tested_but_never_evaluated(tmp_path: Path
     alerts, _ = evaluate(ruleset, event, EngineState(), event.published)
     assert alerts == []
     listed = run_cli("rules", "list", str(tmp_path))
-    assert listed.stdout.splitlines()[1].split() == ["admin-app-access", "low", "user.session.start", "no"]
+    assert listed.stdout.splitlines()[1].split() == ["admin-app-access", "low", "user.session.start", "no", "hook"]
 
 
 def test_an_alert_names_and_links_the_rules_attack_tags_and_says_what_the_rule_is_for(tmp_path: Path) -> None:

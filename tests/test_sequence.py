@@ -384,7 +384,11 @@ def test_records_set_expires_in_event_time_so_the_sweep_ages_them_out(tmp_path):
     run.feed(*denies(0))
     [group] = run.state.groups.values()
     assert group["expires"] == (T0 + timedelta(minutes=20)).timestamp() * 1_000_000
-    run.state.watermark = group["expires"] + 1
+    # Kept for the lateness allowance past its expiry ([rules] allowed_lateness), then swept.
+    run.state.watermark = group["expires"] + run.state.allowed_lateness_micros
+    run.state.sweep()
+    assert run.state.group_count == 1
+    run.state.watermark = group["expires"] + run.state.allowed_lateness_micros + 1
     run.state.sweep()
     assert run.state.group_count == 0
 

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import click
 
 from sentinel.cli.common import config_option, echo, echo_json, fail
-from sentinel.cli.rules_cmds import load_ruleset, rule_paths_from
+from sentinel.cli.rules_cmds import load_ruleset, rules_settings_from
 from sentinel.rules.replay import Replay, alert_json
 from sentinel.rules.replay_input import ReadReport, read_events
 
@@ -67,15 +67,15 @@ def replay_command(rule_paths: tuple[Path, ...], config_path: Path, files: tuple
     out-of-order events); one JSON object per alert is printed once the alert is final. Nothing is sent
     and nothing is stored. Exits 1 when no event could be read.
     """
-    paths, max_groups = rule_paths_from(rule_paths, config_path)
-    ruleset = load_ruleset(paths)
+    settings = rules_settings_from(rule_paths, config_path)
+    ruleset = load_ruleset(settings.paths)
     # The rules live as long as the run: keep them out of the collector's full passes.
     gc.freeze()
     inputs = [_open(file) for file in files]
     sizes = [size for _, _, size in inputs]
     total = None if any(size is None for size in sizes) else sum(size or 0 for size in sizes)
     report = ReadReport(on_problem=_Problems())
-    run = Replay(ruleset, max_groups)
+    run = Replay(ruleset, settings.max_groups, settings.allowed_lateness)
     with _progress(total) as bar:
         for source, stream, _ in inputs:
             try:

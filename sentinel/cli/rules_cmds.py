@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,13 +22,14 @@ from sentinel.cli.common import (
     load_settings,
     with_db,
 )
-from sentinel.config import load_config
+from sentinel.config import RulesSettings, load_config, parse_config
 from sentinel.errors import ErrorGroup
 from sentinel.model import format_timestamp
 from sentinel.rules import lint, load_rules
-from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS, from_micros
+from sentinel.rules.engine_state import from_micros
 from sentinel.rules.first_seen import HistoryRow, history_rows
 from sentinel.rules.model import RuleSet
+from sentinel.rules.sources import rule_source
 from sentinel.rules.testing import run_tests
 
 DEFAULT_RULES = (Path("rules"),)
@@ -37,15 +40,51 @@ def rule_paths_from(paths: Sequence[Path], config_path: Path) -> tuple[Sequence[
 
     Unlike the store commands, these work without any config: with no --config (or $SENTINEL_CONFIG)
     and no ./sentinel.toml, PATH defaults to ./rules."""
+    settings = rules_settings_from(paths, config_path)
+    return settings.paths, settings.max_groups
+
+
+def rules_settings_from(paths: Sequence[Path], config_path: Path) -> RulesSettings:
+    """The ``[rules]`` settings the rule commands use, with PATHs given replacing its paths (see
+    :func:`rule_paths_from`)."""
     if paths:
-        return paths, DEFAULT_MAX_GROUPS
+        return RulesSettings(paths=tuple(paths))
     if not config_was_given() and not config_path.is_file():
-        return DEFAULT_RULES, DEFAULT_MAX_GROUPS
+        return RulesSettings(paths=DEFAULT_RULES)
     try:
-        settings = load_config(config_path, resolve_secrets=False)  # rules need no secret
+        doc = _config_doc(config_path)
+        if doc is None:
+            load_config(config_path)  # cannot read or parse it: raises, saying why
+        settings = parse_config(_without_poller(doc or {}), str(config_path), config_path.resolve().parent,
+                                resolve_secrets=False)  # rules need no secret
     except ErrorGroup as error:
         fail(error_lines(error), code=2)
-    return settings.rules.paths, settings.rules.max_groups
+    return settings.rules
+
+
+def polling_configured(paths: Sequence[Path], config_path: Path) -> bool:
+    """Whether the config the rules come from has an ``[okta.api]`` table (the System Log poller runs)."""
+    if paths and not config_was_given():
+        return False
+    doc = _config_doc(config_path)
+    okta = doc.get("okta") if doc else None
+    return isinstance(okta, dict) and isinstance(okta.get("api"), dict)
+
+
+def _config_doc(config_path: Path) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return None
+
+
+def _without_poller(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The config without ``[okta.api]``: the poller's table is `sentinel check`'s to validate; the rules
+    commands only ask whether it is there."""
+    okta = doc.get("okta")
+    if not isinstance(okta, dict) or "api" not in okta:
+        return dict(doc)
+    return {**doc, "okta": {k: v for k, v in okta.items() if k != "api"}}
 
 
 def load_ruleset(paths: Sequence[Path]) -> RuleSet:
@@ -70,7 +109,7 @@ def check(paths: tuple[Path, ...], config_path: Path) -> None:
     """Validate rule files; print every problem, one per line; exit 1 if any."""
     rule_paths, _ = rule_paths_from(paths, config_path)
     ruleset = load_ruleset(rule_paths)
-    for warning in lint(ruleset):
+    for warning in lint(ruleset, polling=polling_configured(paths, config_path)):
         click.echo(f"warning: {warning}", err=True)
     echo_lists(ruleset)
     click.echo(f"{len(ruleset)} rules OK")
@@ -105,15 +144,25 @@ def test(paths: tuple[Path, ...], config_path: Path) -> None:
 @rules_group.command("list")
 @paths_argument
 @config_option
-def list_rules(paths: tuple[Path, ...], config_path: Path) -> None:
-    """Show id, severity, event types and whether each rule is enabled; then the named lists."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule, one per line.")
+def list_rules(paths: tuple[Path, ...], config_path: Path, as_json: bool) -> None:
+    """Show id, severity, event types, whether each rule is enabled and which feed brings its events
+    (hook, poll, both: the System Log poller runs when the config has [okta.api]); then the named lists."""
     rule_paths, _ = rule_paths_from(paths, config_path)
     ruleset = load_ruleset(rule_paths)
-    rows = [(r.id, r.severity.label, ",".join(r.event_types), "yes" if r.enabled else "no") for r in ruleset]
-    header = ("ID", "SEVERITY", "EVENT TYPES", "ENABLED")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    polling = polling_configured(paths, config_path)
+    if as_json:
+        for r in ruleset:
+            click.echo(json.dumps({"id": r.id, "severity": r.severity.label, "event_types": list(r.event_types),
+                                   "enabled": r.enabled, "source": rule_source(r, polling)}))
+        return
+    rows = [(r.id, r.severity.label, ",".join(r.event_types), "yes" if r.enabled else "no", rule_source(r, polling))
+            for r in ruleset]
+    header = ("ID", "SEVERITY", "EVENT TYPES", "ENABLED", "SOURCE")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
-        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:<{widths[3]}}  "
+                   f"{row[4]}")
     echo_lists(ruleset)
 
 

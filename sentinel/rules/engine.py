@@ -29,6 +29,7 @@ from sentinel.rules.engine_state import (
     DROPPED_ENTRIES,
     MATCH_ERRORS,
     MICROS,
+    TOO_LATE,
     VALUES_FORGOTTEN,
     EngineState,
     from_micros,
@@ -47,6 +48,8 @@ MAX_ALERT_UUIDS = 100
 MAX_SAMPLES = 5
 MAX_DISTINCT_KEPT = 100
 MAX_GROUP_VALUE_CHARS = 256
+# Alerted windows a group remembers so late events fold into them (only those a late event can reach).
+MAX_EPISODES = 16
 
 
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
@@ -162,8 +165,8 @@ def _throttle(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, st
         periods[str(start)] = record
     else:
         _fold(record, event, data, micros)
-    # Keep the current and previous periods only: older ones can no longer be folded into usefully.
-    for stale in [p for p in periods if int(p) + 2 * period < state.watermark]:
+    # Keep the periods a late event (no older than the horizon) can still fold into.
+    for stale in [p for p in periods if int(p) + 2 * period < state.horizon]:
         if stale != str(start):
             del periods[stale]
     group["seen"] = max(group["seen"], micros)
@@ -230,6 +233,11 @@ def _episode(members: list[list[Any]], event: Event, data: Mapping[str, Any], mi
 def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, state: EngineState) -> Alert | None:
     threshold = rule.threshold
     assert threshold is not None
+    if micros < state.horizon:
+        # Older than the allowance: what it could have joined may be gone, so counting it could fire a
+        # window twice or on part of its events. Stored and seen by single-event rules; counted here.
+        state.tally(TOO_LATE, rule.id)
+        return None
     window = threshold.window_seconds * MICROS
     hold = (rule.throttle_seconds or threshold.window_seconds) * MICROS
     distinct = None
@@ -239,49 +247,102 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
             return None  # nothing to count distinctly
     group_key = group_key_of(rule, data)
     state_key = f"{rule.id}/{group_key}"
-    group = _own(state.group(state_key), "entries") or {"entries": [], "episode": None, "seen": micros, "expires": 0}
+    group = _own(state.group(state_key), "entries") or {"entries": [], "episodes": [], "seen": micros, "expires": 0}
     group["seen"] = max(group["seen"], micros)
-    episode = group["episode"]
-    if episode is not None and episode["start"] - window <= micros < episode["start"] + hold:
-        _fold(episode, event, data, micros)
-        if distinct is not None and distinct not in episode["distinct"]:
-            episode["distinct_count"] += 1
-            if len(episode["distinct"]) < MAX_DISTINCT_KEPT:
-                episode["distinct"].append(distinct)
-        group["expires"] = max(group["expires"], episode["start"] + hold + window)
-        state.put(state_key, group)
-        return _make_alert(rule, event, data, alert_key(rule.id, group_key, episode["start"]), group_key, episode)
+    episodes = _episodes(group)
+    # An episode a late event can no longer fold into is done with.
+    episodes[:] = [e for e in episodes if e["start"] + hold >= state.horizon][-MAX_EPISODES:]
+    for episode in episodes:
+        if episode["start"] - window <= micros < episode["start"] + hold:
+            _fold(episode, event, data, micros)
+            if distinct is not None and distinct not in episode["distinct"]:
+                episode["distinct_count"] += 1
+                if len(episode["distinct"]) < MAX_DISTINCT_KEPT:
+                    episode["distinct"].append(distinct)
+            _set_expires(group, window, hold)
+            state.put(state_key, group)
+            return _make_alert(rule, event, data, alert_key(rule.id, group_key, episode["start"]), group_key,
+                               episode)
     entries: list[list[Any]] = group["entries"]
-    values = None
     if distinct is not None:
         values = _value_counts(group)
         values[distinct] = values.get(distinct, 0) + 1
     bisect.insort(entries, [micros, event.uuid, distinct])
-    if episode is not None and micros >= episode["start"] + hold:
-        # The episode is over: what it consumed is gone, and it must not swallow later windows.
-        _drop_oldest(group, bisect.bisect_left(entries, [episode["start"] + hold]))
-        group["episode"] = episode = None
-    newest = entries[-1][0]
-    _drop_oldest(group, bisect.bisect_left(entries, [newest - window]))
-    if values is not None and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
+    # Keep what a late event (no older than the horizon) could still complete a window with.
+    _drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
+    if distinct is not None and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
         state.tally(DROPPED_ENTRIES, rule.id, _forget_repeats(group))
-    group["expires"] = newest + window + hold
-    # Every entry now lies within one window of the newest, so the window that starts at the oldest
-    # holds them all: the threshold is met when they reach the count (a new event too late to be kept
-    # cannot complete a window).
-    held = len(group["values"]) if values is not None else len(entries)
+    if distinct is not None and len(group["values"]) < threshold.count:
+        found, held = None, len(group["values"])  # too few values in the whole group: no window to look for
+    else:
+        found, held = _full_window(entries, micros, window, threshold.count, counts_distinct=distinct is not None)
     group["progress"] = round(min(held / threshold.count, 1.0), 4)  # what eviction spares (engine_state)
-    if held < threshold.count or entries[0][0] > micros:
+    if found is None:
+        _set_expires(group, window, hold)
         state.put(state_key, group)
         return None
-    record = _episode(entries[:], event, data, micros, counts_distinct=distinct is not None)
-    _drop_oldest(group, len(entries))
+    # The window met the count; pending events up to the end of its hold (there only when events came out
+    # of order) join it too, as they would have folded into it had they come later.
+    low, high = found
+    start = entries[low][0]
+    high = max(high, bisect.bisect_left(entries, [start + hold]))
+    record = _episode(entries[low:high], event, data, micros, counts_distinct=distinct is not None)
+    _drop_range(group, low, high)
     group["progress"] = 0.0
-    if episode is None or record["start"] >= episode["start"]:
-        group["episode"] = record
-    group["expires"] = max(group["expires"], record["start"] + hold + window)
+    bisect.insort(episodes, record, key=lambda e: e["start"])
+    _set_expires(group, window, hold)
     state.put(state_key, group)
     return _make_alert(rule, event, data, alert_key(rule.id, group_key, record["start"]), group_key, record)
+
+
+def _episodes(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """The group's alerted windows, oldest first (a record stored with one ``episode`` is read as a list)."""
+    episodes: list[dict[str, Any]] | None = group.get("episodes")
+    if episodes is None:
+        legacy = group.pop("episode", None)
+        episodes = group["episodes"] = [legacy] if legacy else []
+    return episodes
+
+
+def _set_expires(group: dict[str, Any], window: int, hold: int) -> None:
+    """Event time after which neither a pending event nor an alerted window can take another event
+    (EngineState keeps the group for the allowed lateness beyond it)."""
+    ends = [e["start"] + hold + window for e in group["episodes"]]
+    if group["entries"]:
+        ends.append(group["entries"][-1][0] + window + hold)
+    group["expires"] = max(ends, default=group["seen"] + window + hold)
+
+
+def _full_window(entries: list[list[Any]], micros: int, window: int, count: int, *,
+                 counts_distinct: bool) -> tuple[tuple[int, int] | None, int]:
+    """The earliest window of ``window`` micros holding the event at ``micros`` with ``count`` entries (or
+    distinct values) as a slice (low, high) of ``entries``, and the most any such window holds.
+
+    Only windows holding the new event need checking: any other was checked when its last entry came."""
+    low = bisect.bisect_left(entries, [micros - window])
+    high = bisect.bisect_left(entries, [micros + window + 1])
+    reach = len({entry[2] for entry in entries[low:high]}) if counts_distinct else high - low
+    if reach < count:
+        return None, reach  # not even the two windows' span together holds enough
+    best = 0
+    seen: dict[Any, int] = {}
+    end = low
+    for first in range(low, high):
+        start = entries[first][0]
+        if start > micros:
+            break
+        while end < high and entries[end][0] <= start + window:
+            seen[entries[end][2]] = seen.get(entries[end][2], 0) + 1
+            end += 1
+        held = len(seen) if counts_distinct else end - first
+        if start + window >= micros:
+            best = max(best, held)
+            if held >= count:
+                return (first, end), held
+        left = seen.pop(entries[first][2]) - 1
+        if left:
+            seen[entries[first][2]] = left
+    return None, best
 
 
 def _value_counts(group: dict[str, Any]) -> dict[str, int]:
@@ -296,15 +357,15 @@ def _value_counts(group: dict[str, Any]) -> dict[str, int]:
     return values
 
 
-def _drop_oldest(group: dict[str, Any], how_many: int) -> None:
+def _drop_range(group: dict[str, Any], low: int, high: int) -> None:
     entries = group["entries"]
     values = group.get("values")
     if values is not None:
-        for entry in entries[:how_many]:
+        for entry in entries[low:high]:
             left = values.pop(entry[2], 0) - 1
             if left > 0:
                 values[entry[2]] = left
-    del entries[:how_many]
+    del entries[low:high]
 
 
 def _forget_repeats(group: dict[str, Any]) -> int:

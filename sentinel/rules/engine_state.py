@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sentinel.config_keys import default
+from sentinel.durations import duration_seconds
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROS = 1_000_000
 DEFAULT_MAX_GROUPS: int = default("rules", "max_groups")  # as [rules] max_groups: one number, one place
+DEFAULT_ALLOWED_LATENESS_MICROS = duration_seconds(default("rules", "allowed_lateness")) * 1_000_000
 SWEEP_EVERY = 1024
 # Eviction tiers: a threshold group's progress toward its count, in tenths. A full state evicts from the
 # lowest tier first (least recently updated first within it), so flooding new groups evicts the flood,
@@ -31,6 +33,7 @@ EXPIRED_GROUPS = "groups_expired"  # groups removed because their windows ended 
 DROPPED_ENTRIES = "entries_dropped"  # matching events forgotten from a group (repeats of a distinct value)
 VALUES_FORGOTTEN = "values_forgotten"  # first-seen values dropped because a group held max_values
 MATCH_ERRORS = "match_errors"  # a rule raised while matching (a bug; the event is skipped for it)
+TOO_LATE = "events_too_late"  # older than watermark - allowed lateness: skipped by threshold rules
 # An event stamped further than this past ``now`` does not move the watermark (a bad clock must not
 # expire everyone's windows).
 FUTURE_SKEW = timedelta(minutes=10)
@@ -49,10 +52,16 @@ def from_micros(micros: int) -> datetime:
 class EngineState:
     """Per-(rule, group) records for stateful rules, bounded in number, with change tracking."""
 
-    def __init__(self, max_groups: int = DEFAULT_MAX_GROUPS) -> None:
+    def __init__(self, max_groups: int = DEFAULT_MAX_GROUPS,
+                 allowed_lateness_micros: int = DEFAULT_ALLOWED_LATENESS_MICROS) -> None:
         if max_groups < 1:
             raise ValueError("max_groups must be at least 1")
+        if allowed_lateness_micros < 0:
+            raise ValueError("allowed_lateness_micros must be 0 or more")
         self.max_groups = max_groups
+        # How far behind the watermark an event may be and still count: a record outlives its "expires"
+        # by this much, so events the poller brings minutes after the hooks still find their windows.
+        self.allowed_lateness_micros = allowed_lateness_micros
         self.groups: OrderedDict[str, dict[str, Any]] = OrderedDict()  # least recently used first
         self._tiers: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(PROGRESS_TIERS + 1)]
         self._tier_of: dict[str, int] = {}
@@ -112,9 +121,10 @@ class EngineState:
         return changed, deleted
 
     @classmethod
-    def restore(cls, rows: Iterable[tuple[str, str]], max_groups: int = DEFAULT_MAX_GROUPS) -> EngineState:
+    def restore(cls, rows: Iterable[tuple[str, str]], max_groups: int = DEFAULT_MAX_GROUPS,
+                allowed_lateness_micros: int = DEFAULT_ALLOWED_LATENESS_MICROS) -> EngineState:
         """Rebuild from the store's (key, JSON) rows; unreadable rows are skipped (and counted)."""
-        state = cls(max_groups)
+        state = cls(max_groups, allowed_lateness_micros)
         records = []
         for key, text in rows:
             try:
@@ -172,7 +182,7 @@ class EngineState:
         """The least recently used group if its windows ended, else the least recently updated group
         of the lowest progress tier. Returns (key, expired)."""
         oldest = next(iter(self.groups))
-        if self.groups[oldest].get("expires", 0) < self.watermark:
+        if self.ended(self.groups[oldest]):
             return oldest, True
         return next(iter(next(tier for tier in self._tiers if tier))), False
 
@@ -187,10 +197,20 @@ class EngineState:
         if self._since_sweep >= max(SWEEP_EVERY, len(self.groups) // 8):
             self.sweep()
 
+    @property
+    def horizon(self) -> int:
+        """The oldest event time that can still count: the watermark less the allowed lateness."""
+        return self.watermark - self.allowed_lateness_micros
+
+    def ended(self, record: dict[str, Any]) -> bool:
+        """Whether no event that can still count can reach the record: its windows ended before the horizon."""
+        expires = record.get("expires", 0)
+        return not isinstance(expires, int) or expires < self.horizon
+
     def sweep(self) -> None:
-        """Remove every group whose windows ended before the watermark."""
+        """Remove every group whose windows ended before the horizon (watermark less allowed lateness)."""
         self._since_sweep = 0
-        expired = [k for k, record in self.groups.items() if record.get("expires", 0) < self.watermark]
+        expired = [k for k, record in self.groups.items() if self.ended(record)]
         for key in expired:
             self._remove(key)
             self.tally(EXPIRED_GROUPS, _rule_of(key))

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sentinel.config import RulesSettings
 from sentinel.model import Alert, Event
 from sentinel.rules.engine import EngineState, evaluate
+from sentinel.rules.engine_state import DEFAULT_ALLOWED_LATENESS_MICROS
 from sentinel.rules.loader import load_rules
 from sentinel.rules.model import RuleSet
 
 
 class RuleEvaluator:
-    def __init__(self, ruleset: RuleSet, max_groups: int, state: EngineState | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, max_groups: int, state: EngineState | None = None,
+                 allowed_lateness_micros: int = DEFAULT_ALLOWED_LATENESS_MICROS) -> None:
         self.ruleset = ruleset
         self.max_groups = max_groups
-        self.state = state if state is not None else EngineState(max_groups)
+        self.allowed_lateness_micros = allowed_lateness_micros
+        self.state = state if state is not None else EngineState(max_groups, allowed_lateness_micros)
+        self.state.allowed_lateness_micros = allowed_lateness_micros
 
     @classmethod
     def from_settings(cls, rules: RulesSettings) -> RuleEvaluator:
         """The rule set named by ``[rules]``, ready to evaluate: the one way the daemon, its detector
         process and ``check`` build an evaluator. Raises ErrorGroup if any rule is invalid."""
-        return cls(load_rules(rules.paths), rules.max_groups)
+        return cls(load_rules(rules.paths), rules.max_groups,
+                   allowed_lateness_micros=rules.allowed_lateness // timedelta(microseconds=1))
 
     @property
     def rule_count(self) -> int:
@@ -47,11 +52,14 @@ class RuleEvaluator:
         return self.state.take_rule_counts()
 
     def restore(self, rows: Iterable[tuple[str, str]]) -> None:
-        self.state = EngineState.restore(rows, self.max_groups)
+        self.state = EngineState.restore(rows, self.max_groups, self.allowed_lateness_micros)
 
-    def successor(self, ruleset: RuleSet, max_groups: int) -> RuleEvaluator:
+    def successor(self, ruleset: RuleSet, max_groups: int,
+                  allowed_lateness: timedelta | None = None) -> RuleEvaluator:
         """The evaluator for a reloaded rule set, carrying the live state over (groups of rules that
-        are gone simply expire)."""
+        are gone simply expire). ``allowed_lateness``: the reloaded ``[rules]`` value (None keeps it)."""
         if max_groups != self.max_groups:
             self.state.max_groups = max_groups
-        return RuleEvaluator(ruleset, max_groups, self.state)
+        lateness = self.allowed_lateness_micros if allowed_lateness is None \
+            else allowed_lateness // timedelta(microseconds=1)
+        return RuleEvaluator(ruleset, max_groups, self.state, lateness)

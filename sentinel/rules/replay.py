@@ -17,10 +17,11 @@ Memory stays bounded whatever the input's size:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from datetime import timedelta
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.rules.engine_state import DEFAULT_MAX_GROUPS, MICROS, to_micros
+from sentinel.rules.engine_state import DEFAULT_ALLOWED_LATENESS_MICROS, DEFAULT_MAX_GROUPS, MICROS, to_micros
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.model import Rule, RuleSet
 
@@ -43,8 +44,11 @@ def open_for_micros(rule: Rule) -> int:
 class Replay:
     """Feed events one at a time; each call returns the alerts that became final."""
 
-    def __init__(self, ruleset: RuleSet, max_groups: int = DEFAULT_MAX_GROUPS) -> None:
-        self.evaluator = RuleEvaluator(ruleset, max_groups)  # as the daemon's, with event time as the clock
+    def __init__(self, ruleset: RuleSet, max_groups: int = DEFAULT_MAX_GROUPS,
+                 allowed_lateness: timedelta = timedelta(microseconds=DEFAULT_ALLOWED_LATENESS_MICROS)) -> None:
+        # As the daemon's, with event time as the clock.
+        self.evaluator = RuleEvaluator(ruleset, max_groups,
+                                       allowed_lateness_micros=allowed_lateness // timedelta(microseconds=1))
         self._open_for = {rule.id: open_for_micros(rule) for rule in ruleset}
         self._recent: deque[str] = deque()
         self._recent_set: set[str] = set()
@@ -75,7 +79,8 @@ class Replay:
                 final.append(alert)
                 continue
             previous = self._pending.get(alert.key)
-            final_at = previous[1] if previous else to_micros(alert.first_seen) + open_for
+            lateness = self.evaluator.state.allowed_lateness_micros  # late events may still fold in
+            final_at = previous[1] if previous else to_micros(alert.first_seen) + open_for + lateness
             self._pending[alert.key] = (alert, final_at)
         while self._pending:
             key, (alert, final_at) = next(iter(self._pending.items()))

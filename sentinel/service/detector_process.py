@@ -337,7 +337,7 @@ def _reload_rules(detector: Detector, settings: Settings, routes: Callable[[Any]
     except Exception as e:
         return ("reloaded", False, str(e), 0)
     current = detector.evaluator
-    successor = current.successor(fresh.ruleset, settings.rules.max_groups) \
+    successor = current.successor(fresh.ruleset, settings.rules.max_groups, settings.rules.allowed_lateness) \
         if isinstance(current, RuleEvaluator) else fresh
     detector.swap(successor, routes)
     return ("reloaded", True, "", successor.rule_count)

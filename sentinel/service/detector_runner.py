@@ -68,7 +68,8 @@ class InProcessDetector:
     async def reload(self, settings: Settings, evaluator: RuleEvaluator) -> tuple[bool, str]:
         current = self.detector.evaluator
         if isinstance(current, RuleEvaluator):  # carry rule state over to the rules that stay
-            evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups)
+            evaluator = current.successor(evaluator.ruleset, settings.rules.max_groups,
+                                          settings.rules.allowed_lateness)
         self._settings = settings
         self.detector.swap(evaluator, self._route)
         self._rule_count = evaluator.rule_count

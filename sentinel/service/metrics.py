@@ -8,7 +8,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS, VALUES_FORGOTTEN
+from sentinel.rules.engine_state import (
+    DROPPED_ENTRIES,
+    EVICTED_GROUPS,
+    EXPIRED_GROUPS,
+    MATCH_ERRORS,
+    TOO_LATE,
+    VALUES_FORGOTTEN,
+)
 
 
 class Metrics:
@@ -63,6 +70,8 @@ class Metrics:
                                       "a group held max_values (least recently seen first)", ["rule"], registry=r),
             MATCH_ERRORS: Counter("sentinel_rule_match_errors", "Events skipped because the rule raised while "
                                   "matching (a bug)", ["rule"], registry=r),
+            TOO_LATE: Counter("sentinel_rule_events_too_late", "Events a threshold rule skipped because they were "
+                              "older than the newest event time less [rules] allowed_lateness", ["rule"], registry=r),
         }
         self.last_event_time = Gauge("sentinel_last_event_received_timestamp_seconds",
                                      "When the newest event was received (Unix time)", registry=r)

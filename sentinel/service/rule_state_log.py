@@ -12,7 +12,14 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 
-from sentinel.rules.engine_state import DROPPED_ENTRIES, EVICTED_GROUPS, EXPIRED_GROUPS, MATCH_ERRORS, VALUES_FORGOTTEN
+from sentinel.rules.engine_state import (
+    DROPPED_ENTRIES,
+    EVICTED_GROUPS,
+    EXPIRED_GROUPS,
+    MATCH_ERRORS,
+    TOO_LATE,
+    VALUES_FORGOTTEN,
+)
 
 INTERVAL_SECONDS = 60.0
 
@@ -27,6 +34,9 @@ MESSAGES: Mapping[str, tuple[int, str, str]] = {
                        "a group held max_values; a forgotten value alerts as new when it comes back"),
     MATCH_ERRORS: (logging.WARNING, "events skipped",
                    "the rule raised while matching (a bug; `sentinel replay` reproduces it)"),
+    TOO_LATE: (logging.WARNING, "late events not counted",
+               "they were older than the newest event time less [rules] allowed_lateness (raise it to cover a "
+               "longer poller back-fill; `sentinel replay` re-runs a past window)"),
     EXPIRED_GROUPS: (logging.INFO, "groups expired", "their windows ended"),
 }
 
