@@ -277,3 +277,25 @@ def test_only_one_request_is_ever_in_flight(fake, clock):
 
     pages = run(client, work)
     assert len(pages) == 5 and in_flight[1] == 1
+
+
+class ElsewhereOkta(FakeOkta):
+    """Hands out a next link to another host, as a compromised or misconfigured proxy could."""
+
+    def _logs(self, query, auth):
+        status, headers, payload = super()._logs(query, auth)
+        if status == 200:
+            elsewhere = f"http://127.0.0.2:{self.port}/api/v1/logs"
+            headers["Link"] = f'<{self.base}/api/v1/logs>; rel="self"\n<{elsewhere}>; rel="next"'
+        return status, headers, payload
+
+
+def test_a_next_link_to_another_host_is_refused_not_followed(clock):
+    fake = ElsewhereOkta(api_token=TOKEN, clock=clock).start()
+    try:
+        client = make_client(fake, clock)
+        with pytest.raises(ApiError) as info:
+            run(client, lambda c: c.get_page(c.first_url(ago(clock, hours=1))))
+    finally:
+        fake.stop()
+    assert "next link points outside" in str(info.value) and len(fake.requests) == 1
