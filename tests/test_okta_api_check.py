@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from daemon import write_config
 from fake_okta import FakeOkta
-from fake_okta_auth import rsa_key_pair
+from okta_api_helpers import rsa_keys
 from test_config import load, problems
 
 from sentinel.cli import main
@@ -90,7 +90,7 @@ def test_check_says_which_credential_it_would_use_never_its_value(tmp_path: Path
     assert "credential: API token (SSWS) from $SENTINEL_OKTA_API_TOKEN" in result.output
     assert TOKEN not in result.output and fake.requests == [], "check alone makes no request"
 
-    keys = rsa_key_pair()
+    keys = rsa_keys()
     oauth = check(tmp_path, fake, 'client_id = "0oaX"\n', {"SENTINEL_OKTA_API_PRIVATE_KEY": keys.private_pem,
                                                           "SENTINEL_OKTA_API_TOKEN": TOKEN})
     assert oauth.exit_code == 0, oauth.output
@@ -118,7 +118,7 @@ def test_probe_makes_one_request_and_reports_it(tmp_path: Path, fake: FakeOkta) 
 
 
 def test_probe_through_an_oauth_service_app(tmp_path: Path, fake: FakeOkta) -> None:
-    keys = rsa_key_pair()
+    keys = rsa_keys()
     fake.register_client("0oaProbe", keys.public_pem)
     result = check(tmp_path, fake, 'client_id = "0oaProbe"\n', {"SENTINEL_OKTA_API_PRIVATE_KEY": keys.private_pem},
                    "--probe")
