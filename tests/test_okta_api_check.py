@@ -147,3 +147,16 @@ def test_probe_without_the_table_is_a_problem(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe"],
                                 env={"SENTINEL_OKTA_SECRET": HOOK_SECRET})
     assert result.exit_code == 1 and "--probe needs an [okta.api] table" in result.output
+
+
+def test_the_api_credential_never_reaches_the_detector_process(tmp_path: Path) -> None:
+    from sentinel.config import secret_variables
+    from sentinel.service.detector_process import child_environment, child_settings
+
+    settings = load(tmp_path, '[okta.api]\nbase_url = "https://x.okta.com"\n')
+    environ = {"SENTINEL_OKTA_API_TOKEN": "tok", "SENTINEL_OKTA_API_PRIVATE_KEY": "pem",
+               "CREDENTIALS_DIRECTORY": "/run/credentials/sentinel.service", "PATH": "/usr/bin"}
+    assert {"SENTINEL_OKTA_API_TOKEN", "SENTINEL_OKTA_API_PRIVATE_KEY"} <= secret_variables(settings)
+    assert child_environment(secret_variables(settings), environ) == {"PATH": "/usr/bin"}
+    # The settings the child gets hold no credential at all: [okta.api] has none to give.
+    assert child_settings(settings).okta_api == settings.okta_api
