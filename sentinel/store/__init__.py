@@ -11,14 +11,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.clock import Clock, SystemClock
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
-from sentinel.store import alerts, deliveries, events, inbox, retention
+from sentinel.silences import Silence
+from sentinel.store import alerts, deliveries, events, inbox, retention, silences
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
 from sentinel.store.cli_store import CliStore, open_for_cli
@@ -183,6 +184,26 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return await self._read(lambda c: deliveries.list_deliveries(c, status, limit), "listing deliveries")
+
+    # --- silences (sentinel/silences.py) -------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence) -> int:
+        return await self._write(lambda c: silences.add_silence(c, silence), "adding a silence")
+
+    async def list_silences(self, now: datetime,
+                            include_expired_for: timedelta = timedelta(days=7)) -> list[Silence]:
+        """Active and future silences, and those ended less than ``include_expired_for`` ago; newest first."""
+        return await self._read(lambda c: silences.list_silences(c, now, include_expired_for), "listing silences")
+
+    async def active_silences(self, now: datetime) -> list[Silence]:
+        return await self._read(lambda c: silences.active_silences(c, now), "reading silences")
+
+    async def get_silence(self, silence_id: int) -> Silence | None:
+        return await self._read(lambda c: silences.get_silence(c, silence_id), "reading a silence")
+
+    async def expire_silence(self, silence_id: int, at: datetime) -> bool:
+        return await self._write(lambda c: silences.expire_silence(c, silence_id, at),
+                                 f"expiring silence {silence_id}")
 
     # --- the daemon's gauges ------------------------------------------------------------------------
 

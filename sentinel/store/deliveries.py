@@ -105,9 +105,9 @@ def mark_dead(conn: sqlite3.Connection, delivery_id: int, error: str, at: dateti
         return False
     if fallback:
         conn.execute(
-            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, created_at, "
-            "updated_at) SELECT alert_id, ?, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
-            "ON CONFLICT (alert_id, channel) DO UPDATE SET status = 'pending', attempts = 0, "
+            "INSERT INTO deliveries (alert_id, channel, kind, status, attempts, next_attempt_at, created_at, "
+            "updated_at) SELECT alert_id, ?, kind, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
+            "ON CONFLICT (alert_id, channel, kind) DO UPDATE SET status = 'pending', attempts = 0, "
             "next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at, sent_at = NULL, last_error = NULL WHERE status = 'sent'",
             (fallback, now, now, now, delivery_id, fallback))
