@@ -139,11 +139,13 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def record_evaluation(self, event_uuids: Sequence[str], new_alerts: Sequence[Alert],
                                 route: Callable[[Alert], Sequence[str]], state_changes: Mapping[str, str],
-                                state_deleted: Iterable[str], at: datetime) -> EvaluationResult:
-        """One transaction: the alerts, a delivery per alert × routed channel, the rule-state changes, and
-        the events marked evaluated (see alerts.record_evaluation)."""
+                                state_deleted: Iterable[str], at: datetime,
+                                silenced: Mapping[str, str] | None = None) -> EvaluationResult:
+        """One transaction: the alerts, a delivery per alert × routed channel (none for a silenced one), the
+        rule-state changes, and the events marked evaluated (see alerts.record_evaluation)."""
         return await self._write(lambda c: alerts.record_evaluation(
-            c, event_uuids, new_alerts, route, state_changes, state_deleted, at), "recording an evaluation")
+            c, event_uuids, new_alerts, route, state_changes, state_deleted, at, silenced),
+            "recording an evaluation")
 
     async def prune_expired(self, cutoff: datetime) -> Pruned:
         """One retention step: a chunk of rows stored before ``cutoff`` (see retention.py)."""
