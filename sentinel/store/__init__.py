@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from sentinel.clock import Clock, SystemClock
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
+from sentinel.render.digest import HeldAlert
 from sentinel.silences import Silence
-from sentinel.store import alerts, deliveries, events, inbox, retention, silences
+from sentinel.store import alerts, deliveries, events, inbox, retention, silences, storm
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
 from sentinel.store.cli_store import CliStore, open_for_cli
@@ -186,6 +187,19 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return await self._read(lambda c: deliveries.list_deliveries(c, status, limit), "listing deliveries")
+
+    # --- storm control (sentinel/store/storm.py) -------------------------------------------------------
+
+    async def sent_since(self, channel: str, since: datetime) -> int:
+        return await self._read(lambda c: storm.sent_since(c, channel, since), "counting sent alerts")
+
+    async def hold_for_digest(self, delivery_id: int, channel: str, at: datetime, window: timedelta) -> int | None:
+        """Hold a pending delivery in the channel's open digest (see storm.hold_for_digest)."""
+        return await self._write(lambda c: storm.hold_for_digest(c, delivery_id, channel, at, window),
+                                 f"holding delivery {delivery_id} for a digest")
+
+    async def digest_contents(self, digest_id: int) -> list[HeldAlert]:
+        return await self._read(lambda c: storm.digest_contents(c, digest_id), "reading a digest")
 
     # --- silences (sentinel/silences.py) -------------------------------------------------------------
 

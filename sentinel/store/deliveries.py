@@ -28,6 +28,7 @@ class DueDelivery:
     created_at: datetime
     alert: Alert
     dead_channels: tuple[str, ...]  # other channels that gave up on this alert (for the fallback report)
+    kind: str = "alert"  # or "resolve": the resolve_after notice for the alert's group
 
 
 _ALERT_COLUMNS = ("key", "rule_id", "severity", "title", "summary", "group_key", "first_seen", "last_seen",
@@ -53,7 +54,8 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     cols = ", ".join(f"a.{c}" for c in _ALERT_COLUMNS)
     rows = conn.execute(
         f"SELECT d.id, d.alert_id, d.channel, d.attempts, d.created_at, {cols}, "
-        "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead') "
+        "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead'), "
+        "d.kind "
         "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
         "WHERE d.channel = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
         "ORDER BY d.next_attempt_at, d.id LIMIT ?",
@@ -63,7 +65,7 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     for row in rows:
         alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:16], strict=True)))
         dead = tuple(c for c in (row[16] or "").split(",") if c and c != channel)
-        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead))
+        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[17]))
     return due
 
 
@@ -130,7 +132,7 @@ def redeliver(conn: sqlite3.Connection, at: datetime, delivery_id: int | None = 
 
 
 _DELIVERY_COLUMNS = ("id", "alert_id", "channel", "status", "attempts", "last_error", "next_attempt_at",
-                     "created_at", "sent_at")
+                     "created_at", "sent_at", "kind", "digest_id")
 
 
 def list_deliveries(conn: sqlite3.Connection, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

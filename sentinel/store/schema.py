@@ -82,12 +82,21 @@ def _v5_on_call(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX deliveries_alert_channel ON deliveries(alert_id, channel, kind)")
 
 
+def _v6_storm_digests(db: sqlite_utils.Database) -> None:
+    # Storm control (sentinel/store/storm.py): a delivery held back is 'digested' into the digest alert
+    # (rule sentinel-storm-digest) whose own delivery carries it.
+    db.execute("ALTER TABLE deliveries ADD COLUMN digest_id INTEGER REFERENCES alerts(id)")
+    db.execute("CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL")
+    db.execute("CREATE INDEX deliveries_sent ON deliveries(channel, sent_at) WHERE sent_at IS NOT NULL")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
     (3, "pending events indexed in evaluation order", _v3_pending_order),
     (4, "inbox cursor", _v4_inbox_cursor),
     (5, "silences; alerts silenced and resolved", _v5_on_call),
+    (6, "storm digests", _v6_storm_digests),
 )
 
 
