@@ -153,9 +153,10 @@ KEYS: tuple[ConfigKey, ...] = (
               "lowest severity routed to this channel"),
     ConfigKey(CHANNEL_SECTION, "path", str, None, _non_empty,
               "for `kind = \"log\"`: the JSON-lines file"),
-    ConfigKey(CHANNEL_SECTION, "storm_limit", int, 20, _non_negative,
+    ConfigKey(CHANNEL_SECTION, "storm_limit", int, 0, _non_negative,
               "storm control: more alerts than this within `storm_window` and the channel gets one digest of the "
-              "rest instead (critical alerts are always sent on their own); `0` = off"),
+              "rest instead (critical alerts are always sent on their own); `0` = off; e.g. `20` for a chat "
+              "channel (log channels never are)"),
     ConfigKey(CHANNEL_SECTION, "storm_window", str, "5m", _duration,
               "storm control's window (`30s`, `5m`, `1h`); the digest is sent when it ends"),
     ConfigKey(CHANNEL_SECTION, "send_resolved", bool, False, None,

@@ -167,3 +167,41 @@ def test_the_digest_makes_hostile_titles_inert() -> None:
     (base,) = lockouts(1)
     message = digest_alert(base, held(1, "evil\n\x1b[31m<@channel>"), "slack", timedelta(minutes=5))
     assert "\n" not in message.context.description and "\x1b" not in message.context.description
+
+
+def test_storm_settings_reach_each_apprise_channels_dispatcher_and_never_a_log_channel(tmp_path: Path) -> None:
+    from sentinel.config import load_config
+    from sentinel.delivery.apprise_channel import build_channels
+    from sentinel.service.dispatchers import Dispatchers
+    from sentinel.service.metrics import Metrics
+
+    config = tmp_path / "sentinel.toml"
+    config.write_text("""
+[storage]
+path = "s.db"
+[channels.chat]
+urls = ["json://127.0.0.1:9/chat"]
+storm_limit = 12
+storm_window = "10m"
+[channels.pager]
+urls = ["json://127.0.0.1:9/pager"]
+[channels.log]
+kind = "log"
+path = "a.jsonl"
+storm_limit = 5
+""", encoding="utf-8")
+    settings = load_config(config)
+
+    async def scenario() -> dict[str, StormPolicy | None]:
+        store = Store(settings.storage.path)
+        store.start(T0)
+        dispatchers = Dispatchers(build_channels(settings), settings.delivery, store, FixedClock(T0), Metrics(),
+                                  settings.channels)
+        dispatchers.start()
+        try:
+            return {d.name: d.storm for d in dispatchers.dispatchers}
+        finally:
+            await dispatchers.stop()
+            store.close()
+
+    assert asyncio.run(scenario()) == {"chat": StormPolicy(12, timedelta(minutes=10)), "pager": None, "log": None}

@@ -47,7 +47,9 @@ class Dispatchers:
         self.dispatchers, self._tasks = start_dispatchers(
             self.channels, self._store, self._clock, self._stop, budget=self._delivery.retry_budget,
             fallback=fallback if fallback in self.channels else None, metrics=self._metrics,
-            storms={name: StormPolicy(c.storm_limit, c.storm_window) for name, c in self._channel_settings.items()})
+            # A log channel is a record, not a person's inbox: never storm-controlled.
+            storms={name: StormPolicy(c.storm_limit, c.storm_window) for name, c in self._channel_settings.items()
+                    if c.kind != "log"})
 
     def wake(self) -> None:
         """New deliveries are committed."""
