@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,7 +62,7 @@ class Dispatcher:
                  fallback: str | None = None, metrics: Any = None,
                  backoff: Callable[[int], timedelta] = default_backoff, batch: int = 20,
                  poll_seconds: float = POLL_SECONDS, pause: Pause | None = None,
-                 storm: StormPolicy | None = None, ui_url: str | None = None) -> None:
+                 storm: StormPolicy | None = None, ui_url: str | None = None, send_resolved: bool = False) -> None:
         """``pause(stop, wake, seconds)`` is the wait between turns of ``run`` (the event loop's time by
         default); tests give one that moves their FixedClock instead of sleeping."""
         self.channel = channel
@@ -78,6 +78,7 @@ class Dispatcher:
         self.pause = pause or _wait
         self.storm = storm if storm is not None and storm.limit > 0 else None
         self.ui_url = ui_url  # the triage page's base URL, for the digest's link
+        self.send_resolved = send_resolved  # resolve notes to non-PagerDuty destinations too
         self._wake = asyncio.Event()
 
     @property
@@ -100,7 +101,10 @@ class Dispatcher:
                     continue
                 room -= 1
             try:
-                outcome = await self.channel.send(await self._message(delivery))
+                if delivery.kind == "resolve":
+                    outcome = await self.channel.resolve(delivery.alert, self.send_resolved)
+                else:
+                    outcome = await self.channel.send(await self._message(delivery))
             except Exception as e:  # a channel bug is this delivery's failed attempt, not a jammed queue
                 log.exception("delivery %d: channel %s raised", delivery.id, self.name)
                 outcome = DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")
@@ -236,12 +240,13 @@ async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> Non
 def start_dispatchers(channels: dict[str, Channel], store: Store, clock: Clock, stop: asyncio.Event, *,
                       budget: timedelta, fallback: str | None, metrics: Any = None,
                       storms: Mapping[str, StormPolicy] | None = None, ui_url: str | None = None,
+                      send_resolved: Collection[str] = (),
                       ) -> tuple[list[Dispatcher], list[asyncio.Task[None]]]:
     """One dispatcher task per channel. Call ``d.wake()`` on each when new deliveries are committed."""
     storms = storms or {}
     dispatchers = [Dispatcher(ch, store, clock, budget=budget,
                               fallback=fallback if fallback in channels else None, metrics=metrics,
-                              storm=storms.get(name), ui_url=ui_url)
+                              storm=storms.get(name), ui_url=ui_url, send_resolved=name in send_resolved)
                    for name, ch in channels.items()]
     tasks = [asyncio.create_task(d.run(stop), name=f"dispatch-{d.name}") for d in dispatchers]
     return dispatchers, tasks

@@ -49,7 +49,8 @@ class Dispatchers:
             fallback=fallback if fallback in self.channels else None, metrics=self._metrics,
             # A log channel is a record, not a person's inbox: never storm-controlled.
             storms={name: StormPolicy(c.storm_limit, c.storm_window) for name, c in self._channel_settings.items()
-                    if c.kind != "log"})
+                    if c.kind != "log"},
+            send_resolved=[name for name, c in self._channel_settings.items() if c.send_resolved])
 
     def wake(self) -> None:
         """New deliveries are committed."""

@@ -20,7 +20,7 @@ from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
 from sentinel.render.digest import HeldAlert
 from sentinel.silences import Silence
-from sentinel.store import alerts, deliveries, events, inbox, retention, silences, storm
+from sentinel.store import alerts, deliveries, events, inbox, resolve, retention, silences, storm
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
 from sentinel.store.cli_store import CliStore, open_for_cli
@@ -187,6 +187,13 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return await self._read(lambda c: deliveries.list_deliveries(c, status, limit), "listing deliveries")
+
+    # --- resolve_after (sentinel/store/resolve.py) ----------------------------------------------------
+
+    async def resolve_quiet(self, now: datetime, channels: Sequence[str]) -> list[int]:
+        """Resolve the alert groups quiet for their resolve_after; a 'resolve' delivery per channel given
+        that was sent the group's alert. Returns the alerts carrying a resolve."""
+        return await self._write(lambda c: resolve.resolve_quiet(c, now, channels), "resolving quiet groups")
 
     # --- storm control (sentinel/store/storm.py) -------------------------------------------------------
 

@@ -32,7 +32,7 @@ class DueDelivery:
 
 
 _ALERT_COLUMNS = ("key", "rule_id", "severity", "title", "summary", "group_key", "first_seen", "last_seen",
-                  "count", "event_uuids", "context")
+                  "count", "event_uuids", "context", "resolve_after")
 
 
 def alert_from_row(row: dict[str, Any]) -> Alert:
@@ -46,6 +46,7 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
         count=int(row["count"]),
         event_uuids=tuple(json.loads(uuids) if isinstance(uuids, str) else uuids or ()),
         context=AlertContext.from_dict(json.loads(context) if isinstance(context, str) else context),
+        resolve_after=row.get("resolve_after"),
     )
 
 
@@ -63,9 +64,10 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     ).fetchall()
     due = []
     for row in rows:
-        alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:16], strict=True)))
-        dead = tuple(c for c in (row[16] or "").split(",") if c and c != channel)
-        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[17]))
+        end = 5 + len(_ALERT_COLUMNS)
+        alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:end], strict=True)))
+        dead = tuple(c for c in (row[end] or "").split(",") if c and c != channel)
+        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1]))
     return due
 
 

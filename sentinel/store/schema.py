@@ -90,6 +90,13 @@ def _v6_storm_digests(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX deliveries_sent ON deliveries(channel, sent_at) WHERE sent_at IS NOT NULL")
 
 
+def _v7_resolve_after(db: sqlite_utils.Database) -> None:
+    # The rule's resolve_after (seconds) kept with each alert: the daemon resolves quiet groups from the store.
+    db.execute("ALTER TABLE alerts ADD COLUMN resolve_after INTEGER")
+    db.execute("CREATE INDEX alerts_to_resolve ON alerts(rule_id, group_key) "
+               "WHERE resolve_after IS NOT NULL AND resolved_at IS NULL")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
@@ -97,6 +104,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (4, "inbox cursor", _v4_inbox_cursor),
     (5, "silences; alerts silenced and resolved", _v5_on_call),
     (6, "storm digests", _v6_storm_digests),
+    (7, "resolve_after kept with alerts", _v7_resolve_after),
 )
 
 
