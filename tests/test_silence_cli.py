@@ -195,3 +195,17 @@ match = { "actor..alternateId" = "x" }
 """, encoding="utf-8")
     out = cli("check", "--config", str(config), ok=False)
     assert "maintenance[0].match.actor..alternateId: bad field path" in out
+
+
+def test_check_warns_about_a_maintenance_rule_pattern_that_matches_no_rule(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + """
+[[maintenance]]
+name = "n"
+rules = ["okta-user-*", "okta-polcy-*"]
+times = "01:00-02:00"
+""", encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "maintenance[0].rules: 'okta-polcy-*' matches no loaded rule" in result.output
+    assert "'okta-user-*'" not in result.output
