@@ -20,8 +20,9 @@ from sentinel.clock import FixedClock
 from sentinel.config import load_config
 from sentinel.okta import parse_event
 from sentinel.rules.evaluator import RuleEvaluator
-from sentinel.service.detector import SILENCE_REFRESH_SECONDS, Detector, apply_report
+from sentinel.service.detector import Detector, apply_report
 from sentinel.service.metrics import Metrics
+from sentinel.service.silencing import SILENCE_REFRESH_SECONDS
 from sentinel.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
