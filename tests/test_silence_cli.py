@@ -210,3 +210,14 @@ times = "01:00-02:00"
     assert result.exit_code == 0, result.output
     assert "maintenance[0].rules: 'okta-polcy-*' matches no loaded rule" in result.output
     assert "'okta-user-*'" not in result.output
+
+
+def test_add_warns_when_the_rule_matches_no_loaded_rule_but_adds_it(config: Path) -> None:
+    result = CliRunner().invoke(main, ["silence", "add", "--config", str(config), "--rule", "okta-user-acount-*",
+                                       "--for", "1h", "--comment", "typo"])
+    assert result.exit_code == 0
+    assert result.stdout == "1\n"
+    assert "--rule 'okta-user-acount-*' matches no rule loaded" in result.stderr
+    ok = CliRunner().invoke(main, ["silence", "add", "--config", str(config), "--rule", "okta-user-account-*",
+                                   "--for", "1h", "--comment", "fine"])
+    assert ok.stdout == "2\n" and ok.stderr == ""
