@@ -249,6 +249,32 @@ def serve(config_path: Path, host: str | None, port: int | None, secret_file: Pa
     _serve(settings, reload_settings)
 
 
+def check_windows(settings: Settings, config: str) -> list[str]:
+    """The [[maintenance]] match tables' field paths, checked as rules' are (config.py, below the rule
+    language, checked the rest)."""
+    from sentinel.rules.field_paths import ConditionError, FieldPath
+
+    problems = []
+    for index, window in enumerate(settings.maintenance):
+        for path, _ in window.matchers:
+            try:
+                FieldPath.parse(path)
+            except ConditionError as e:
+                problems.append(f"{config}: maintenance[{index}].match.{path}: {e.message}")
+    return problems
+
+
+def idle_windows(settings: Settings, rule_ids: list[str] | None, config: str) -> list[str]:
+    """A [[maintenance]] rule pattern that matches no loaded rule silences nothing: most likely a typo."""
+    from fnmatch import fnmatchcase
+
+    if rule_ids is None:
+        return []
+    return [f"{config}: maintenance[{index}].rules: {pattern!r} matches no loaded rule"
+            for index, window in enumerate(settings.maintenance) for pattern in window.rules
+            if not any(fnmatchcase(rule_id, pattern) for rule_id in rule_ids)]
+
+
 @click.command()
 @config_option
 @click.option("--probe", is_flag=True, help="Also make one real System Log request with [okta.api]'s credential.")
@@ -277,6 +303,7 @@ def check(config_path: Path, probe: bool) -> None:
         problems.extend(error_lines(e))
         evaluator = None
     problems.extend(check_channels(settings))
+    problems.extend(check_windows(settings, str(config_path)))
     from sentinel.delivery.routing import routing_report
 
     routing = routing_report(settings.channels, settings.delivery.fallback_channel,
@@ -291,6 +318,9 @@ def check(config_path: Path, probe: bool) -> None:
     for warning in lint(evaluator.ruleset) if evaluator is not None else []:
         click.echo(f"warning: {warning}", err=True)
     for warning in routing.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for warning in idle_windows(settings, [r.id for r in evaluator.ruleset.rules] if evaluator else None,
+                                str(config_path)):
         click.echo(f"warning: {warning}", err=True)
     rules = getattr(evaluator, "rule_count", 0)
     auth = "secret set" if settings.okta.secrets else (

@@ -47,6 +47,8 @@ RULE_KEYS: Mapping[str, str] = {
     "throttle": "one alert per group per period",
     "first_seen": "alert on a value tuple new for the group within a lookback",
     "sequence": "ordered steps joined on group_by (instead of condition / threshold)",
+    "resolve_after": "quiet time (wall clock since the group's last alert or fold) after which PagerDuty "
+                     "gets a resolve",
     "tests": "inline test cases",
 }
 THRESHOLD_KEYS = ("count", "window", "distinct")
@@ -231,6 +233,12 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
                 problems.add(where + other, "a sequence rule has no " + other + " (its steps say what matches)")
         sequence = parse_sequence(table["sequence"], where + "sequence", selections, declared, group_by, problems)
         matcher = _any_step(sequence) if sequence is not None else None
+    resolve_after = None
+    if "resolve_after" in table:
+        try:
+            resolve_after = parse_duration(table["resolve_after"])
+        except ValueError as error:
+            problems.add(where + "resolve_after", str(error))
     tests = parse_tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
     if len(problems.errors) > before or severity is None or matcher is None:
         return None
@@ -256,6 +264,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         throttle_seconds=throttle,
         first_seen=first_seen,
         sequence=sequence,
+        resolve_after_seconds=resolve_after,
         tests=tests,
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),

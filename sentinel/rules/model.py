@@ -116,6 +116,7 @@ class Rule:
     throttle_seconds: int | None = None
     first_seen: FirstSeen | None = None
     sequence: Sequence | None = None
+    resolve_after_seconds: int | None = None  # resolve_after: see docs/rules.md
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
     lists_used: tuple[str, ...] = ()  # the named lists its detection refers to

@@ -22,7 +22,9 @@ from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.quarantine import summary
 from sentinel.service.metrics import Metrics
 from sentinel.service.rule_state_log import RuleStateLog
+from sentinel.service.silencing import Silencer
 from sentinel.service.waiting import wait_for_any
+from sentinel.silences import Silence
 from sentinel.store import IngestResult, Pruned, Store
 
 log = logging.getLogger("sentinel.detector")
@@ -64,6 +66,7 @@ class DetectorReport:
     # (kind, rule id) → what rule state let go in this pass (sentinel.engine_state's kinds).
     rule_state_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     new_alert_ids: list[int] = field(default_factory=list)
+    silenced: list[tuple[str, str]] = field(default_factory=list)  # (rule id, severity) of each new silenced alert
     unpacked_upto: int | None = None  # inbox rows up to this id are in the main database now
 
     def __bool__(self) -> bool:
@@ -84,6 +87,8 @@ def apply_report(metrics: Metrics, report: DetectorReport) -> None:
         metrics.rule_state_dropped.set(report.dropped)
     for rule_id, severity in report.alerts:
         metrics.alerts.labels(rule_id, severity).inc()
+    for rule_id, severity in report.silenced:
+        metrics.alerts_silenced.labels(rule_id, severity).inc()
     for (kind, rule_id), count in report.rule_state_counts.items():
         counter = metrics.rule_state_counts.get(kind)
         if counter is not None:
@@ -114,8 +119,10 @@ class Detector:
 
     def __init__(self, store: Store, evaluator: Evaluator, route: Callable[[Alert], Sequence[str]],
                  clock: Clock, on_report: Callable[[DetectorReport], None] | None = None,
-                 retention: timedelta | None = None) -> None:
+                 retention: timedelta | None = None,
+                 maintenance: Callable[[datetime], Sequence[Silence]] | None = None) -> None:
         self.store = store
+        self.silencer = Silencer(store, clock, maintenance)
         self.evaluator = evaluator
         self.route = route
         self.clock = clock
@@ -288,8 +295,9 @@ class Detector:
         report.rule_state_counts = evaluator.take_rule_counts()
         self._rule_state_log.add(report.rule_state_counts, self.clock.monotonic())
         uuids = [e.uuid for e in events]
+        silenced = await self.silencer.silenced(alerts, events, now)
         try:
-            result = await self.store.record_evaluation(uuids, alerts, route, changes, deleted, now)
+            result = await self.store.record_evaluation(uuids, alerts, route, changes, deleted, now, silenced)
         except StoreError:
             # The in-memory state ran ahead of what was stored: go back to the stored state.
             self._report(report)
@@ -314,11 +322,12 @@ class Detector:
         report.dropped = evaluator.dropped_groups
         if result.new_alerts:
             new_keys = set(result.new_keys)
-            report.alerts = [(a.rule_id, a.severity.label)
-                             for a in {a.key: a for a in alerts if a.key in new_keys}.values()]
+            made = {a.key: a for a in alerts if a.key in new_keys}.values()
+            report.alerts = [(a.rule_id, a.severity.label) for a in made]
+            report.silenced = [(a.rule_id, a.severity.label) for a in made if a.key in silenced]
             report.new_alert_ids = list(result.new_alerts)
-            log.info("evaluated %d events: %d new alerts, %d updated", result.evaluated,
-                     len(result.new_alerts), result.updated_alerts)
+            log.info("evaluated %d events: %d new alerts (%d silenced), %d updated", result.evaluated,
+                     len(result.new_alerts), len(result.silenced), result.updated_alerts)
         self._report(report)
         return len(events)
 

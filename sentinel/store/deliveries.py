@@ -28,10 +28,11 @@ class DueDelivery:
     created_at: datetime
     alert: Alert
     dead_channels: tuple[str, ...]  # other channels that gave up on this alert (for the fallback report)
+    kind: str = "alert"  # or "resolve": the resolve_after notice for the alert's group
 
 
 _ALERT_COLUMNS = ("key", "rule_id", "severity", "title", "summary", "group_key", "first_seen", "last_seen",
-                  "count", "event_uuids", "context")
+                  "count", "event_uuids", "context", "resolve_after")
 
 
 def alert_from_row(row: dict[str, Any]) -> Alert:
@@ -45,6 +46,7 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
         count=int(row["count"]),
         event_uuids=tuple(json.loads(uuids) if isinstance(uuids, str) else uuids or ()),
         context=AlertContext.from_dict(json.loads(context) if isinstance(context, str) else context),
+        resolve_after=row.get("resolve_after"),
     )
 
 
@@ -53,7 +55,8 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     cols = ", ".join(f"a.{c}" for c in _ALERT_COLUMNS)
     rows = conn.execute(
         f"SELECT d.id, d.alert_id, d.channel, d.attempts, d.created_at, {cols}, "
-        "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead') "
+        "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead'), "
+        "d.kind "
         "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
         "WHERE d.channel = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
         "ORDER BY d.next_attempt_at, d.id LIMIT ?",
@@ -61,9 +64,10 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     ).fetchall()
     due = []
     for row in rows:
-        alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:16], strict=True)))
-        dead = tuple(c for c in (row[16] or "").split(",") if c and c != channel)
-        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead))
+        end = 5 + len(_ALERT_COLUMNS)
+        alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:end], strict=True)))
+        dead = tuple(c for c in (row[end] or "").split(",") if c and c != channel)
+        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1]))
     return due
 
 
@@ -105,9 +109,9 @@ def mark_dead(conn: sqlite3.Connection, delivery_id: int, error: str, at: dateti
         return False
     if fallback:
         conn.execute(
-            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, created_at, "
-            "updated_at) SELECT alert_id, ?, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
-            "ON CONFLICT (alert_id, channel) DO UPDATE SET status = 'pending', attempts = 0, "
+            "INSERT INTO deliveries (alert_id, channel, kind, status, attempts, next_attempt_at, created_at, "
+            "updated_at) SELECT alert_id, ?, kind, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
+            "ON CONFLICT (alert_id, channel, kind) DO UPDATE SET status = 'pending', attempts = 0, "
             "next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at, sent_at = NULL, last_error = NULL WHERE status = 'sent'",
             (fallback, now, now, now, delivery_id, fallback))
@@ -130,7 +134,7 @@ def redeliver(conn: sqlite3.Connection, at: datetime, delivery_id: int | None = 
 
 
 _DELIVERY_COLUMNS = ("id", "alert_id", "channel", "status", "attempts", "last_error", "next_attempt_at",
-                     "created_at", "sent_at")
+                     "created_at", "sent_at", "kind", "digest_id")
 
 
 def list_deliveries(conn: sqlite3.Connection, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -149,7 +153,11 @@ def deliveries_for_alert(conn: sqlite3.Connection, alert_id: int) -> list[dict[s
 
 
 _LIST_COLUMNS = ("id", "created_at", "rule_id", "severity", "title", "group_key", "count", "first_seen",
-                 "last_seen")
+                 "last_seen", "silenced_by", "resolved_at")
+# An alert's status, as `sentinel alerts` shows it: silenced (a silence or maintenance window covered it when
+# it was made: never sent), resolved (resolve_after: its group went quiet), else open.
+_STATUS = ("CASE WHEN silenced_by IS NOT NULL THEN 'silenced' WHEN resolved_at IS NOT NULL THEN 'resolved' "
+           "ELSE 'open' END")
 
 
 def list_alerts(conn: sqlite3.Connection, since: datetime | None = None, rule: str | None = None,
@@ -162,14 +170,14 @@ def list_alerts(conn: sqlite3.Connection, since: datetime | None = None, rule: s
         clauses.append("rule_id = ?")
         args.append(rule)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(f"SELECT {', '.join(_LIST_COLUMNS)} FROM alerts {where} ORDER BY id DESC LIMIT ?",
+    rows = conn.execute(f"SELECT {', '.join(_LIST_COLUMNS)}, {_STATUS} FROM alerts {where} ORDER BY id DESC LIMIT ?",
                         (*args, limit)).fetchall()
-    return [dict(zip(_LIST_COLUMNS, r, strict=True)) for r in rows]
+    return [dict(zip((*_LIST_COLUMNS, "status"), r, strict=True)) for r in rows]
 
 
 def get_alert(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None:
-    cols = ("id", "created_at", *_ALERT_COLUMNS)
-    row = conn.execute(f"SELECT {', '.join(cols)} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    cols = ("id", "created_at", *_ALERT_COLUMNS, "silenced_by", "resolved_at", "status")
+    row = conn.execute(f"SELECT {', '.join(cols[:-1])}, {_STATUS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     if row is None:
         return None
     record = dict(zip(cols, row, strict=True))

@@ -65,11 +65,46 @@ def _v4_inbox_cursor(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE inbox_cursor (generation TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
 
 
+def _v5_on_call(db: sqlite_utils.Database) -> None:
+    # Silences (sentinel/silences.py); what silenced an alert (a silence or a maintenance window); when its
+    # group was resolved (resolve_after). Deliveries gain a kind: 'alert', or 'resolve' (the resolve_after
+    # notice, a second row for the same alert and channel), and the status 'digested' (storm control).
+    db.table("silences").create(
+        {"id": int, "rule": str, "matchers": str, "starts_at": str, "ends_at": str, "author": str,
+         "comment": str, "created_at": str, "expired_at": str},
+        pk="id", not_null={"rule", "matchers", "starts_at", "ends_at", "author", "comment", "created_at"},
+    )
+    db.table("silences").create_index(["ends_at"], index_name="silences_ends")
+    db.execute("ALTER TABLE alerts ADD COLUMN silenced_by TEXT")
+    db.execute("ALTER TABLE alerts ADD COLUMN resolved_at TEXT")
+    db.execute("ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'")
+    db.execute("DROP INDEX deliveries_alert_channel")
+    db.execute("CREATE UNIQUE INDEX deliveries_alert_channel ON deliveries(alert_id, channel, kind)")
+
+
+def _v6_storm_digests(db: sqlite_utils.Database) -> None:
+    # Storm control (sentinel/store/storm.py): a delivery held back is 'digested' into the digest alert
+    # (rule sentinel-storm-digest) whose own delivery carries it.
+    db.execute("ALTER TABLE deliveries ADD COLUMN digest_id INTEGER REFERENCES alerts(id)")
+    db.execute("CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL")
+    db.execute("CREATE INDEX deliveries_sent ON deliveries(channel, sent_at) WHERE sent_at IS NOT NULL")
+
+
+def _v7_resolve_after(db: sqlite_utils.Database) -> None:
+    # The rule's resolve_after (seconds) kept with each alert: the daemon resolves quiet groups from the store.
+    db.execute("ALTER TABLE alerts ADD COLUMN resolve_after INTEGER")
+    db.execute("CREATE INDEX alerts_to_resolve ON alerts(rule_id, group_key) "
+               "WHERE resolve_after IS NOT NULL AND resolved_at IS NULL")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
     (3, "pending events indexed in evaluation order", _v3_pending_order),
     (4, "inbox cursor", _v4_inbox_cursor),
+    (5, "silences; alerts silenced and resolved", _v5_on_call),
+    (6, "storm digests", _v6_storm_digests),
+    (7, "resolve_after kept with alerts", _v7_resolve_after),
 )
 
 
