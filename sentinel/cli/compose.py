@@ -67,7 +67,7 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
     evaluator = RuleEvaluator.from_settings(settings.rules)
     channels = build_channels(settings)
     redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
-    log_lint(evaluator)
+    log_lint(evaluator, polling=settings.okta_api is not None)
     log_routing(settings, evaluator)
     metrics = Metrics()
     store = Store(settings.storage.path, clock=clock)

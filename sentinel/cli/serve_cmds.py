@@ -315,7 +315,7 @@ def check(config_path: Path, probe: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     from sentinel.rules import lint
 
-    for warning in lint(evaluator.ruleset) if evaluator is not None else []:
+    for warning in lint(evaluator.ruleset, polling=settings.okta_api is not None) if evaluator is not None else []:
         click.echo(f"warning: {warning}", err=True)
     for warning in routing.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -80,7 +80,7 @@ class Reloader:
         if not applied:
             log.error("reload rejected by the detector process: %s", problem)
             return self._failed()
-        log_lint(evaluator)
+        log_lint(evaluator, polling=settings.okta_api is not None)
         log_routing(settings, evaluator)
         await self._dispatchers.stop()
         self.settings = settings

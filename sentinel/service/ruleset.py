@@ -26,8 +26,9 @@ def check_channels(settings: Settings) -> list[str]:
     return []
 
 
-def log_lint(evaluator: RuleEvaluator) -> None:
-    for warning in lint(evaluator.ruleset):
+def log_lint(evaluator: RuleEvaluator, polling: bool = False) -> None:
+    """``polling``: the System Log poller runs (an ``[okta.api]`` table), so poll-only types are no warning."""
+    for warning in lint(evaluator.ruleset, polling=polling):
         log.warning("rule warning: %s", warning)
     log.info("loaded %d rules", evaluator.rule_count)
 
