@@ -106,4 +106,7 @@ def list_rules(paths: tuple[Path, ...], config_path: Path) -> None:
 
 def register(main: click.Group) -> None:
     """Add this module's commands to ``main``."""
+    from sentinel.cli import sigma_cmd
+
+    sigma_cmd.register(rules_group)
     main.add_command(rules_group)
