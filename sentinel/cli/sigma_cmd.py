@@ -46,18 +46,24 @@ def import_sigma(paths: tuple[Path, ...], out_dir: Path, disabled: tuple[str, ..
     imported, errors = convert_collection(collection)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = _write(imported, out_dir, set(disabled), tests=not no_tests)
-    for problem in errors:
-        click.echo(f"error: {problem.source}: {problem.reason}", err=True)
-    click.echo(f"{written} rules written to {out_dir}, {len(errors)} not imported")
-    if errors:
+    problems = [f"{e.source}: {e.reason}" for e in errors]
+    problems += [f"{rule.source}: {reason}" for rule, reason in written if reason]
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(f"{sum(1 for _, reason in written if not reason)} rules written to {out_dir}, "
+               f"{len(problems)} not imported")
+    if problems:
         sys.exit(1)
 
 
-def _write(imported: list[ImportedRule], out_dir: Path, disabled: set[str], *, tests: bool) -> int:
+def _write(imported: list[ImportedRule], out_dir: Path, disabled: set[str], *,
+           tests: bool) -> list[tuple[ImportedRule, str]]:
+    """Write each rule, load it back (with the lists), add generated tests; each rule with "" or the reason
+    its output did not load (that file is removed: an importer gap, reported like any other)."""
     from sentinel.sigma.examples import example_tests
     from sentinel.sigma.writer import rule_text
 
-    files: dict[str, Path] = {}
+    results: list[tuple[ImportedRule, str]] = []
     for rule in imported:
         if rule.name in disabled or rule.table["id"] in disabled:
             rule.table["enabled"] = False
@@ -70,30 +76,26 @@ def _write(imported: list[ImportedRule], out_dir: Path, disabled: set[str], *, t
                 click.echo(f"note: {rule.name} uses the placeholder %{name}%: fill in {list_file}", err=True)
         path = out_dir / f"{rule.name}.toml"
         path.write_text(rule_text(rule.table, Path(rule.source).name), encoding="utf-8")
-        files[rule.table["id"]] = path
-    ruleset = _reload(out_dir)
-    if tests:
-        lists = {named.name: tuple(named.values) for named in ruleset.lists}
-        by_id = {r.id: r for r in ruleset}
-        for rule in imported:
-            loaded = by_id[rule.table["id"]]
-            rule.table["tests"] = example_tests(rule.table, lists, loaded.matches)
-            if "threshold" in rule.table:
-                rule.table.pop("tests")  # one event cannot show a threshold; write tests by hand
-            files[rule.table["id"]].write_text(rule_text(rule.table, Path(rule.source).name), encoding="utf-8")
-        _reload(out_dir)
-    return len(files)
+        loaded, reason = _load_one(path, out_dir)
+        if loaded is not None and tests and "threshold" not in rule.table:  # one event cannot show a threshold
+            lists = {named.name: tuple(named.values) for named in loaded.lists}
+            rule.table["tests"] = example_tests(rule.table, lists, loaded.rules[0].matches)
+            path.write_text(rule_text(rule.table, Path(rule.source).name), encoding="utf-8")
+            loaded, reason = _load_one(path, out_dir)
+        if loaded is None:
+            path.unlink()
+        results.append((rule, reason))
+    return results
 
 
-def _reload(out_dir: Path) -> RuleSet:
+def _load_one(path: Path, out_dir: Path) -> tuple[RuleSet | None, str]:
     from sentinel.rules import load_rules
 
+    lists = out_dir / "lists"
     try:
-        return load_rules([out_dir])
-    except ErrorGroup as error:  # an importer bug: the written TOML must load
-        for line in error.errors:
-            click.echo(f"error: written rule does not load: {line}", err=True)
-        sys.exit(1)
+        return load_rules([path, lists] if lists.is_dir() else [path]), ""
+    except ErrorGroup as error:
+        return None, "the converted rule does not load: " + "; ".join(str(e) for e in error.errors)
 
 
 def register(group: click.Group) -> None:

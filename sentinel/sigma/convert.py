@@ -20,6 +20,7 @@ from sigma.conditions import (
     ConditionOR,
 )
 from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaString, SpecialChars
 
@@ -77,7 +78,7 @@ def convert_collection(collection: SigmaCollection) -> tuple[list[ImportedRule],
                 imported.append(convert_correlation(rule))
             else:
                 imported.append(convert_rule(rule))
-        except Unsupported as error:
+        except (Unsupported, SigmaError) as error:  # pySigma checks some things only when asked (conditions)
             errors.append(SigmaImportError(_source(rule), str(error)))
     return imported, errors
 
@@ -122,8 +123,9 @@ def convert_rule(rule: SigmaRule) -> ImportedRule:
     _check_logsource(rule)
     table = _metadata(rule)
     detection, lists = _detection(rule)
+    condition = _condition(rule)
     table["event_types"] = _event_types(rule)
-    table["condition"] = _condition(rule)
+    table["condition"] = condition
     table["detection"] = detection
     return ImportedRule(_stem(rule), _source(rule), table, lists)
 
