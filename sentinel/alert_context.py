@@ -61,6 +61,35 @@ class Sample:
 
 
 @dataclass(frozen=True, slots=True)
+class StepEvents:
+    """One step of a sequence alert: the events it took, in time order (none for an absence step,
+    whose first/last are the time it was waited for)."""
+
+    step: int
+    name: str
+    count: int = 0
+    first: str = ""
+    last: str = ""
+    uuids: tuple[str, ...] = ()
+    absent: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": self.step, "name": self.name, "count": self.count, "first": self.first,
+                               "last": self.last, "uuids": list(self.uuids)}
+        if self.absent:
+            out["absent"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> StepEvents | None:
+        if not isinstance(raw, Mapping):
+            return None
+        return cls(_int(raw.get("step")) or 0, _text(raw.get("name")) or "", _int(raw.get("count")) or 0,
+                   _text(raw.get("first")) or "", _text(raw.get("last")) or "", _texts(raw.get("uuids")),
+                   raw.get("absent") is True)
+
+
+@dataclass(frozen=True, slots=True)
 class AlertContext:
     """What the messages of one alert state.
 
@@ -98,6 +127,7 @@ class AlertContext:
     distinct_count: int | None = None  # how many distinct values the alert counted
     distinct_values: tuple[str, ...] = ()  # the first of them, in the order seen
     throttle_seconds: int | None = None
+    steps: tuple[StepEvents, ...] = ()  # sequence rules only: each step's events, in step order
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, with the keys stored alerts have always had (optional ones only when set)."""
@@ -132,6 +162,8 @@ class AlertContext:
             out["throttle_seconds"] = self.throttle_seconds
         if self.falsepositives:
             out["falsepositives"] = list(self.falsepositives)
+        if self.steps:
+            out["sequence_steps"] = [s.as_dict() for s in self.steps]
         return out
 
     @classmethod
@@ -169,7 +201,14 @@ class AlertContext:
             distinct_count=_int(raw.get("distinct_count")),
             distinct_values=_texts(raw.get("distinct_values")),
             throttle_seconds=_int(raw.get("throttle_seconds")),
+            steps=_steps(raw.get("sequence_steps")),
         )
+
+
+def _steps(raw: Any) -> tuple[StepEvents, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(s for s in map(StepEvents.from_dict, raw) if s is not None)
 
 
 def _text(value: Any) -> str | None:

@@ -89,6 +89,8 @@ def facts_of(alert: Alert) -> list[str]:
             facts.append("failed to")
     if ctx.window_seconds is not None or alert.count > 1:
         facts += [f"{alert.count} events", alert.group_key]
+    facts += [f"{step.step} {step.name}: {step.count} event" for step in ctx.steps if not step.absent]
+    facts += [f"{step.step} then no {step.name} until" for step in ctx.steps if step.absent]
     if ctx.distinct_field is not None:
         total = ctx.distinct_count or 0
         facts.append(f"{total} distinct {ctx.distinct_field}")

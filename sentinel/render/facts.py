@@ -23,6 +23,7 @@ MAX_TARGETS = 5
 MAX_SAMPLES = 5
 MAX_DISTINCT_SHOWN = 10
 MAX_ATTACK_TAGS = 8
+MAX_STEPS_SHOWN = 10
 _SUCCESS = frozenset({"", "SUCCESS", "ALLOW"})
 _FAILURE = frozenset({"FAILURE", "DENY"})
 
@@ -145,6 +146,8 @@ class Facts:
     # ("T1110.003 Brute Force: Password Spraying", "https://attack.mitre.org/techniques/T1110/003/").
     attack: tuple[tuple[str, str], ...] = ()
     falsepositives: str = ""
+    # Sequence alerts: one line per step, in step order ("1 denied: 3 events, 12:00:00 to 12:02:00 UTC").
+    steps: tuple[str, ...] = ()
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows, in reading order, skipping empty values."""
@@ -162,6 +165,7 @@ class Facts:
             ("Event uuid", self.uuid),
             ("Threshold", self.threshold),
             ("Distinct values", self.distinct),
+            ("Sequence", "; ".join(self.steps)),
             ("Description", self.description),
             ("ATT&CK", "; ".join(label for label, _ in self.attack)),
             ("False positives", self.falsepositives),
@@ -264,6 +268,20 @@ def _threshold(alert: Alert, ctx: AlertContext) -> str:
     return text
 
 
+def _steps(ctx: AlertContext, fallback: datetime) -> tuple[str, ...]:
+    """Each step of a sequence alert: how many events, when; an absence step says until when it waited."""
+    lines = []
+    for step in ctx.steps[:MAX_STEPS_SHOWN]:
+        name = clean(step.name, 120)
+        first, last = _when(_moment(step.first, fallback)), _when(_moment(step.last, fallback))
+        if step.absent:
+            lines.append(f"{step.step} then no {name} until {last}")
+            continue
+        span = first if first == last else f"{first[:-4]} to {last}"
+        lines.append(f"{step.step} {name}: {step.count} event{'s' if step.count != 1 else ''}, {span}")
+    return tuple(lines)
+
+
 def _attack(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """Tactics first, then techniques, each once, in the order the rule lists them."""
     refs = [ref for ref in (attack_ref(clean(tag, 80)) for tag in tags) if ref is not None]
@@ -323,4 +341,5 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
         description=clean(ctx.description, 500),
         attack=_attack(ctx.tags),
         falsepositives="; ".join(p for p in (clean(x, 200) for x in ctx.falsepositives[:5]) if p),
+        steps=_steps(ctx, alert.last_seen),
     )

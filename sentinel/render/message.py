@@ -270,6 +270,8 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
         record["falsepositives"] = f.falsepositives
     if f.attack:
         record["attack"] = [{"name": label, "url": url} for label, url in f.attack]
+    if f.steps:
+        record["sequence"] = list(f.steps)
     if f.distinct:
         record.update(distinct=f.distinct, distinct_field=f.distinct_field, distinct_count=f.distinct_count,
                       distinct_values=list(f.distinct_values))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sentinel.alert_context import AlertContext, Party, Sample
+from sentinel.alert_context import AlertContext, Party, Sample, StepEvents
 from sentinel.rules.model import Rule
 from sentinel.rules.values import as_text
 
@@ -31,6 +31,29 @@ def short_event(data: Mapping[str, Any], uuid: str, published: str) -> dict[str,
         "published": published,
         "actor": _get(data, "actor", "alternateId"),
         "ip": _get(data, "client", "ipAddress"),
+    }
+
+
+def brief_event(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields an alert's context and templates most often read (actor, targets, client, outcome,
+    message), each value cut short: what a sequence keeps of the event that completed it, to alert
+    later (an absence deadline) without keeping whole events."""
+
+    def party(entity: Any) -> dict[str, Any]:
+        return {k: _get(entity, k) for k in ("alternateId", "displayName", "type", "id")}
+
+    targets = data.get("target")
+    client = data.get("client")
+    return {
+        "actor": party(data.get("actor")),
+        "target": [party(t) for t in targets[:MAX_TARGETS] if isinstance(t, dict)] if isinstance(targets, list)
+        else [],
+        "client": {"ipAddress": _get(client, "ipAddress"),
+                   "geographicalContext": {"city": _get(client, "geographicalContext", "city"),
+                                           "country": _get(client, "geographicalContext", "country")},
+                   "userAgent": {"rawUserAgent": _get(client, "userAgent", "rawUserAgent")}},
+        "outcome": {"result": _get(data, "outcome", "result"), "reason": _get(data, "outcome", "reason")},
+        "displayMessage": _get(data, "displayMessage"),
     }
 
 
@@ -82,6 +105,7 @@ def alert_context(
         distinct_values=tuple(str(v) for v in record.get("distinct", ()))[:MAX_DISTINCT_VALUES]
         if distinct is not None else (),
         throttle_seconds=rule.throttle_seconds,
+        steps=tuple(s for s in map(StepEvents.from_dict, record.get("steps", ())) if s is not None),
     )
 
 

@@ -9,6 +9,8 @@ Semantics (documented in docs/rules.md):
   distinct values). The alert is keyed on that window's start; matches until ``start + hold`` (hold = the
   throttle period, else the window) fold into it (same key, count grows); later matches start afresh.
 - throttle only: tumbling periods aligned to the epoch; one alert per rule, group and period.
+- sequence: ordered steps per group (``sentinel.rules.sequence``); absence deadlines fire on the first
+  event of any type evaluated once the watermark has passed them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
+from sentinel.rules import sequence
 from sentinel.rules.context import alert_context, short_event
 from sentinel.rules.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
 from sentinel.rules.model import Rule, RuleSet
@@ -40,18 +43,27 @@ MAX_GROUP_VALUE_CHARS = 256
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
     """Run every enabled rule for ``event.event_type`` over the event; mutate and return ``state``."""
     rules = ruleset.rules_for(event.event_type)
-    if not rules:
+    if not rules and not state.deadlines:
         return [], state
-    data = event.data if type(event.data) is dict else dict(event.data)
     micros = to_micros(event.published)
-    state.observe(micros, now)
     alerts: list[Alert] = []
+    if state.deadlines and state.deadlines[0][0] < state.next_watermark(micros, now):
+        # Absence deadlines fire on the first event of any type past them, before a sweep may run.
+        state.watermark = state.next_watermark(micros, now)
+        alerts.extend(sequence.fire_due(ruleset, state))
+    state.observe(micros, now)
+    if not rules:
+        return alerts, state
+    data = event.data if type(event.data) is dict else dict(event.data)
     for rule in rules:
         try:
             if not rule.matcher(data):
                 continue
         except Exception:  # a loaded rule must not raise; if one does, skip it rather than stall intake
             state.tally(MATCH_ERRORS, rule.id)
+            continue
+        if rule.sequence is not None:
+            alerts.extend(sequence.advance(rule, event, data, micros, state))
             continue
         if rule.threshold is not None:
             alert = _threshold(rule, event, data, micros, state)

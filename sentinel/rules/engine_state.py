@@ -8,6 +8,7 @@ Pure like the engine: no clock, no I/O, no logging.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -60,6 +61,9 @@ class EngineState:
         self._changed: set[str] = set()
         self._deleted: set[str] = set()
         self._since_sweep = 0
+        # (deadline micros, group key) of sequences waiting for an absent step: a heap, rebuilt from the
+        # groups' "pending" records on restore; an entry whose group or record is gone is skipped.
+        self.deadlines: list[tuple[int, str]] = []
 
     @property
     def group_count(self) -> int:
@@ -123,6 +127,9 @@ class EngineState:
             state.groups[key] = record
             state._place(key, record)
             state.watermark = max(state.watermark, seen)
+            for pending in record.get("pending") or ():
+                if isinstance(pending, dict) and isinstance(pending.get("deadline"), int):
+                    heapq.heappush(state.deadlines, (pending["deadline"], key))
         return state
 
     def group(self, key: str) -> dict[str, Any] | None:
@@ -168,8 +175,12 @@ class EngineState:
             return oldest, True
         return next(iter(next(tier for tier in self._tiers if tier))), False
 
+    def next_watermark(self, micros: int, now: datetime) -> int:
+        """The watermark once an event stamped ``micros`` is observed at ``now``."""
+        return max(self.watermark, min(micros, to_micros(now + FUTURE_SKEW)))
+
     def observe(self, micros: int, now: datetime) -> None:
-        self.watermark = max(self.watermark, min(micros, to_micros(now + FUTURE_SKEW)))
+        self.watermark = self.next_watermark(micros, now)
         self._since_sweep += 1
         # A sweep scans every group: spacing sweeps by the group count keeps its cost per event constant.
         if self._since_sweep >= max(SWEEP_EVERY, len(self.groups) // 8):

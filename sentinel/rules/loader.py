@@ -17,9 +17,10 @@ from sentinel.rules.durations import parse_duration
 from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.inline_tests import parse_tests
 from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
-from sentinel.rules.model import Rule, RuleSet, Threshold
+from sentinel.rules.model import Rule, RuleSet, Sequence, Threshold
 from sentinel.rules.problems import Problems as _Problems
 from sentinel.rules.problems import severity as _severity
+from sentinel.rules.sequence_spec import parse_sequence
 from sentinel.rules.templates import Template
 
 RULE_KEYS: Mapping[str, str] = {
@@ -43,6 +44,7 @@ RULE_KEYS: Mapping[str, str] = {
     "group_by": "fields that key thresholds and throttling",
     "threshold": "count / distinct count in a window",
     "throttle": "one alert per group per period",
+    "sequence": "ordered steps joined on group_by (instead of condition / threshold)",
     "tests": "inline test cases",
 }
 THRESHOLD_KEYS = ("count", "window", "distinct")
@@ -214,6 +216,13 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
     throttle = _throttle(table.get("throttle"), where + "throttle", problems)
+    sequence = None
+    if "sequence" in table:
+        for other in ("condition", "threshold"):
+            if other in table:
+                problems.add(where + other, "a sequence rule has no " + other + " (its steps say what matches)")
+        sequence = parse_sequence(table["sequence"], where + "sequence", selections, declared, group_by, problems)
+        matcher = _any_step(sequence) if sequence is not None else None
     tests = parse_tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
     if len(problems.errors) > before or severity is None or matcher is None:
         return None
@@ -237,6 +246,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         group_by=group_by,
         threshold=threshold,
         throttle_seconds=throttle,
+        sequence=sequence,
         tests=tests,
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),
@@ -246,6 +256,12 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
 
 def _match_all(data: Mapping[str, Any]) -> bool:
     return True
+
+
+def _any_step(sequence: Sequence) -> Matcher:
+    """A sequence rule reads an event if any of its steps matches it."""
+    matchers = tuple(step.matcher for step in sequence.steps)
+    return lambda data: any(m(data) for m in matchers)
 
 
 def _detection(table: Mapping[str, Any], where: str, problems: _Problems,
@@ -272,7 +288,7 @@ def _detection(table: Mapping[str, Any], where: str, problems: _Problems,
     condition = table.get("condition")
     if condition is None:
         # No condition: every event of the rule's types matches; selections may still drive severity_when.
-        if detection and "severity_when" not in table:
+        if detection and "severity_when" not in table and "sequence" not in table:
             problems.add(where + "condition", "is required when the rule has selections")
             return None, selections, declared
         return _match_all, selections, declared

@@ -23,6 +23,44 @@ class Threshold:
 
 
 @dataclass(frozen=True, slots=True)
+class SequenceStep:
+    """One step of a sequence: its matcher, how many events it needs, how long after the previous step."""
+
+    name: str  # the selection it names, or its condition text
+    matcher: Matcher = field(repr=False)
+    count: int = 1
+    within_seconds: int | None = None
+    absent: bool = False  # "and then not this step within ``within``"
+    group_by: tuple[FieldPath, ...] = ()  # this step's join fields; empty: the rule's group_by
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """Ordered steps joined on the rule's group_by (or each step's own), within an optional ``window``."""
+
+    steps: tuple[SequenceStep, ...]
+    window_seconds: int | None = None
+
+    @property
+    def present(self) -> tuple[SequenceStep, ...]:
+        """The steps that must happen (all but a final absence step)."""
+        return tuple(s for s in self.steps if not s.absent)
+
+    @property
+    def absence(self) -> SequenceStep | None:
+        return self.steps[-1] if self.steps[-1].absent else None
+
+    @property
+    def horizon_seconds(self) -> int:
+        """The longest a sequence can last, first event to the absence deadline: how long state matters."""
+        absence = self.absence
+        after = (absence.within_seconds or 0) if absence is not None else 0
+        if self.window_seconds is not None:
+            return self.window_seconds + after
+        return sum(s.within_seconds or 0 for s in self.present) + after
+
+
+@dataclass(frozen=True, slots=True)
 class RuleTest:
     """One inline test: events (already with defaults filled in) and the expected outcome."""
 
@@ -54,6 +92,7 @@ class Rule:
     group_by: tuple[FieldPath, ...] = ()
     threshold: Threshold | None = None
     throttle_seconds: int | None = None
+    sequence: Sequence | None = None
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
     lists_used: tuple[str, ...] = ()  # the named lists its detection refers to
@@ -101,6 +140,11 @@ class RuleSet:
                 else:
                     self._exact.setdefault(pattern, []).append(rule)
         self._memo: dict[str, tuple[Rule, ...]] = {}
+        self._by_id = {rule.id: rule for rule in self.rules if rule.enabled}
+
+    def enabled_rule(self, rule_id: str) -> Rule | None:
+        """The enabled rule with this id, if any (a sequence's absence deadline names its rule)."""
+        return self._by_id.get(rule_id)
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -30,6 +30,8 @@ PENDING_LIMIT = 10_000
 
 def open_for_micros(rule: Rule) -> int:
     """How long after an alert's first event a later event can still fold into it (0: never)."""
+    if rule.sequence is not None:  # a late step can still complete it; with throttle, later ones fold in
+        return (rule.sequence.horizon_seconds + (rule.throttle_seconds or 0)) * MICROS
     if rule.threshold is not None:
         hold = rule.throttle_seconds or rule.threshold.window_seconds
         return (rule.threshold.window_seconds + hold) * MICROS

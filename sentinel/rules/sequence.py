@@ -1,0 +1,263 @@
+"""Sequence rules in the pure engine: ordered steps joined on group fields, in event time.
+
+A group's record keeps, per step, the newest matching events (at most ``MAX_STEP_EVENTS``, sorted by
+``published``), so an event that arrives late still takes its place. After each new event the steps
+are searched for a complete sequence (only when every step holds enough events); the search takes,
+for each step, runs of ``count`` consecutive events, each run strictly after the previous step's last
+event and at most ``within`` after it, the whole at most ``window`` from first to last event.
+
+A completed sequence fires; one ending in an absence step instead records a deadline (its last
+present event + the absence step's ``within``). An event of the absent step inside that time cancels
+it; once the state's watermark (event time, see engine_state) passes the deadline, the next event of
+any type evaluated fires it (:func:`fire_due`). The engine has no clock of its own.
+
+Events at or before the end of a group's last completed sequence are not used again, so duplicates
+and stragglers never fire a second alert.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
+from sentinel.rules.context import alert_context, brief_event, short_event
+from sentinel.rules.engine_state import MICROS, EngineState, from_micros
+from sentinel.rules.model import Rule, RuleSet, Sequence, SequenceStep
+from sentinel.rules.sequence_spec import MAX_STEP_EVENTS
+from sentinel.rules.values import as_text
+
+MAX_PENDING = 8  # absence deadlines waiting per group (a flood of completed prefixes keeps the newest)
+MAX_ALERT_UUIDS = 100
+MAX_SAMPLES = 5
+MAX_GROUP_VALUE_CHARS = 256
+
+Entry = list[Any]  # [micros, uuid, actor, ip]
+
+
+def advance(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, state: EngineState) -> list[Alert]:
+    """Feed one event (already known to match some step of ``rule``) to its groups' sequences."""
+    sequence = rule.sequence
+    assert sequence is not None
+    alerts = []
+    for group_key, indexes in _groups_of(rule, sequence, data).items():
+        alert = _advance_group(rule, sequence, event, data, micros, state, group_key, indexes)
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
+
+
+def fire_due(ruleset: RuleSet, state: EngineState) -> list[Alert]:
+    """Fire every absence deadline the watermark has passed (deadlines of rules gone or changed are
+    dropped). ``state.deadlines`` is a heap of (deadline, state key); entries may be stale."""
+    alerts = []
+    while state.deadlines and state.deadlines[0][0] < state.watermark:
+        deadline, state_key = heapq.heappop(state.deadlines)
+        group = state.group(state_key)
+        if group is None:
+            continue
+        due = [p for p in group.get("pending", ()) if p["deadline"] == deadline]
+        if not due:
+            continue
+        group["pending"] = [p for p in group["pending"] if p["deadline"] != deadline]
+        rule = ruleset.enabled_rule(state_key.partition("/")[0])
+        if rule is not None and rule.sequence is not None and rule.sequence.absence is not None:
+            for pending in due:
+                alerts.append(_fire(rule, group, pending, pending["brief"], _stored_event(pending)))
+        _refresh(rule.sequence if rule is not None and rule.sequence is not None else None, group)
+        state.put(state_key, group)
+    return alerts
+
+
+def _groups_of(rule: Rule, sequence: Sequence, data: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Group key → the steps this event matches in that group (steps with their own group_by may put
+    one event in several groups). An event missing a join field joins nothing for that step."""
+    groups: dict[str, list[int]] = {}
+    for index, step in enumerate(sequence.steps):
+        if not step.matcher(data):
+            continue
+        key = _group_key(rule, step, data)
+        if key is not None:
+            groups.setdefault(key, []).append(index)
+    return groups
+
+
+def _group_key(rule: Rule, step: SequenceStep, data: Mapping[str, Any]) -> str | None:
+    parts = []
+    for label, path in zip(rule.group_by, step.group_by or rule.group_by, strict=True):
+        values = path.values(data)
+        text = as_text(values[0]) if values else None
+        if not text:
+            return None
+        parts.append(f"{label.text}={text[:MAX_GROUP_VALUE_CHARS]}")
+    return "; ".join(parts)
+
+
+def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[str, Any], micros: int,
+                   state: EngineState, group_key: str, indexes: list[int]) -> Alert | None:
+    state_key = f"{rule.id}/{group_key}"
+    present = sequence.present
+    group = state.group(state_key) or {
+        "key": group_key, "steps": [[] for _ in present], "absent": [], "pending": [], "done": 0, "seen": micros,
+        "expires": 0}
+    group["seen"] = max(group["seen"], micros)
+    published = format_timestamp(event.published)
+    entry: Entry = [micros, event.uuid, *_who_where(data, event.uuid, published)]
+    changed = False
+    for index in indexes:
+        if index < len(present):
+            if micros > group["done"]:
+                changed |= _insert(group["steps"][index], entry)
+        else:  # the absence step: cancel the deadlines it falls before, remember it for later prefixes
+            changed |= _insert(group["absent"], entry)
+            group["pending"] = [p for p in group["pending"] if not p["last"] < micros <= p["deadline"]]
+    alert = None
+    found = _search(sequence, group["steps"]) if changed else None
+    if found is not None:
+        alert = _complete(rule, sequence, group, found, event, data, state, state_key)
+    _refresh(sequence, group)
+    state.put(state_key, group)
+    return alert
+
+
+def _who_where(data: Mapping[str, Any], uuid: str, published: str) -> tuple[str | None, str | None]:
+    sample = short_event(data, uuid, published)
+    return sample["actor"], sample["ip"]
+
+
+def _insert(entries: list[Entry], entry: Entry) -> bool:
+    """Insert in time order unless already there (a duplicate delivery); keep the newest only."""
+    if any(e[1] == entry[1] for e in entries):
+        return False
+    bisect.insort(entries, entry, key=lambda e: (e[0], e[1]))
+    if len(entries) > MAX_STEP_EVENTS:
+        del entries[0]
+    return True
+
+
+def _search(sequence: Sequence, steps: list[list[Entry]]) -> list[tuple[int, int]] | None:
+    """(first, last) index of each present step's run in a complete sequence, the earliest-ending one;
+    None if there is none. Per step pair it looks at each run once against each earlier run."""
+    present = sequence.present
+    if any(len(events) < step.count for step, events in zip(present, steps, strict=True)):
+        return None
+    window = sequence.window_seconds * MICROS if sequence.window_seconds is not None else None
+    first_step, first_events = present[0], steps[0]
+    span = (first_step.within_seconds or sequence.window_seconds or 0) * MICROS
+    # Each candidate: (last micros, first micros of the whole sequence, runs so far)
+    candidates: list[tuple[int, int, list[tuple[int, int]]]] = []
+    for end in range(first_step.count - 1, len(first_events)):
+        start = end - first_step.count + 1
+        if first_step.count == 1 or first_events[end][0] - first_events[start][0] <= span:
+            candidates.append((first_events[end][0], first_events[start][0], [(start, end)]))
+    for step, events in zip(present[1:], steps[1:], strict=True):
+        within = step.within_seconds * MICROS if step.within_seconds is not None else None
+        following = []
+        for end in range(step.count - 1, len(events)):
+            start = end - step.count + 1
+            begins, ends = events[start][0], events[end][0]
+            best = None
+            for last, first, runs in candidates:  # the latest-starting chain leaves most room for window
+                if last < begins and (within is None or ends - last <= within) and (
+                        window is None or ends - first <= window) and (best is None or first > best[1]):
+                    best = (last, first, runs)
+            if best is not None:
+                following.append((ends, best[1], [*best[2], (start, end)]))
+        if not following:
+            return None
+        candidates = following
+    return min(candidates, key=lambda c: c[0])[2]
+
+
+def _complete(rule: Rule, sequence: Sequence, group: dict[str, Any], runs: list[tuple[int, int]],
+              event: Event, data: Mapping[str, Any], state: EngineState, state_key: str) -> Alert | None:
+    chosen = [group["steps"][i][start:end + 1] for i, (start, end) in enumerate(runs)]
+    first, last = chosen[0][0][0], chosen[-1][-1][0]
+    group["done"] = max(group["done"], last)
+    for entries in group["steps"]:  # what the sequence used, and everything before it, is spent
+        del entries[:bisect.bisect_right(entries, last, key=lambda e: e[0])]
+    pending = {"first": first, "last": last, "chosen": chosen, "brief": brief_event(data),
+               "type": event.event_type, "uuid": event.uuid, "published": format_timestamp(event.published)}
+    absence = sequence.absence
+    if absence is None:
+        return _fire(rule, group, pending, data, event)
+    assert absence.within_seconds is not None
+    deadline = last + absence.within_seconds * MICROS
+    if any(last < e[0] <= deadline for e in group["absent"]):
+        return None  # the absent step already happened (it arrived before the prefix completed)
+    pending["deadline"] = deadline
+    group["pending"] = [*group["pending"], pending][-MAX_PENDING:]
+    heapq.heappush(state.deadlines, (deadline, state_key))
+    return None
+
+
+def _stored_event(pending: Mapping[str, Any]) -> Event:
+    return Event(uuid=pending["uuid"], event_type=pending["type"], published=parse_timestamp(pending["published"]),
+                 data=pending["brief"])
+
+
+def _fire(rule: Rule, group: dict[str, Any], pending: Mapping[str, Any], data: Mapping[str, Any],
+          event: Event) -> Alert:
+    """The alert of a completed sequence; with throttle, sequences starting within the period of the
+    group's last alert fold into it (same key, count grows), as threshold episodes do."""
+    sequence = rule.sequence
+    assert sequence is not None
+    chosen: list[list[Entry]] = pending["chosen"]
+    uuids = [e[1] for entries in chosen for e in entries]
+    steps = [{"step": i + 1, "name": step.name, "uuids": [e[1] for e in entries][:MAX_ALERT_UUIDS],
+              "first": _iso(entries[0][0]), "last": _iso(entries[-1][0]), "count": len(entries)}
+             for i, (step, entries) in enumerate(zip(sequence.present, chosen, strict=True))]
+    if sequence.absence is not None:
+        steps.append({"step": len(steps) + 1, "name": sequence.absence.name, "uuids": [], "count": 0,
+                      "absent": True, "first": _iso(pending["last"]), "last": _iso(pending["deadline"])})
+    record = {"first": pending["first"], "last": pending["last"], "count": len(uuids),
+              "uuids": uuids[:MAX_ALERT_UUIDS], "steps": steps,
+              "samples": [{"uuid": e[1], "published": _iso(e[0]), "actor": e[2], "ip": e[3]}
+                          for e in _samples([e for entries in chosen for e in entries])]}
+    episode = group.get("episode")
+    hold = (rule.throttle_seconds or 0) * MICROS
+    if episode is not None and episode["start"] <= record["first"] < episode["start"] + hold:
+        episode["count"] += record["count"]
+        episode["uuids"] = (episode["uuids"] + [u for u in uuids if u not in episode["uuids"]])[:MAX_ALERT_UUIDS]
+        episode["last"] = max(episode["last"], record["last"])
+        record.update(first=episode["start"], last=episode["last"], count=episode["count"], uuids=episode["uuids"])
+    else:
+        group["episode"] = episode = {"start": record["first"], "last": record["last"], "count": record["count"],
+                                      "uuids": list(record["uuids"])}
+    group_key = str(group["key"])
+    key = _alert_key(rule.id, group_key, episode["start"])
+    context = alert_context(rule, data, event.event_type, event.uuid, format_timestamp(event.published),
+                            group_key, record)
+    return Alert(key=key, rule_id=rule.id, severity=rule.severity_for(data), title=rule.title.render(data),
+                 summary=rule.summary.render(data), group_key=group_key, first_seen=from_micros(record["first"]),
+                 last_seen=from_micros(record["last"]), count=record["count"], event_uuids=tuple(record["uuids"]),
+                 context=context, channels=rule.channels)
+
+
+def _samples(events: list[Entry]) -> list[Entry]:
+    """The events a message lists: all of a short sequence, else the first ones and the last."""
+    return events if len(events) <= MAX_SAMPLES else [*events[:MAX_SAMPLES - 1], events[-1]]
+
+
+def _alert_key(rule_id: str, group_key: str, start: int) -> str:
+    digest = hashlib.sha256(f"{group_key}\x00seq\x00{start}".encode()).hexdigest()[:32]
+    return f"{rule_id}:{digest}"
+
+
+def _iso(micros: int) -> str:
+    return format_timestamp(from_micros(micros))
+
+
+def _refresh(sequence: Sequence | None, group: dict[str, Any]) -> None:
+    """Set what the shared sweep and eviction read: ``expires`` (event-time micros after which nothing
+    in the group can still matter) and ``progress`` (how many steps hold enough events)."""
+    horizon = (sequence.horizon_seconds if sequence is not None else 0) * MICROS
+    newest = max((e[-1][0] for e in group["steps"] if e), default=0)
+    newest = max([newest, *(e[0] for e in group["absent"][-1:])])
+    group["expires"] = max([newest + horizon, group["seen"], *(p["deadline"] for p in group["pending"])])
+    if sequence is not None:
+        ready = sum(len(e) >= s.count for s, e in zip(sequence.present, group["steps"], strict=True))
+        group["progress"] = 1.0 if group["pending"] else round(ready / (len(sequence.present) + 1), 4)
