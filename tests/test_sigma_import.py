@@ -310,31 +310,44 @@ def test_value_count_becomes_a_distinct_threshold(tmp_path):
     assert fire(ruleset, failures(["a", "a", "a"], ["1.1.1.1"] * 3, [0, 1, 2])) == []
 
 
-@pytest.mark.xfail(reason="temporal correlations need the [sequence] construct (branch i14-seq, not merged yet)",
-                   strict=True)
-@pytest.mark.parametrize("kind", ["temporal", "temporal_ordered"])
-def test_temporal_becomes_a_sequence(tmp_path, kind):
-    text = BASE + """---
-title: Success after failure
-id: 5a0c1c2e-0000-4000-8000-000000000003
-name: signin_ok
-status: test
-level: low
-logsource:
-    product: okta
-detection:
-    selection:
-        eventType: user.session.start
-        outcome.result: SUCCESS
-    condition: selection
-""" + correlation(kind, "gte: 2").split("---", 1)[1].replace("- failed_signin", "- failed_signin\n        - signin_ok")
-    result, out = import_text(tmp_path, text)
+SUCCESS = BASE.replace("5a0c1c2e-0000-4000-8000-000000000001", "5a0c1c2e-0000-4000-8000-000000000003").replace(
+    "name: failed_signin", "name: signin_ok").replace("Failed sign-in", "Sign-in").replace("FAILURE", "SUCCESS")
+
+
+def temporal(kind: str, condition: str = "gte: 2") -> str:
+    body = correlation(kind, condition).split("---", 1)[1]
+    return BASE + "---" + SUCCESS + "---" + body.replace("- failed_signin", "- failed_signin\n        - signin_ok")
+
+
+def test_temporal_ordered_becomes_a_sequence(tmp_path):
+    result, out = import_text(tmp_path, temporal("temporal_ordered"))
     assert result.exit_code == 0, result.output
     ruleset = load_rules([out])
-    events = failures(["a"], ["1.1.1.1"], [0]) + failures(["a"], ["1.1.1.1"], [5])
-    events[1]["outcome"]["result"] = "SUCCESS"
-    events[1]["uuid"] = "e-ok"
-    assert len(fire(ruleset, events)) == 1
+    rule = ruleset.rules[0]
+    assert [step.name for step in rule.sequence.steps] == ["s1__selection", "s2__selection"]
+    ok = failures(["a"], ["1.1.1.1"], [5])
+    ok[0]["outcome"]["result"] = "SUCCESS"
+    ok[0]["uuid"] = "e-ok"
+    fail_then_ok = failures(["a"], ["1.1.1.1"], [0]) + ok
+    [alert] = fire(ruleset, fail_then_ok)
+    assert alert.event_uuids == ("e0", "e-ok")
+    assert fire(ruleset, failures(["a"], ["1.1.1.1"], [9]) + ok) == []  # success first: out of order
+    other_user = failures(["b"], ["1.1.1.1"], [0]) + ok
+    assert fire(ruleset, other_user) == []  # grouped by user
+    late = [*failures(["a"], ["1.1.1.1"], [0]), {**ok[0], "published": "2026-01-01T00:11:00Z"}]
+    assert fire(ruleset, late) == []  # not within the 10m timespan
+
+
+def test_unordered_temporal_is_an_error_not_a_sequence(tmp_path):
+    result, out = import_text(tmp_path, temporal("temporal"))
+    assert result.exit_code == 1
+    assert "unordered temporal correlation is not supported" in result.output
+    assert not list(out.glob("*.toml"))
+
+
+def test_temporal_ordered_needing_fewer_than_all_rules_is_an_error(tmp_path):
+    result, _ = import_text(tmp_path, temporal("temporal_ordered", "gte: 1"))
+    assert result.exit_code == 1 and "every base rule must occur" in result.output
 
 
 @pytest.mark.parametrize(("text", "reason"), [

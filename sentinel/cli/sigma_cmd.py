@@ -77,7 +77,8 @@ def _write(imported: list[ImportedRule], out_dir: Path, disabled: set[str], *,
         path = out_dir / f"{rule.name}.toml"
         path.write_text(rule_text(rule.table, Path(rule.source).name), encoding="utf-8")
         loaded, reason = _load_one(path, out_dir)
-        if loaded is not None and tests and "threshold" not in rule.table:  # one event cannot show a threshold
+        if loaded is not None and tests and not {"threshold", "sequence"} & set(rule.table):  # one event cannot
+            # show a threshold or a sequence: those get their tests by hand
             lists = {named.name: tuple(named.values) for named in loaded.lists}
             rule.table["tests"] = example_tests(rule.table, lists, loaded.rules[0].matches)
             path.write_text(rule_text(rule.table, Path(rule.source).name), encoding="utf-8")

@@ -8,7 +8,8 @@ from typing import Any
 import tomli_w
 
 _ORDER = ("id", "title", "severity", "enabled", "status", "description", "author", "tags", "references",
-          "falsepositives", "event_types", "group_by", "condition", "threshold", "detection", "tests")
+          "falsepositives", "event_types", "group_by", "condition", "threshold", "sequence", "detection",
+          "tests")
 
 
 def rule_text(table: dict[str, Any], source_name: str, extra_header: tuple[str, ...] = ()) -> str:
