@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sigma.backends.sqlite import sqliteBackend
+from sigma.backends.sqlite.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import ValueListPlaceholderTransformation
-from sigma.rule import SigmaDetection, SigmaDetectionItem
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaRegularExpression, SigmaString, SpecialChars
 
 from sentinel.cli import main
@@ -120,13 +120,13 @@ def _items(detection: SigmaDetection) -> list[list[SigmaDetectionItem]]:
     """The alternatives of a selection, each a list of items that must all hold."""
     if all(isinstance(i, SigmaDetectionItem) for i in detection.detection_items):
         return [list(detection.detection_items)]  # type: ignore[arg-type]
-    return [list(sub.detection_items) for sub in detection.detection_items]  # type: ignore[union-attr]
+    return [list(sub.detection_items) for sub in detection.detection_items]  # type: ignore[union-attr,arg-type]
 
 
 def generated_events() -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    collection = SigmaCollection.load_ruleset([SIGMA])
-    for rule in collection.rules:
+    rules = [r for r in SigmaCollection.load_ruleset([SIGMA]).rules if isinstance(r, SigmaRule)]
+    for rule in rules:
         selections = {name: _items(d) for name, d in rule.detection.detections.items()}
         names = list(selections)
         for size in range(len(names) + 1):
@@ -183,9 +183,10 @@ def sqlite_matches(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
                                   vars={"legtimate_identifiers": TRUSTED})
     backend = sqliteBackend(processing_pipeline=pipeline)
     collection = SigmaCollection.load_ruleset([SIGMA])
+    rules = [r for r in collection.rules if isinstance(r, SigmaRule)]
     rows = [(e["uuid"], row) for e in events for row in _rows(e)]
     columns = sorted({c for _, row in rows for c in row} | {"uuid"} | {
-        str(i.field) for r in collection.rules for d in r.detection.detections.values()
+        str(i.field) for r in rules for d in r.detection.detections.values()
         for group in _items(d) for i in group})
     db = sqlite3.connect(":memory:")
     db.create_function("regexp", 2, lambda pattern, text: text is not None and re.search(pattern, text) is not None)
@@ -195,7 +196,7 @@ def sqlite_matches(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
         db.execute(f"INSERT INTO logs ({', '.join(repr(c) for c in row)}) VALUES ({', '.join('?' * len(row))})",
                    list(row.values()))
     matched: set[tuple[str, str]] = set()
-    for rule in collection.rules:
+    for rule in rules:
         for query in backend.convert_rule(rule):
             sql = query.replace("SELECT * FROM logs", "SELECT DISTINCT uuid FROM logs", 1)
             matched |= {(str(rule.id), uuid) for (uuid,) in db.execute(sql)}
@@ -295,6 +296,7 @@ def test_event_count_becomes_a_threshold(tmp_path):
     ruleset = load_rules([out])
     assert [r.id for r in ruleset] == ["5a0c1c2e-0000-4000-8000-000000000002"]  # the base is not generated
     rule = ruleset.rules[0]
+    assert rule.threshold is not None
     assert (rule.threshold.count, rule.threshold.window_seconds) == (3, 600)
     assert len(fire(ruleset, failures(["a", "a", "a"], ["1.1.1.1"] * 3, [0, 4, 9]))) == 1
     assert fire(ruleset, failures(["a", "a", "b"], ["1.1.1.1"] * 3, [0, 4, 9])) == []  # grouped by user
@@ -305,7 +307,8 @@ def test_value_count_becomes_a_distinct_threshold(tmp_path):
     result, out = import_text(tmp_path, correlation("value_count", "gt: 1\n        field: client.ipAddress"))
     assert result.exit_code == 0, result.output
     ruleset = load_rules([out])
-    assert ruleset.rules[0].threshold.count == 2
+    threshold = ruleset.rules[0].threshold
+    assert threshold is not None and threshold.count == 2
     assert len(fire(ruleset, failures(["a", "a"], ["1.1.1.1", "2.2.2.2"], [0, 1]))) == 1
     assert fire(ruleset, failures(["a", "a", "a"], ["1.1.1.1"] * 3, [0, 1, 2])) == []
 
@@ -324,6 +327,7 @@ def test_temporal_ordered_becomes_a_sequence(tmp_path):
     assert result.exit_code == 0, result.output
     ruleset = load_rules([out])
     rule = ruleset.rules[0]
+    assert rule.sequence is not None
     assert [step.name for step in rule.sequence.steps] == ["s1__selection", "s2__selection"]
     ok = failures(["a"], ["1.1.1.1"], [5])
     ok[0]["outcome"]["result"] = "SUCCESS"
