@@ -13,6 +13,7 @@ lower case and the engine's event-type index compares them exactly (docs/rules.m
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import re
@@ -204,13 +205,23 @@ def sqlite_matches(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def engine_matches(ruleset: RuleSet, events: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(rule.id, e["uuid"]) for e in events for rule in ruleset.rules if rule.matches(e["eventType"], e)}
+    """What the engine raises, through ``evaluate`` (its event-type index and the prefilter of the rules on
+    every type), every rule switched on."""
+    enabled = RuleSet([dataclasses.replace(rule, enabled=True) for rule in ruleset.rules], ruleset.lists)
+    state = EngineState()
+    found: set[tuple[str, str]] = set()
+    for data in events:
+        event = event_from_dict(data)
+        alerts, state = evaluate(enabled, event, state, event.published)
+        found |= {(alert.rule_id, uuid) for alert in alerts for uuid in alert.event_uuids}
+    return found
 
 
 def test_imported_rules_match_what_pysigma_sqlite_matches(imported):
     events = generated_events()
     expected = sqlite_matches(events)
     got = engine_matches(imported, events)
+    assert got == {(rule.id, e["uuid"]) for e in events for rule in imported if rule.matches(e["eventType"], e)}
     assert got == expected, {"only sentinel": sorted(got - expected)[:10], "only sqlite": sorted(expected - got)[:10]}
     # The event set is not trivial: every rule matches some events and misses near ones.
     per_rule = {rule.id: sum(1 for r, _ in expected if r == rule.id) for rule in imported}

@@ -18,6 +18,7 @@ from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.inline_tests import parse_tests
 from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
 from sentinel.rules.model import Rule, RuleSet, Sequence, Threshold
+from sentinel.rules.prefilter import required_text
 from sentinel.rules.problems import Problems as _Problems
 from sentinel.rules.problems import severity as _severity
 from sentinel.rules.sequence_spec import parse_sequence
@@ -251,6 +252,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),
         case_sensitive_tests=tuple(case_sensitive_tests(table.get("detection"))),
+        prefilter=required_text(event_types, table.get("detection"), table.get("condition")),
     )
 
 
