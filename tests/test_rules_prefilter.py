@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from sentinel.rules.prefilter import admits, required_text
+from sentinel.rules.prefilter import Prefilter, required_text
 
 SEL = {"selection": {"displayMessage": "Max sign in attempts exceeded"}}
 
 
 @pytest.mark.parametrize(("event_types", "detection", "condition", "expected"), [
-    (("*",), SEL, "selection", (("displayMessage",), "equals", frozenset({"max sign in attempts exceeded"}))),
+    (("*",), SEL, "selection", Prefilter(("displayMessage",), "equals", frozenset({"max sign in attempts exceeded"}))),
     (("user.session.start",), SEL, "selection", None),  # indexed already
-    (("*",), {"s": {"a.b": ["X", "Y"]}, "f": {"c": "z"}}, "s and not f", (("a", "b"), "equals", frozenset("xy"))),
+    (("*",), {"s": {"a.b": ["X", "Y"]}, "f": {"c": "z"}}, "s and not f",
+     Prefilter(("a", "b"), "equals", frozenset("xy"))),
     (("*",), {"s": {"a": "x"}, "t": {"b": "y"}}, "s or t", None),
     (("*",), {"s": {"a": "x"}}, "not s", None),
     (("*",), {"s": [{"a": "x"}, {"b": "y"}]}, "s", None),  # a list of tables is an OR
@@ -26,17 +27,17 @@ SEL = {"selection": {"displayMessage": "Max sign in attempts exceeded"}}
     (("*",), {"s": {"a": {"equals": "x", "not": True}}}, "s", None),
     (("*",), {"s": {"a": 5}}, "s", None),
     (("*",), {"s": {"a": {"regex": "x"}}}, "s", None),
-    (("*",), {"s": {"a": {"contains": "Admin"}, "b": "x"}}, "s", (("b",), "equals", frozenset({"x"}))),
-    (("*",), {"s": {"a": {"contains": "Admin"}}}, "s", (("a",), "contains", frozenset({"admin"}))),
-    (("*",), {"s_1": {"a": "x"}, "s_2": {"b": "y"}}, "all of s_*", (("a",), "equals", frozenset({"x"}))),
+    (("*",), {"s": {"a": {"contains": "Admin"}, "b": "x"}}, "s", Prefilter(("b",), "equals", frozenset({"x"}))),
+    (("*",), {"s": {"a": {"contains": "Admin"}}}, "s", Prefilter(("a",), "contains", frozenset({"admin"}))),
+    (("*",), {"s_1": {"a": "x"}, "s_2": {"b": "y"}}, "all of s_*", Prefilter(("a",), "equals", frozenset({"x"}))),
     (("*",), {"s_1": {"a": "x"}, "s_2": {"b": "y"}}, "1 of s_*", None),
 ])
 def test_prefilter_is_what_the_condition_requires(event_types, detection, condition, expected):
     assert required_text(event_types, detection, condition) == expected
 
 
-EQUALS = (("displayMessage",), "equals", frozenset({"max sign in attempts exceeded"}))
-CONTAINS = (("debugContext", "debugData", "requestUri"), "contains", frozenset({"/admin"}))
+EQUALS = Prefilter(("displayMessage",), "equals", frozenset({"max sign in attempts exceeded"}))
+CONTAINS = Prefilter(("debugContext", "debugData", "requestUri"), "contains", frozenset({"/admin"}))
 
 
 @pytest.mark.parametrize(("prefilter", "data", "expected"), [
@@ -53,4 +54,4 @@ CONTAINS = (("debugContext", "debugData", "requestUri"), "contains", frozenset({
     (CONTAINS, {"debugContext": [{"debugData": {"requestUri": "/x"}}]}, True),  # array on the way: evaluate
 ])
 def test_admits_rules_out_only_what_cannot_match(prefilter, data: dict[str, Any], expected):
-    assert admits(prefilter, data) is expected
+    assert prefilter.admits(data) is expected

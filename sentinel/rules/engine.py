@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,6 @@ from sentinel.rules import sequence
 from sentinel.rules.context import alert_context, short_event
 from sentinel.rules.engine_state import DROPPED_ENTRIES, MATCH_ERRORS, MICROS, EngineState, from_micros, to_micros
 from sentinel.rules.model import Rule, RuleSet
-from sentinel.rules.prefilter import admits
 from sentinel.rules.values import as_text
 
 __all__ = ["EngineState", "alert_key", "evaluate", "group_key_of"]
@@ -43,10 +42,10 @@ MAX_GROUP_VALUE_CHARS = 256
 
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
     """Run every enabled rule for ``event.event_type`` over the event; mutate and return ``state``."""
-    rules = ruleset.rules_for(event.event_type)
+    rules: Sequence[Rule] = ruleset.rules_for(event.event_type)
     data = event.data if type(event.data) is dict else dict(event.data)
     if rules and ruleset.has_prefilters:  # rules on every type skip events their required field rules out
-        rules = tuple(r for r in rules if r.prefilter is None or admits(r.prefilter, data))
+        rules = [r for r in rules if r.prefilter is None or r.prefilter.admits(data)]
     if not rules and not state.deadlines:
         return [], state
     micros = to_micros(event.published)

@@ -8,14 +8,26 @@ rules an event out only where the rule's own case-folding test on a text value w
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sentinel.rules.condition_parser import Node, parse_condition
 from sentinel.rules.field_paths import ConditionError
 
-# (the field's keys, "equals" or "contains", the casefolded texts one of which it must equal or contain)
-Prefilter = tuple[tuple[str, ...], str, frozenset[str]]
+
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """The field's keys, ``equals`` or ``contains``, the casefolded texts one of which it must equal or
+    contain; ``admits(data)`` is compiled once (it runs for every event)."""
+
+    keys: tuple[str, ...]
+    operator: str
+    texts: frozenset[str]
+    admits: Callable[[Mapping[str, Any]], bool] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "admits", _compile(self.keys, self.operator, self.texts))
 
 _SIMPLE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
@@ -49,9 +61,9 @@ def _from_selection(selection: Any) -> Prefilter | None:
     for path, matcher in selection.items():
         test = _text_test(matcher)
         if test is not None and _SIMPLE_PATH.fullmatch(str(path)):
-            found.append((tuple(str(path).split(".")), test[0], frozenset(t.casefold() for t in test[1])))
+            found.append(Prefilter(tuple(str(path).split(".")), test[0], frozenset(t.casefold() for t in test[1])))
     # Equality rules out more events than a substring does.
-    return min(found, key=lambda p: p[1] != "equals", default=None)
+    return min(found, key=lambda p: p.operator != "equals", default=None)
 
 
 def _text_test(matcher: Any) -> tuple[str, list[str]] | None:
@@ -69,17 +81,40 @@ def _text_test(matcher: Any) -> tuple[str, list[str]] | None:
     return operator, list(values)
 
 
-def admits(prefilter: Prefilter, data: Mapping[str, Any]) -> bool:
+def _compile(keys: tuple[str, ...], operator: str, texts: frozenset[str]) -> Callable[[Mapping[str, Any]], bool]:
     """False only when the rule cannot match: the field is missing, null, or text that equals (contains) none
     of the values. An array or a non-text value on the way means "evaluate" (any-element semantics, lenient
     comparisons of numbers and booleans)."""
-    keys, operator, texts = prefilter
-    node: Any = data
-    for key in keys:
-        if type(node) is not dict:
-            return type(node) is list
-        node = node.get(key)
-    if type(node) is str:
-        folded = node.casefold()
-        return folded in texts if operator == "equals" else any(t in folded for t in texts)
-    return node is not None
+    *path, last = keys
+    longest = max(map(len, texts))
+    needles = tuple(texts)
+
+    def field_value(data: Mapping[str, Any]) -> Any:
+        node: Any = data
+        for key in path:
+            node = node.get(key)
+            if type(node) is not dict:
+                return node if type(node) is list else None
+        return node.get(last)
+
+    if operator == "equals":
+
+        def admits(data: Mapping[str, Any]) -> bool:
+            node = field_value(data) if path else data.get(last)
+            if type(node) is str:  # folding never shortens text: a longer value cannot fold to an operand
+                return len(node) <= longest and node.casefold() in texts
+            return node is not None
+
+        return admits
+
+    def admits_containing(data: Mapping[str, Any]) -> bool:
+        node = field_value(data) if path else data.get(last)
+        if type(node) is str:
+            folded = node.casefold()
+            for needle in needles:  # noqa: SIM110 (a loop, not a generator per event)
+                if needle in folded:
+                    return True
+            return False
+        return node is not None
+
+    return admits_containing
