@@ -4,6 +4,7 @@ loader's errors (each naming the file and key path)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -509,3 +510,50 @@ def test_a_step_condition_combines_selections(tmp_path):
     run = Run(ruleset(tmp_path, text))
     assert run.feed(event("a", 0), event("b", 10, outcome={"result": "SKIPPED"})) == []
     assert len(run.feed(event("b", 20))) == 1
+
+
+def test_a_stored_record_of_another_shape_is_started_afresh(tmp_path):
+    rules = fatigue(tmp_path)
+    key = "fatigue/actor.alternateId=jane@example.com"
+    junk = {"seen": 1, "expires": 2, "entries": [], "steps": [[], [], []], "pending": [{"deadline": "x"}]}
+    run = Run(rules, EngineState.restore([(key, json.dumps(junk))]))
+    assert len(run.feed(*denies(0, 30, 60), event("push.accept", 90))) == 1
+
+
+def test_a_reloaded_rule_with_other_steps_ignores_the_old_record(tmp_path):
+    run = Run(fatigue(tmp_path))
+    run.feed(*denies(0, 30))
+    other = tmp_path / "other"
+    other.mkdir()
+    run.rules = ruleset(other, fatigue_text().replace(
+        '[[sequence.steps]]\nselection = "accepted"',
+        '[[sequence.steps]]\nselection = "denied"\nwithin = "10m"\n[[sequence.steps]]\nselection = "accepted"'))
+    sequence = run.rules.rules[0].sequence
+    assert sequence is not None and len(sequence.steps) == 3
+    assert run.feed(*denies(60, 70, 80, 90), event("push.accept", 100)) != []
+
+
+def test_a_stored_deadline_of_a_changed_rule_does_not_raise(tmp_path):
+    key = "no-revert/target[type=User].alternateId=jane@example.com"
+    junk = {"seen": 1, "expires": 10**18, "pending": [{"deadline": 5}, "junk"]}
+    run = Run(ruleset(tmp_path, REVERT), EngineState.restore([(key, json.dumps(junk))]))
+    assert run.feed(event("x", 10)) == []
+
+
+def test_an_absence_alert_renders_its_steps_and_round_trips_through_json(tmp_path):
+    from sentinel.alert_context import AlertContext
+    from sentinel.render.facts import facts
+
+    run = Run(ruleset(tmp_path, REVERT))
+    [alert] = run.feed(event("mfa.off", 0), event("x", 3601))
+    lines = dict(facts(alert).lines())
+    assert lines["Sequence"] == "1 off: 1 event, 2026-03-01 12:00:00 UTC; 2 then no on until 2026-03-01 13:00:00 UTC"
+    assert AlertContext.from_dict(alert.context.as_dict()) == alert.context
+
+
+def test_a_flood_of_new_groups_does_not_evict_a_waiting_deadline(tmp_path):
+    run = Run(ruleset(tmp_path, REVERT), EngineState(max_groups=10))
+    run.feed(event("mfa.off", 0))
+    run.feed(*(event("mfa.on", 1 + i / 100, f"u{i}@example.com") for i in range(200)))
+    assert run.state.evicted_groups > 0
+    assert len(run.feed(event("x", 3601))) == 1

@@ -264,7 +264,8 @@ def _threshold(alert: Alert, ctx: AlertContext) -> str:
         counted = f"distinct {clean(ctx.distinct_field, 120)}" if ctx.distinct_field else "events"
         text += f"; the rule fires at {ctx.threshold} {counted}" + (f" within {window}" if window else "")
     if hold:
-        text += f"; matches within {hold} fold into this alert"
+        folded = "sequences starting" if ctx.steps else "matches"
+        text += f"; {folded} within {hold} fold into this alert"
     return text
 
 

@@ -36,6 +36,7 @@ MAX_SAMPLES = 5
 MAX_GROUP_VALUE_CHARS = 256
 
 Entry = list[Any]  # [micros, uuid, actor, ip]
+PENDING_KEYS = frozenset({"deadline", "first", "last", "chosen", "brief", "type", "uuid", "published"})
 
 
 def advance(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, state: EngineState) -> list[Alert]:
@@ -57,19 +58,32 @@ def fire_due(ruleset: RuleSet, state: EngineState) -> list[Alert]:
     while state.deadlines and state.deadlines[0][0] < state.watermark:
         deadline, state_key = heapq.heappop(state.deadlines)
         group = state.group(state_key)
-        if group is None:
+        pending_list = group.get("pending") if group is not None else None
+        if group is None or not isinstance(pending_list, list):
             continue
-        due = [p for p in group.get("pending", ()) if p["deadline"] == deadline]
+        due = [p for p in pending_list if isinstance(p, dict) and p.get("deadline") == deadline]
         if not due:
             continue
-        group["pending"] = [p for p in group["pending"] if p["deadline"] != deadline]
+        group["pending"] = [p for p in pending_list if p not in due]
         rule = ruleset.enabled_rule(state_key.partition("/")[0])
-        if rule is not None and rule.sequence is not None and rule.sequence.absence is not None:
+        sequence = rule.sequence if rule is not None else None
+        if rule is not None and sequence is not None and sequence.absence is not None and _usable(group, sequence):
             for pending in due:
                 alerts.append(_fire(rule, group, pending, pending["brief"], _stored_event(pending)))
-        _refresh(rule.sequence if rule is not None and rule.sequence is not None else None, group)
+            _refresh(sequence, group)
         state.put(state_key, group)
     return alerts
+
+
+def _usable(group: dict[str, Any], sequence: Sequence) -> bool:
+    """Whether a stored record has this sequence's shape (a reloaded rule may have other steps, and a
+    restored row is only known to be JSON)."""
+    steps, pending = group.get("steps"), group.get("pending")
+    return (isinstance(steps, list) and len(steps) == len(sequence.present) and all(isinstance(e, list) for e in steps)
+            and isinstance(group.get("absent"), list) and isinstance(pending, list)
+            and all(isinstance(p, dict) and p.keys() >= PENDING_KEYS and isinstance(p["deadline"], int)
+                    and isinstance(p["last"], int) and len(p["chosen"]) == len(sequence.present) for p in pending)
+            and isinstance(group.get("done"), int) and isinstance(group.get("key"), str))
 
 
 def _groups_of(rule: Rule, sequence: Sequence, data: Mapping[str, Any]) -> dict[str, list[int]]:
@@ -100,9 +114,12 @@ def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[s
                    state: EngineState, group_key: str, indexes: list[int]) -> Alert | None:
     state_key = f"{rule.id}/{group_key}"
     present = sequence.present
-    group = state.group(state_key) or {
-        "key": group_key, "steps": [[] for _ in present], "absent": [], "pending": [], "done": 0, "seen": micros,
-        "expires": 0}
+    stored = state.group(state_key)
+    if stored is not None and _usable(stored, sequence):
+        group = stored
+    else:  # new, or stored by an earlier version of the rule: start afresh
+        group = {"key": group_key, "steps": [[] for _ in present], "absent": [], "pending": [], "done": 0,
+                 "seen": micros, "expires": 0}
     group["seen"] = max(group["seen"], micros)
     published = format_timestamp(event.published)
     entry: Entry = [micros, event.uuid, *_who_where(data, event.uuid, published)]
@@ -112,7 +129,7 @@ def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[s
             if micros > group["done"]:
                 changed |= _insert(group["steps"][index], entry)
         else:  # the absence step: cancel the deadlines it falls before, remember it for later prefixes
-            changed |= _insert(group["absent"], entry)
+            _insert(group["absent"], entry)
             group["pending"] = [p for p in group["pending"] if not p["last"] < micros <= p["deadline"]]
     alert = None
     found = _search(sequence, group["steps"]) if changed else None
@@ -251,13 +268,12 @@ def _iso(micros: int) -> str:
     return format_timestamp(from_micros(micros))
 
 
-def _refresh(sequence: Sequence | None, group: dict[str, Any]) -> None:
+def _refresh(sequence: Sequence, group: dict[str, Any]) -> None:
     """Set what the shared sweep and eviction read: ``expires`` (event-time micros after which nothing
     in the group can still matter) and ``progress`` (how many steps hold enough events)."""
-    horizon = (sequence.horizon_seconds if sequence is not None else 0) * MICROS
+    horizon = sequence.horizon_seconds * MICROS
     newest = max((e[-1][0] for e in group["steps"] if e), default=0)
     newest = max([newest, *(e[0] for e in group["absent"][-1:])])
     group["expires"] = max([newest + horizon, group["seen"], *(p["deadline"] for p in group["pending"])])
-    if sequence is not None:
-        ready = sum(len(e) >= s.count for s, e in zip(sequence.present, group["steps"], strict=True))
-        group["progress"] = 1.0 if group["pending"] else round(ready / (len(sequence.present) + 1), 4)
+    ready = sum(len(e) >= s.count for s, e in zip(sequence.present, group["steps"], strict=True))
+    group["progress"] = 1.0 if group["pending"] else round(ready / (len(sequence.present) + 1), 4)
