@@ -77,6 +77,15 @@ def test_the_shipped_folder_is_what_the_importer_writes(tmp_path):
     assert len(list(SHIPPED.glob("*.toml"))) == 24
 
 
+def test_disable_writes_enabled_false_and_refuses_an_unknown_name(tmp_path):
+    source = str(SIGMA / "okta_user_created.yml")
+    assert run_import(source, "--out", str(tmp_path), "--disable", "okta_user_created").exit_code == 0
+    assert load_rules([tmp_path]).rules[0].enabled is False
+    result = run_import(source, "--out", str(tmp_path / "x"), "--disable", "okta_user_craeted")
+    assert result.exit_code == 1 and "okta_user_craeted" in result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_metadata_is_carried_over(imported):
     rule = next(r for r in imported if r.id == "91b76b84-8589-47aa-9605-c837583b82a9")
     assert rule.title.text == "Potential Okta Password in AlternateID Field"

@@ -44,6 +44,10 @@ def import_sigma(paths: tuple[Path, ...], out_dir: Path, disabled: tuple[str, ..
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     imported, errors = convert_collection(collection)
+    unknown = set(disabled) - {r.name for r in imported} - {str(r.table["id"]) for r in imported}
+    if unknown:  # a typo would ship a noisy rule switched on
+        click.echo(f"error: --disable names no imported rule: {', '.join(sorted(unknown))}", err=True)
+        sys.exit(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = _write(imported, out_dir, set(disabled), tests=not no_tests)
     problems = [f"{e.source}: {e.reason}" for e in errors]
