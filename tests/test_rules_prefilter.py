@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sentinel.rules.prefilter import Prefilter, required_text
+from sentinel.rules.prefilter import Prefilter, required_text, without_implied_event_type
 
 SEL = {"selection": {"displayMessage": "Max sign in attempts exceeded"}}
 
@@ -55,3 +55,20 @@ CONTAINS = Prefilter(("debugContext", "debugData", "requestUri"), "contains", fr
 ])
 def test_admits_rules_out_only_what_cannot_match(prefilter, data: dict[str, Any], expected):
     assert prefilter.admits(data) is expected
+
+
+@pytest.mark.parametrize(("selection", "event_types", "expected"), [
+    ({"eventType": "user.session.start", "a": "x"}, ("user.session.start",), {"a": "x"}),
+    ({"eventType": ["a.b", "c.d"], "a": "x"}, ("a.b", "c.d"), {"a": "x"}),
+    ({"eventType": "a.b"}, ("a.b",), None),  # always holds for the events the rule reads
+    ({"eventType": "a.b", "a": "x"}, ("a.b", "c.d"), {"eventType": "a.b", "a": "x"}),  # does not cover c.d
+    ({"eventType": "a.b", "a": "x"}, ("*",), {"eventType": "a.b", "a": "x"}),
+    ({"eventType": "a.b", "a": "x"}, ("a.*",), {"eventType": "a.b", "a": "x"}),
+    ({"eventType": {"equals": "a.b", "not": True}}, ("a.b",), {"eventType": {"equals": "a.b", "not": True}}),
+    ({"eventType": {"equals": "A.B", "case_sensitive": True}}, ("a.b",),
+     {"eventType": {"equals": "A.B", "case_sensitive": True}}),
+    ([{"eventType": "a.b", "a": "x"}, {"b": "y"}], ("a.b",), [{"a": "x"}, {"b": "y"}]),
+    ([{"eventType": "a.b"}, {"b": "y"}], ("a.b",), None),
+])
+def test_an_event_type_test_the_index_guarantees_is_not_run(selection, event_types, expected):
+    assert without_implied_event_type(selection, event_types) == expected

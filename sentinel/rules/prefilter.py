@@ -118,3 +118,25 @@ def _compile(keys: tuple[str, ...], operator: str, texts: frozenset[str]) -> Cal
         return node is not None
 
     return admits_containing
+
+
+def without_implied_event_type(selection: Any, event_types: tuple[str, ...]) -> Any:
+    """The selection less an ``eventType`` equals test the index already guarantees (its values cover every one
+    of the rule's exact ``event_types``, as imported Sigma rules write it); ``None`` if nothing is left (the
+    selection always holds for the events the rule reads). Anything else is returned unchanged."""
+    if not event_types or any(t == "*" or t.endswith(".*") for t in event_types):
+        return selection
+    routed = {t.casefold() for t in event_types}
+
+    def reduce(table: Any) -> Any:
+        if not isinstance(table, Mapping) or "eventType" not in table:
+            return table
+        test = _text_test(table["eventType"])
+        if test is None or test[0] != "equals" or not routed <= {v.casefold() for v in test[1]}:
+            return table
+        return {k: v for k, v in table.items() if k != "eventType"} or None
+
+    if isinstance(selection, list):
+        reduced = [reduce(t) for t in selection]
+        return None if any(t is None for t in reduced) else reduced  # an always-true alternative
+    return reduce(selection)
