@@ -117,6 +117,7 @@ class AlertContext:
     references: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     falsepositives: tuple[str, ...] = ()  # the rule's known benign causes, for the responder
+    author: str = ""  # the rule's author: shown because some rule licences (Sigma's DRL 1.1) require it
     # Grouping and counting
     group_key: str = ""  # "path=value; ..." as the engine keys the group
     group_by: tuple[str, ...] = ()  # the rule's group_by paths
@@ -162,6 +163,8 @@ class AlertContext:
             out["throttle_seconds"] = self.throttle_seconds
         if self.falsepositives:
             out["falsepositives"] = list(self.falsepositives)
+        if self.author:
+            out["author"] = self.author
         if self.steps:
             out["sequence_steps"] = [s.as_dict() for s in self.steps]
         return out
@@ -192,6 +195,7 @@ class AlertContext:
             references=_texts(raw.get("references")),
             tags=_texts(raw.get("tags")),
             falsepositives=_texts(raw.get("falsepositives")),
+            author=_text(raw.get("author")) or "",
             group_key=_text(raw.get("group_key")) or "",
             group_by=_texts(raw.get("group_by")),
             samples=tuple(s for s in map(Sample.from_dict, samples) if s) if isinstance(samples, list) else (),

@@ -124,7 +124,12 @@ def test_rules_check_warns_about_a_case_sensitive_test_on_a_field_people_type(tm
 def test_the_default_pack_has_no_case_warning() -> None:
     checked = run_cli("rules", "check", "--config", str(Path(__file__).parent.parent / "sentinel.toml"))
     assert checked.returncode == 0, checked.stderr
-    assert [line for line in checked.stderr.splitlines() if "case-sensitive" in line] == []
+    warned = [line for line in checked.stderr.splitlines() if "case-sensitive" in line]
+    # The one exception is imported as Sigma wrote it: Sigma's `re` is case-sensitive, and a (?i) would also
+    # filter out "0OA..." ids (rules/sigma/README.md says so); nothing else may warn.
+    sigma = "rules/sigma/okta_password_in_alternateid_field.toml: 91b76b84-8589-47aa-9605-c837583b82a9: " \
+        'detection.filter_main."actor.alternateId".regex: case-sensitive'
+    assert [line for line in warned if sigma not in line] == []
 
 
 def test_folded_equals_handles_expanding_folds_numbers_and_long_values(tmp_path: Path) -> None:

@@ -222,4 +222,7 @@ def _check_first_seen_rule(rule_id: str, paths: Sequence[Path]) -> None:
 
 def register(main: click.Group) -> None:
     """Add this module's commands to ``main``."""
+    from sentinel.cli import sigma_cmd
+
+    sigma_cmd.register(rules_group)
     main.add_command(rules_group)

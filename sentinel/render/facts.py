@@ -146,6 +146,7 @@ class Facts:
     # ("T1110.003 Brute Force: Password Spraying", "https://attack.mitre.org/techniques/T1110/003/").
     attack: tuple[tuple[str, str], ...] = ()
     falsepositives: str = ""
+    author: str = ""  # the rule's author (Sigma's licence asks messages based on its rules to keep it)
     # Sequence alerts: one line per step, in step order ("1 denied: 3 events, 12:00:00 to 12:02:00 UTC").
     steps: tuple[str, ...] = ()
 
@@ -171,6 +172,7 @@ class Facts:
             ("False positives", self.falsepositives),
             ("Runbook", self.runbook),
             ("Rule", self.rule_id),
+            ("Rule author", self.author),
         ]
         return [(label, value) for label, value in rows if value]
 
@@ -342,5 +344,6 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
         description=clean(ctx.description, 500),
         attack=_attack(ctx.tags),
         falsepositives="; ".join(p for p in (clean(x, 200) for x in ctx.falsepositives[:5]) if p),
+        author=clean(ctx.author, 200),
         steps=_steps(ctx, alert.last_seen),
     )

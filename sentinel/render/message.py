@@ -278,6 +278,8 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
         record["description"] = f.description
     if f.falsepositives:
         record["falsepositives"] = f.falsepositives
+    if f.author:
+        record["rule_author"] = f.author
     if f.attack:
         record["attack"] = [{"name": label, "url": url} for label, url in f.attack]
     if f.steps:

@@ -17,6 +17,10 @@ TACTICS: dict[str, tuple[str, str]] = {
     "persistence": ("TA0003", "Persistence"),
     "privilege_escalation": ("TA0004", "Privilege Escalation"),
     "defense_evasion": ("TA0005", "Defense Evasion"),
+    # ATT&CK v19 split Defense Evasion in two; Sigma rules already use the new tactics. Stealth kept
+    # TA0005's page, Defense Impairment is the new TA0112.
+    "stealth": ("TA0005", "Stealth"),
+    "defense_impairment": ("TA0112", "Defense Impairment"),
     "credential_access": ("TA0006", "Credential Access"),
     "discovery": ("TA0007", "Discovery"),
     "lateral_movement": ("TA0008", "Lateral Movement"),

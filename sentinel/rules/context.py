@@ -95,6 +95,7 @@ def alert_context(
         references=rule.references,
         tags=rule.tags,
         falsepositives=rule.falsepositives,
+        author=rule.author,
         group_key=group_key,
         group_by=tuple(p.text for p in rule.group_by),
         samples=_samples(record.get("samples", ())),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,7 +54,10 @@ MAX_EPISODES = 16
 
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
     """Run every enabled rule for ``event.event_type`` over the event; mutate and return ``state``."""
-    rules = ruleset.rules_for(event.event_type)
+    rules: Sequence[Rule] = ruleset.rules_for(event.event_type)
+    data = event.data if type(event.data) is dict else dict(event.data)
+    if rules and ruleset.has_prefilters:  # rules on every type skip events their required field rules out
+        rules = [r for r in rules if r.prefilter is None or r.prefilter.admits(data)]
     if not rules and not state.deadlines:
         return [], state
     micros = to_micros(event.published)
@@ -66,7 +69,6 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
     state.observe(micros, now)
     if not rules:
         return alerts, state
-    data = event.data if type(event.data) is dict else dict(event.data)
     for rule in rules:
         try:
             if not rule.matcher(data):

@@ -19,6 +19,7 @@ from sentinel.rules.first_seen import parse_first_seen
 from sentinel.rules.inline_tests import parse_tests
 from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
 from sentinel.rules.model import Rule, RuleSet, Sequence, Threshold
+from sentinel.rules.prefilter import required_text, without_implied_event_type
 from sentinel.rules.problems import Problems as _Problems
 from sentinel.rules.problems import severity as _severity
 from sentinel.rules.sequence_spec import parse_sequence
@@ -216,7 +217,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     for position, reference in enumerate(references):
         if not re.fullmatch(r"https?://[^\s]+", reference):
             problems.add(f"{where}references[{position}]", f"must be an http or https URL, got {reference[:80]!r}")
-    matcher, selections, declared = _detection(table, where, problems, lists)
+    matcher, selections, declared = _detection(table, where, problems, lists, event_types)
     severity_when = _severity_when(table, where, selections, declared, problems)
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
@@ -269,6 +270,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),
         case_sensitive_tests=tuple(case_sensitive_tests(table.get("detection"))),
+        prefilter=required_text(event_types, table.get("detection"), table.get("condition")),
     )
 
 
@@ -282,8 +284,8 @@ def _any_step(sequence: Sequence) -> Matcher:
     return lambda data: any(m(data) for m in matchers)
 
 
-def _detection(table: Mapping[str, Any], where: str, problems: _Problems,
-               lists: Mapping[str, NamedList]) -> tuple[Matcher | None, dict[str, Matcher], list[str]]:
+def _detection(table: Mapping[str, Any], where: str, problems: _Problems, lists: Mapping[str, NamedList],
+               event_types: tuple[str, ...]) -> tuple[Matcher | None, dict[str, Matcher], list[str]]:
     """The rule's matcher, its compiled selections, and the names of all its selections (a selection that
     failed to compile is still declared: a condition naming it is checked, and not called unknown)."""
     detection = table.get("detection", {})
@@ -300,6 +302,10 @@ def _detection(table: Mapping[str, Any], where: str, problems: _Problems,
         declared.append(name)
         try:
             selections[name] = compile_selection(spec, lists)
+            # What runs: without an eventType test the event-type index already guarantees (checked above).
+            reduced = without_implied_event_type(spec, event_types)
+            if reduced is not spec:
+                selections[name] = _match_all if reduced is None else compile_selection(reduced, lists)
         except ConditionError as error:
             for each in error.under(key).errors:
                 problems.add(each.key, each.message)

@@ -10,6 +10,7 @@ from sentinel.model import Severity
 from sentinel.rules.conditions import Matcher
 from sentinel.rules.field_paths import FieldPath
 from sentinel.rules.lists import NamedList
+from sentinel.rules.prefilter import Prefilter
 from sentinel.rules.templates import Template
 
 
@@ -122,6 +123,8 @@ class Rule:
     lists_used: tuple[str, ...] = ()  # the named lists its detection refers to
     # (selection, field path, operator) of each case-sensitive text test on a field people type (rules check)
     case_sensitive_tests: tuple[tuple[str, str, str], ...] = ()
+    # a rule reading every event type: a field it requires to be one of a few texts (sentinel.rules.prefilter)
+    prefilter: Prefilter | None = None
 
     def applies_to(self, event_type: str) -> bool:
         return any(
@@ -165,6 +168,7 @@ class RuleSet:
                     self._exact.setdefault(pattern, []).append(rule)
         self._memo: dict[str, tuple[Rule, ...]] = {}
         self._by_id = {rule.id: rule for rule in self.rules if rule.enabled}
+        self.has_prefilters = any(rule.prefilter is not None for rule in self.rules if rule.enabled)
 
     def enabled_rule(self, rule_id: str) -> Rule | None:
         """The enabled rule with this id, if any (a sequence's absence deadline names its rule)."""
