@@ -33,10 +33,17 @@ SECRET_CREDENTIAL = "okta-secret"
 PREVIOUS_SECRET_CREDENTIAL = "okta-secret-previous"
 METRICS_TOKEN_ENV = "SENTINEL_METRICS_TOKEN"
 METRICS_TOKEN_CREDENTIAL = "metrics-token"
+API_TOKEN_ENV = "SENTINEL_OKTA_API_TOKEN"
+API_TOKEN_CREDENTIAL = "okta-api-token"
+API_PRIVATE_KEY_ENV = "SENTINEL_OKTA_API_PRIVATE_KEY"
+API_PRIVATE_KEY_CREDENTIAL = "okta-api-private-key"
 
 _DEFAULT_MIN_SEVERITY = Severity.parse(default(CHANNEL_SECTION, "min_severity"))
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Tables inside a section: accepted as keys of their parent, read on their own (not listed as its keys).
+_SUBTABLES = {parent: frozenset(name.partition(".")[2] for name in SECTION_KEYS if name.startswith(parent + "."))
+              for parent in SECTION_KEYS if "." not in parent}
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,20 @@ class OktaSettings:
     org_url: str | None = default("okta", "org_url")
     # Current secret first; the previous one is accepted while set, for rotation.
     secrets: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True)
+class OktaApiSettings:
+    """``[okta.api]``: polling the System Log API. No secret here: the credential is read where it is used
+    (``sentinel.okta_api.load_api_credentials``), so these settings can go to the detector process."""
+
+    base_url: str  # no trailing slash
+    poll_interval_seconds: int = default("okta.api", "poll_interval_seconds")
+    backfill_hours: float = float(default("okta.api", "backfill_hours"))
+    client_id: str | None = default("okta.api", "client_id")  # set: OAuth service app, else an API token
+    key_id: str | None = default("okta.api", "key_id")
+    rate_limit_share: float = default("okta.api", "rate_limit_share")
+    max_lag_seconds: int = default("okta.api", "max_lag_seconds")
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,7 @@ class Settings:
     source: Path | None = None
     server: ServerSettings = field(default_factory=ServerSettings)
     okta: OktaSettings = field(default_factory=OktaSettings)
+    okta_api: OktaApiSettings | None = None  # None: no [okta.api] table, no polling
     storage: StorageSettings = field(default_factory=StorageSettings)
     rules: RulesSettings = field(default_factory=RulesSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -141,9 +163,10 @@ class _Reader:
             return {}
         return value
 
-    def unknown(self, table: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
+    def unknown(self, table: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str,
+                subtables: frozenset[str] = frozenset()) -> None:
         for key in table:
-            if key not in allowed:
+            if key not in allowed and key not in subtables:
                 where = f"{path}.{key}" if path else key
                 hint = ", ".join(sorted(allowed))
                 self.fail(where, f"unknown key (allowed: {hint})")
@@ -177,7 +200,7 @@ class _Reader:
     def section(self, doc: Mapping[str, Any], name: str) -> Callable[[str], Any]:
         """A reader of the keys of ``[name]`` (unknown keys reported)."""
         t = self.table(doc, name, name)
-        self.unknown(t, SECTION_KEYS[name], name)
+        self.unknown(t, SECTION_KEYS[name], name, _SUBTABLES.get(name, frozenset()))
         return lambda key_name: self.take(t, name, config_key(name, key_name))
 
     def string_list(self, table: Mapping[str, Any], key: str, path: str,
@@ -209,7 +232,8 @@ def _credential(name: str, credentials_dir: str | None) -> str | None:
         return None
 
 
-def _secret_from(env_name: str, credential: str, environ: Mapping[str, str]) -> Secret | None:
+def secret_from(env_name: str, credential: str, environ: Mapping[str, str]) -> Secret | None:
+    """The environment variable ``env_name``, else the systemd credential ``credential``; None if neither."""
     value = environ.get(env_name) or _credential(credential, environ.get("CREDENTIALS_DIRECTORY"))
     return Secret(value) if value else None
 
@@ -267,8 +291,8 @@ def _channel(r: _Reader, name: str, table: Any, base: Path, env: Mapping[str, st
 
 def _okta(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> OktaSettings:
     get = r.section(doc, "okta")
-    current = _secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
-    previous = _secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
+    current = secret_from(SECRET_ENV, SECRET_CREDENTIAL, env)
+    previous = secret_from(PREVIOUS_SECRET_ENV, PREVIOUS_SECRET_CREDENTIAL, env)
     org_url = get("org_url")
     okta = OktaSettings(
         auth_header=get("auth_header"),
@@ -281,10 +305,29 @@ def _okta(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_se
     return okta
 
 
+def _okta_api(r: _Reader, doc: Mapping[str, Any], org_url: str | None) -> OktaApiSettings | None:
+    okta = doc.get("okta")
+    if not isinstance(okta, dict) or "api" not in okta:
+        return None
+    table = r.table(okta, "api", "okta.api")
+    r.unknown(table, SECTION_KEYS["okta.api"], "okta.api")
+
+    def get(key_name: str) -> Any:
+        return r.take(table, "okta.api", config_key("okta.api", key_name))
+
+    base_url = get("base_url") or org_url
+    if base_url is None:
+        r.fail("okta.api", "polling needs the org's address: set base_url here or [okta] org_url")
+    return OktaApiSettings(
+        base_url=(base_url or "").rstrip("/"), poll_interval_seconds=get("poll_interval_seconds"),
+        backfill_hours=float(get("backfill_hours")), client_id=get("client_id"), key_id=get("key_id"),
+        rate_limit_share=float(get("rate_limit_share")), max_lag_seconds=get("max_lag_seconds"))
+
+
 def _metrics(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> MetricsSettings:
     get = r.section(doc, "metrics")
     require_token = get("require_token")
-    token = _secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
+    token = secret_from(METRICS_TOKEN_ENV, METRICS_TOKEN_CREDENTIAL, env)
     if resolve_secrets and require_token and token is None:
         r.fail("metrics.require_token", f"is true but no token is set ({METRICS_TOKEN_ENV} or credential "
                                         f"{METRICS_TOKEN_CREDENTIAL})")
@@ -301,12 +344,13 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     env: Mapping[str, str] = (os.environ if environ is None else environ) if resolve_secrets else {}
     errors: list[ConfigError] = []
     r = _Reader(errors, file)
-    r.unknown(doc, set(SECTION_KEYS), "")
+    r.unknown(doc, {name for name in SECTION_KEYS if "." not in name}, "")
 
     get = r.section(doc, "server")
     server = ServerSettings(host=get("host"), port=get("port"), max_body_bytes=get("max_body_bytes"))
 
     okta = _okta(r, doc, env, resolve_secrets)
+    okta_api = _okta_api(r, doc, okta.org_url)
 
     get = r.section(doc, "storage")
     storage = StorageSettings(path=_resolve(base, get("path")), retention_days=float(get("retention_days")))
@@ -337,7 +381,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
 
     if errors:
         raise ErrorGroup(errors)
-    return Settings(source=Path(file), server=server, okta=okta, storage=storage, rules=rules,
+    return Settings(source=Path(file), server=server, okta=okta, okta_api=okta_api, storage=storage, rules=rules,
                     delivery=delivery, channels=channels, monitor=monitor, metrics=metrics,
                     logging=logging_settings)
 
@@ -345,7 +389,8 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
 def secret_variables(settings: Settings) -> frozenset[str]:
     """The environment variables that hold (or lead to) a secret of these settings."""
     named = (name for channel in settings.channels.values() for name in channel.secret_names)
-    return frozenset({SECRET_ENV, PREVIOUS_SECRET_ENV, METRICS_TOKEN_ENV, "CREDENTIALS_DIRECTORY", *named})
+    return frozenset({SECRET_ENV, PREVIOUS_SECRET_ENV, METRICS_TOKEN_ENV, API_TOKEN_ENV, API_PRIVATE_KEY_ENV,
+                      "CREDENTIALS_DIRECTORY", *named})
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -64,6 +64,19 @@ def _org_url(v: Any) -> str | None:
     return None
 
 
+def _api_base_url(v: Any) -> str | None:
+    # https only: the API credential travels in every request. Plain http is for a loopback test server.
+    if re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", v):
+        return None
+    if re.fullmatch(r"http://(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])(:\d+)?/?", v):
+        return None
+    return f"must be the https:// address of the Okta org (http:// only for a loopback address), not {v!r}"
+
+
+def _share(v: Any) -> str | None:
+    return None if 0.1 <= v <= 1.0 else f"must be between 0.1 and 1.0, not {v}"
+
+
 def _header_name(v: Any) -> str | None:
     return None if _HEADER_NAME.match(v) else f"{v!r} is not a valid HTTP header name"
 
@@ -105,6 +118,22 @@ KEYS: tuple[ConfigKey, ...] = (
               "run with no secret (warns at startup); for throwaway tests only"),
     ConfigKey("okta", "org_url", str, None, _org_url,
               "`https://example.okta.com`; enables System Log links in alerts"),
+    ConfigKey("okta.api", "base_url", str, None, _api_base_url,
+              "the org the System Log is polled from (default: `[okta] org_url`); the table's presence turns "
+              "polling on"),
+    ConfigKey("okta.api", "poll_interval_seconds", int, 60, _between(1, 86_400),
+              "pause between polls once caught up"),
+    ConfigKey("okta.api", "backfill_hours", float, 24, _between(0, 90 * 24),
+              "how far back the first start reads (at most Okta's 90-day retention)"),
+    ConfigKey("okta.api", "client_id", str, None, _non_empty,
+              "OAuth service app (private_key_jwt, scope `okta.logs.read`); unset: an API token (SSWS)"),
+    ConfigKey("okta.api", "key_id", str, None, _non_empty,
+              "`kid` of the service app's key, when its JWKS holds several"),
+    ConfigKey("okta.api", "rate_limit_share", float, 0.5, _share,
+              "share of the org's `/api/v1/logs` rate limit Sentinel may use (0.1–1.0), leaving the rest to "
+              "other integrations"),
+    ConfigKey("okta.api", "max_lag_seconds", int, 600, _between(1, 7 * 86_400),
+              "alert when polling has failed or lagged behind for longer than this"),
     ConfigKey("storage", "path", str, "sentinel.db", _non_empty,
               "the SQLite store; the inbox `NAME.inbox.db` lives beside it"),
     ConfigKey("storage", "retention_days", float, 90, _between(0, 36500),
@@ -147,7 +176,8 @@ KEYS: tuple[ConfigKey, ...] = (
               "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
 )
 _BY_NAME = {(k.section, k.name): k for k in KEYS}
-# Every key the file may hold, by table ("channels" holds one table of CHANNEL_KEYS per channel).
+# Every key the file may hold, by table ("channels" holds one table of CHANNEL_KEYS per channel; a dotted
+# section such as "okta.api" is a table inside its parent, not a top-level one).
 SECTION_KEYS: dict[str, frozenset[str]] = {
     section: frozenset(k.name for k in KEYS if k.section == section)
     for section in dict.fromkeys("channels" if k.section == CHANNEL_SECTION else k.section for k in KEYS)
