@@ -29,7 +29,7 @@ from typing import Any
 from common import ROOT, Processes, Report, free_port, machine, sentinel_config, start_sentinel, table
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fake_okta import FakeOkta  # noqa: E402 - the tests' fake, reused
+from fake_okta import FakeOkta
 
 TOKEN = "00benchBackfillTokenSSWS"
 RULE = """
@@ -135,11 +135,11 @@ max_lag_seconds = 86400
                 time.sleep(0.2)
             statuses = [r.status for r in fake.to("/api/v1/logs")]
             rate = args.events / all_stored if all_stored == all_stored else float("nan")
+            ok, limited = statuses.count(200), statuses.count(429)
             print(table(["figure", "value"], [
                 ["events", f"{args.events:,}"],
                 ["fake rate limit", f"{args.rate_limit}/min"],
-                ["requests (200 / 429 / other)",
-                 f"{statuses.count(200)} / {statuses.count(429)} / {len(statuses) - statuses.count(200) - statuses.count(429)}"],
+                ["requests (200 / 429 / other)", f"{ok} / {limited} / {len(statuses) - ok - limited}"],
                 ["all stored after", f"{all_stored:.1f} s"],
                 ["all evaluated after", f"{all_evaluated:.1f} s"],
                 ["events/s (stored)", f"{rate:,.0f}"],

@@ -119,7 +119,8 @@ def test_a_bad_token_shows_in_readyz_metrics_and_an_alert_without_making_intake_
 
 
 def test_the_oauth_service_app_path_end_to_end(tmp_path: Path) -> None:
-    private_pem, public_pem = rsa_key_pair()
+    keys = rsa_key_pair()
+    private_pem, public_pem = keys.private_pem, keys.public_pem
     with fake_okta(api_token=None) as fake:
         fake.register_client("0oaSentinelPoller", public_pem, kid="k1")
         fake.add(threats(2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sentinel.rules import load_rules
+from sentinel.rules import RuleSet, load_rules
 from sentinel.rules.sources import MAX_FILTERED_TYPES, polled_event_types
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ def rule(rule_id: str, *types: str, enabled: bool = True) -> str:
             f"enabled = {'true' if enabled else 'false'}\n")
 
 
-def ruleset(tmp_path: Path, *texts: str):  # type: ignore[no-untyped-def]
+def ruleset(tmp_path: Path, *texts: str) -> RuleSet:
     for i, text in enumerate(texts):
         (tmp_path / f"r{i}.toml").write_text(text)
     return load_rules([tmp_path])

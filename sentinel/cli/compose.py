@@ -18,8 +18,8 @@ from sentinel.clock import Clock, SystemClock
 from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
 from sentinel.okta_api import SystemLogClient, load_api_credentials
-from sentinel.rules.sources import polled_event_types
 from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.rules.sources import polled_event_types
 from sentinel.service.detector import DetectorReport, apply_report
 from sentinel.service.detector_process import DetectorProcess
 from sentinel.service.detector_runner import DetectorRunner
