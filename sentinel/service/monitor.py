@@ -49,10 +49,11 @@ def poll_alert(current_until: datetime, last_error: str | None, behind_since: da
     to raise or None, the new ``behind_since`` marker)."""
     behind = now - current_until
     if behind_since is None and behind >= allowed:
-        minutes = int(behind.total_seconds() // 60)
+        seconds = int(behind.total_seconds())
+        how_long = f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
         why = f"The last request failed: {last_error}. " if last_error else ""
         alert = _alert(POLL_BEHIND_RULE, Severity.HIGH, current_until, now,
-                       f"Okta System Log polling is {minutes} minutes behind",
+                       f"Okta System Log polling is {how_long} behind",
                        f"{why}Events are read up to {format_timestamp(current_until)}; poll-only event types "
                        "(ThreatInsight, impersonation, network zones, failed hook deliveries) go unseen meanwhile. "
                        "Check the API credential, its scope okta.logs.read and admin role, and the rate limits.",

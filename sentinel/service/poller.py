@@ -97,6 +97,10 @@ class Poller:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop``; every failure is logged, counted and retried (never raises)."""
+        # The lag counts from here, not from when the daemon was composed (its start can take seconds).
+        started = self._clock.now()
+        self.status.started_at = started
+        self.status.current_until = max(self.status.current_until, started)
         try:
             await self._run(stop)
         finally:
