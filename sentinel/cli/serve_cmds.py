@@ -251,10 +251,23 @@ def serve(config_path: Path, host: str | None, port: int | None, secret_file: Pa
 
 @click.command()
 @config_option
-def check(config_path: Path) -> None:
+@click.option("--probe", is_flag=True, help="Also make one real System Log request with [okta.api]'s credential.")
+def check(config_path: Path, probe: bool) -> None:
     """Validate the configuration, rules and channels; exit 1 with every problem."""
     settings = load_settings(config_path)
     problems: list[str] = []
+    from sentinel.cli import okta_api_check
+
+    api_credentials = None
+    if settings.okta_api is not None:
+        from sentinel.okta_api import load_api_credentials
+
+        try:
+            api_credentials = load_api_credentials(settings.okta_api)
+        except SentinelError as e:
+            problems.append(f"{config_path}: {e}")
+    elif probe:
+        problems.append(f"{config_path}: --probe needs an [okta.api] table (there is nothing to probe)")
     from sentinel.rules.evaluator import RuleEvaluator
     from sentinel.service.ruleset import check_channels
 
@@ -284,6 +297,13 @@ def check(config_path: Path) -> None:
         "NO secret (allow_unauthenticated)" if settings.okta.allow_unauthenticated else
         f"no secret yet ({SECRET_ENV} must be set to serve)")
     click.echo(f"ok: {config_path}: {rules} rules, {len(settings.channels)} channels, auth: {auth}")
+    if settings.okta_api is not None and api_credentials is not None:
+        click.echo(okta_api_check.describe(settings.okta_api, api_credentials))
+        if probe:
+            worked, line = okta_api_check.probe(settings.okta_api, api_credentials)
+            if not worked:
+                fail(line)
+            echo(line)
 
 
 @click.command()

@@ -9,19 +9,36 @@ network errors retried with tenacity; 401/403 → :class:`AuthFailed`, 400 on a 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+from sentinel import __version__
 from sentinel.clock import Clock, SystemClock
 from sentinel.config import OktaApiSettings
 from sentinel.okta_api.credentials import ApiCredentials
+from sentinel.okta_api.errors import ApiError, AuthFailed, CursorRejected, RetryableError
+from sentinel.okta_api.oauth import TokenSource
+from sentinel.okta_api.okta_errors import describe_error
+from sentinel.okta_api.rate_limit import RateBudget, RateLimit
+
+log = logging.getLogger("sentinel.okta_api")
 
 LOGS_PATH = "/api/v1/logs"
 MAX_LIMIT = 1000
+# Okta ends a query after 30 s (a 500); wait a little longer than that for the answer.
+TIMEOUT = httpx.Timeout(40.0, connect=10.0)
+# Retrying a failing request stops after this long; the caller sees an ApiError (and can show it).
+GIVE_UP_AFTER = 300.0
+_BACKOFF = wait_exponential_jitter(initial=1, max=60, jitter=1)
 # Event types go into a filter expression: only the characters Okta's catalog uses, so none can break out.
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
@@ -53,14 +70,28 @@ def event_type_filter(event_types: Sequence[str]) -> str:
 
 
 class SystemLogClient:
+    """``give_up_after``: seconds of retrying (429, 5xx, network) before ``get_page`` raises ApiError; 0
+    makes exactly one attempt (``sentinel check --probe``)."""
+
     def __init__(self, settings: OktaApiSettings, credentials: ApiCredentials, *,
                  clock: Clock | None = None, on_response: Callable[[int], None] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 give_up_after: float = GIVE_UP_AFTER) -> None:
         self._settings = settings
         self._credentials = credentials
         self._clock = clock or SystemClock()
-        self._on_response = on_response
+        self._on_response = on_response or (lambda status: None)
         self._sleep = sleep
+        self._give_up_after = give_up_after
+        origin = urlsplit(settings.base_url)
+        self._origin = (origin.scheme, origin.netloc)
+        self._tokens = TokenSource(settings, credentials, self._clock) if credentials.kind != "ssws" else None
+        self._budget = RateBudget(settings.rate_limit_share, self._clock)
+        # One request at a time, token requests included.
+        self._lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False,
+                                       headers={"User-Agent": f"sentinel/{__version__}",
+                                                "Accept": "application/json"})
 
     def __repr__(self) -> str:
         return f"SystemLogClient({self._settings.base_url!r}, {self._credentials.describe()})"
@@ -68,6 +99,11 @@ class SystemLogClient:
     @property
     def logs_url(self) -> str:
         return self._settings.base_url + LOGS_PATH
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The rate-limit headers of the last response (None before any, or when it had none)."""
+        return self._budget.last
 
     def first_url(self, since: datetime, until: datetime | None = None,
                   event_types: Sequence[str] | None = None, limit: int = MAX_LIMIT) -> str:
@@ -90,7 +126,112 @@ class SystemLogClient:
         """One page; waits for rate limits, retries 429/5xx/network with tenacity backoff+jitter (forever
         for polling is wrong: give up after a bounded time and raise ApiError); raises AuthFailed /
         CursorRejected without retrying. on_response(status) is called for every HTTP response (metrics)."""
-        raise NotImplementedError
+        if not self._ours(url):
+            # A stored cursor from another org or address: the caller starts afresh, as for an expired one.
+            raise CursorRejected("the URL is not this org's System Log (was [okta.api] base_url changed?)")
+        async with self._lock:
+            started = self._clock.monotonic()
+
+            def stop(state: RetryCallState) -> bool:
+                return self._clock.monotonic() - started + state.upcoming_sleep > self._give_up_after
+
+            retrying = AsyncRetrying(retry=retry_if_exception_type(RetryableError), wait=_retry_wait, stop=stop,
+                                     sleep=self._sleep, reraise=True, before_sleep=_log_retry)
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        return await self._attempt(url)
+            except RetryableError as e:
+                waited = self._clock.monotonic() - started
+                raise ApiError(f"gave up after {attempt.retry_state.attempt_number} attempts in {waited:.0f} s: {e}",
+                               e.status) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def aclose(self) -> None:
-        pass
+        await self._http.aclose()
+
+    # -- one attempt ------------------------------------------------------------------------------------
+    async def _attempt(self, url: str) -> LogPage:
+        wait = self._budget.wait_before_next()
+        if wait > 0:
+            log.info("System Log: Sentinel's share of the rate limit is used; waiting %.0f s for the reset", wait)
+            await self._sleep(wait)
+        response = await self._get(url)
+        if response.status_code == 401 and self._tokens is not None:
+            # The access token may have been revoked or expired early: one more try with a fresh one.
+            self._tokens.invalidate()
+            response = await self._get(url)
+        return self._page(url, response)
+
+    async def _get(self, url: str) -> httpx.Response:
+        if self._tokens is not None:
+            authorization = await self._tokens.authorization(self._http, self._on_response)
+        else:
+            authorization = f"SSWS {self._credentials.secret.reveal()}"
+        try:
+            response = await self._http.get(url, headers={"Authorization": authorization})
+        except httpx.HTTPError as e:
+            raise RetryableError(f"System Log request failed: {e.__class__.__name__}") from None
+        self._on_response(response.status_code)
+        self._budget.record(RateLimit.from_headers(response.headers, self._clock.now()))
+        return response
+
+    def _page(self, url: str, response: httpx.Response) -> LogPage:
+        status = response.status_code
+        if status == 200:
+            return self._parse(url, response)
+        problem = describe_error(response)
+        if status in (401, 403):
+            raise AuthFailed(f"Okta refused the System Log request ({problem})", self._auth_hint(status), status)
+        if status == 400 and "after" in parse_qs(urlsplit(url).query):
+            raise CursorRejected(f"Okta no longer accepts the cursor ({problem})", status)
+        if status == 429:
+            rate = RateLimit.from_headers(response.headers, self._clock.now())
+            raise RetryableError(f"rate limited ({problem})", status, self._budget.wait_after_429(rate))
+        if status >= 500:
+            raise RetryableError(f"Okta failed ({problem})", status)
+        raise ApiError(f"System Log request refused ({problem})", status)
+
+    def _parse(self, url: str, response: httpx.Response) -> LogPage:
+        body = response.content
+        try:
+            events = json.loads(body)
+        except ValueError:
+            raise ApiError("the System Log answered 200 with a body that is not JSON", 200) from None
+        if not isinstance(events, list):
+            raise ApiError("the System Log answered 200 with a body that is not a JSON array", 200)
+        next_url = response.links.get("next", {}).get("url")
+        if next_url is not None and not self._ours(next_url):
+            # Following it would send the credential elsewhere.
+            raise ApiError("the System Log's next link points outside the org's /api/v1/logs", 200)
+        return LogPage(events, body, next_url, url, 200)
+
+    def _ours(self, url: str) -> bool:
+        split = urlsplit(url)
+        return (split.scheme, split.netloc) == self._origin and split.path == LOGS_PATH and not split.fragment
+
+    def _auth_hint(self, status: int) -> str:
+        if self._tokens is None and status == 401:
+            return ("the API token is wrong, revoked, or expired (unused for 30 days, or its admin was "
+                    "deactivated): create one under Security > API > Tokens and set it in "
+                    f"{self._credentials.source}")
+        if self._tokens is None:
+            return ("the API token's admin has no role that may read the System Log: create the token as an admin "
+                    "with the Read-only Administrator role (or higher)")
+        if status == 401:
+            return "a fresh access token was refused: check the service app is active and its token is for this org"
+        return ("grant the service app the okta.logs.read scope and assign it an admin role that covers it "
+                "(Read-only Administrator)")
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    """A 429 waits for the reset Okta named; 5xx and network errors back off exponentially with jitter."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, RetryableError) and error.wait is not None:
+        return error.wait
+    return float(_BACKOFF(state))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning("System Log request: %s; retrying in %.1f s", error, state.upcoming_sleep)
