@@ -262,3 +262,36 @@ def test_query_parameters_are_what_okta_documents(rig: Rig, fake: FakeOkta) -> N
     split = urlsplit(fake.base + fake.to("/api/v1/logs")[0].target)
     assert split.path == "/api/v1/logs"
     assert set(parse_qs(split.query)) == {"since", "sortOrder", "limit", "filter"}
+
+
+def test_composed_daemon_masks_the_api_token_through_reloads_and_reloads_the_polled_types(
+        tmp_path: Path, fake: FakeOkta, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import LOCK_RULE
+    from daemon import write_config
+
+    from sentinel import redaction
+    from sentinel.cli.compose import compose
+    from sentinel.config import load_config
+    from sentinel.service.detector_runner import InProcessDetector
+
+    token = "my.api.t0ken"  # nothing token-like for the generic masks: only the registry can hide it
+    monkeypatch.setenv("SENTINEL_OKTA_API_TOKEN", token)
+    config = write_config(tmp_path, extra=f'[okta.api]\nbase_url = "{fake.base}"\n')
+    (tmp_path / "rules" / "lock.toml").write_text(LOCK_RULE)
+    env = {"SENTINEL_OKTA_SECRET": "composedOktaSecret0123456789abcdef"}
+    daemon = compose(load_config(config, env), lambda: load_config(config, env), detector=InProcessDetector)
+    record = logging.LogRecord("sentinel", logging.INFO, __file__, 1, "sent %s", (token,), None)
+
+    async def scenario() -> None:
+        await daemon.lifecycle.start()
+        try:
+            assert daemon.poller is not None and daemon.poller.event_types == ("user.account.lock",)
+            (tmp_path / "rules" / "zone.toml").write_text('id = "zone"\ntitle = "t"\nseverity = "low"\n'
+                                                          'event_types = ["zone.update"]\n')
+            assert await daemon.reloader.reload()
+            assert daemon.poller.event_types == ("user.account.lock", "zone.update")
+            assert redaction.FILTER.filter(record) and token not in record.getMessage()
+        finally:
+            await daemon.lifecycle.stop()
+
+    asyncio.run(scenario())

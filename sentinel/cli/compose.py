@@ -110,6 +110,7 @@ def _poller(settings: Settings, evaluator: RuleEvaluator, store: Store, metrics:
     if api is None:
         return None
     credentials = load_api_credentials(api)
+    redaction.SECRETS.keep(credentials.secret_values())  # restart-only: no reload replaces it
     client = SystemLogClient(api, credentials, clock=clock,
                              on_response=lambda status: metrics.poll_requests.labels(str(status)).inc())
     return Poller(api, client, store, metrics, clock, polled_event_types(evaluator.ruleset), wake_detector)
