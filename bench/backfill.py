@@ -44,6 +44,7 @@ id = "bench-lock"
 title = "locked {actor.alternateId}"
 severity = "medium"
 event_types = ["user.account.lock"]
+condition = "selection"
 [detection.selection]
 "actor.alternateId" = "nobody-in-this-bench@example.invalid"
 """
@@ -134,6 +135,9 @@ max_lag_seconds = 86400
                     break
                 time.sleep(0.2)
             statuses = [r.status for r in fake.to("/api/v1/logs")]
+            poller_lines = [line for line in (folder / "sentinel.log").read_text(errors="replace").splitlines()
+                            if "sentinel.poller" in line]
+            print("\n".join(poller_lines[-10:]))
             rate = args.events / all_stored if all_stored == all_stored else float("nan")
             ok, limited = statuses.count(200), statuses.count(429)
             print(table(["figure", "value"], [
