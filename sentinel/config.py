@@ -316,7 +316,7 @@ def _okta_api(r: _Reader, doc: Mapping[str, Any], org_url: str | None) -> OktaAp
         return r.take(table, "okta.api", config_key("okta.api", key_name))
 
     base_url = get("base_url") or org_url
-    if base_url is None:
+    if base_url is None and "base_url" not in table and isinstance(okta["api"], dict):
         r.fail("okta.api", "polling needs the org's address: set base_url here or [okta] org_url")
     return OktaApiSettings(
         base_url=(base_url or "").rstrip("/"), poll_interval_seconds=get("poll_interval_seconds"),

@@ -37,7 +37,7 @@ def logs_requests(fake: FakeOkta) -> list[str]:
 
 async def read_all(client: SystemLogClient, url: str, max_pages: int = 50) -> list[LogPage]:
     """Follow next links until the polling stream is caught up (next == self) or a bounded one ends."""
-    pages = []
+    pages: list[LogPage] = []
     while len(pages) < max_pages:
         page = await client.get_page(url)
         pages.append(page)
@@ -145,10 +145,15 @@ def test_a_400_without_a_cursor_is_an_api_error_not_a_cursor_problem(fake, clock
 
 def test_a_url_outside_the_org_is_never_requested(fake, clock):
     client = make_client(fake, clock)
-    for url in ("http://127.0.0.1:1/api/v1/logs?after=x", fake.base + "/api/v1/users", "https://evil.example/x"):
-        with pytest.raises(CursorRejected):
-            run(make_client(fake, clock), lambda c, u=url: c.get_page(u))
-    run(client, lambda c: c.aclose())
+    urls = ("http://127.0.0.1:1/api/v1/logs?after=x", fake.base + "/api/v1/users", "https://evil.example/x",
+            fake.base.replace("127.0.0.1", "localhost") + "/api/v1/logs")
+
+    async def work(c: SystemLogClient) -> None:
+        for url in urls:
+            with pytest.raises(CursorRejected):
+                await c.get_page(url)
+
+    run(client, work)
     assert fake.requests == []
 
 
@@ -272,3 +277,25 @@ def test_only_one_request_is_ever_in_flight(fake, clock):
 
     pages = run(client, work)
     assert len(pages) == 5 and in_flight[1] == 1
+
+
+class ElsewhereOkta(FakeOkta):
+    """Hands out a next link to another host, as a compromised or misconfigured proxy could."""
+
+    def _logs(self, query, auth):
+        status, headers, payload = super()._logs(query, auth)
+        if status == 200:
+            elsewhere = f"http://127.0.0.2:{self.port}/api/v1/logs"
+            headers["Link"] = f'<{self.base}/api/v1/logs>; rel="self"\n<{elsewhere}>; rel="next"'
+        return status, headers, payload
+
+
+def test_a_next_link_to_another_host_is_refused_not_followed(clock):
+    fake = ElsewhereOkta(api_token=TOKEN, clock=clock).start()
+    try:
+        client = make_client(fake, clock)
+        with pytest.raises(ApiError) as info:
+            run(client, lambda c: c.get_page(c.first_url(ago(clock, hours=1))))
+    finally:
+        fake.stop()
+    assert "next link points outside" in str(info.value) and len(fake.requests) == 1

@@ -84,7 +84,7 @@ class SystemLogClient:
         self._sleep = sleep
         self._give_up_after = give_up_after
         origin = urlsplit(settings.base_url)
-        self._origin = (origin.scheme, origin.netloc)
+        self._origin = (origin.scheme, origin.netloc.lower())
         self._tokens = TokenSource(settings, credentials, self._clock) if credentials.kind != "ssws" else None
         self._budget = RateBudget(settings.rate_limit_share, self._clock)
         # One request at a time, token requests included.
@@ -208,7 +208,9 @@ class SystemLogClient:
 
     def _ours(self, url: str) -> bool:
         split = urlsplit(url)
-        return (split.scheme, split.netloc) == self._origin and split.path == LOGS_PATH and not split.fragment
+        # Host names are case-insensitive; the path must be the System Log's, nothing else gets the credential.
+        return ((split.scheme, split.netloc.lower()) == self._origin and split.path == LOGS_PATH
+                and not split.fragment)
 
     def _auth_hint(self, status: int) -> str:
         if self._tokens is None and status == 401:
