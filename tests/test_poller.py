@@ -289,7 +289,7 @@ def test_composed_daemon_masks_the_api_token_through_reloads_and_reloads_the_pol
             (tmp_path / "rules" / "zone.toml").write_text('id = "zone"\ntitle = "t"\nseverity = "low"\n'
                                                           'event_types = ["zone.update"]\n')
             assert await daemon.reloader.reload()
-            assert daemon.poller.event_types == ("user.account.lock", "zone.update")
+            assert list(daemon.poller.event_types or ()) == ["user.account.lock", "zone.update"]
             assert redaction.FILTER.filter(record) and token not in record.getMessage()
         finally:
             await daemon.lifecycle.stop()
