@@ -306,3 +306,15 @@ def test_the_newest_published_ignores_what_does_not_parse_and_never_passes_now()
     assert newest_published(hostile[:5], None, START) == datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
     assert newest_published(hostile[1:5], None, START) is None
     assert newest_published([], START - timedelta(hours=1), START) == START - timedelta(hours=1)
+
+
+def test_types_the_client_cannot_filter_on_mean_every_type(rig: Rig) -> None:
+    from sentinel.service.poller import requestable_types
+
+    assert requestable_types(("zone.update", "security.threat.detected")) == ("zone.update", "security.threat.detected")
+    assert requestable_types(("zone.update", "iam.role.*")) is None  # a prefix: the client writes eq terms only
+    assert requestable_types(()) is None  # no enabled rule: store everything for rules to come
+    assert requestable_types(None) is None
+    rig.poller.use_event_types(("zone.update", "iam.role.*"))
+    rig.step()
+    assert "filter" not in rig.log_requests()[-1]

@@ -17,7 +17,7 @@ from sentinel.okta_api import ApiError, SystemLogClient, load_api_credentials
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.sources import polled_event_types
 from sentinel.service.backfill import BackfillProgress, backfill
-from sentinel.service.poller import RETENTION
+from sentinel.service.poller import RETENTION, requestable_types
 from sentinel.store import CliInbox, open_inbox_for_cli
 
 
@@ -47,7 +47,7 @@ def backfill_cmd(since_text: str, until_text: str | None, config_path: Path) -> 
         since = oldest
     try:
         credentials = load_api_credentials(api)
-        types = polled_event_types(RuleEvaluator.from_settings(settings.rules).ruleset)
+        types = requestable_types(polled_event_types(RuleEvaluator.from_settings(settings.rules).ruleset))
     except SentinelError as e:
         fail(error_lines(e))
     try:

@@ -85,7 +85,7 @@ class Poller:
         self._store = store
         self._metrics = metrics
         self._clock = clock
-        self.event_types = event_types
+        self.event_types = requestable_types(event_types)
         self._wake_detector = wake_detector
         now = clock.now()
         self.status = PollStatus(started_at=now, current_until=now)
@@ -93,7 +93,7 @@ class Poller:
 
     def use_event_types(self, event_types: tuple[str, ...] | None) -> None:
         """Reloaded rules: the next request uses their types (``rules.sources.polled_event_types``)."""
-        self.event_types = event_types
+        self.event_types = requestable_types(event_types)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop``; every failure is logged, counted and retried (never raises)."""
@@ -219,6 +219,15 @@ class Poller:
         status.failing_since = status.failing_since or now
         self._metrics.poll_errors.inc()
         self._metrics.poll_lag.set(status.lag_seconds(now))
+
+
+def requestable_types(types: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The rules' types as the client can ask for them: it writes ``eventType eq`` terms only, so a prefix
+    (``iam.role.*``) means every type (the rules ignore the rest), and so does no type at all (events are
+    still stored, for rules to come)."""
+    if not types or any(t.endswith(".*") for t in types):
+        return None
+    return types
 
 
 def newest_published(events: list[dict[str, Any]], before: datetime | None, now: datetime) -> datetime | None:
