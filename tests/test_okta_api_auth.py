@@ -201,3 +201,25 @@ def test_no_secret_in_logs_reprs_or_errors(clock, caplog):
     for secret in (TOKEN, key_body, *access_tokens):
         assert secret not in text
     assert re.search(r"eyJ[\w-]+\.eyJ[\w-]+\.", text) is None, "no JWT (client assertion) in a log line"
+
+
+class DpopOkta(FakeOkta):
+    """An org whose service app requires DPoP: a token request without a DPoP proof is refused (§3.3)."""
+
+    def _token(self, form):
+        return 400, {}, {"error": "invalid_dpop_proof", "error_description": "The DPoP proof JWT header is missing."}
+
+
+def test_an_app_that_requires_dpop_is_auth_failed_saying_to_turn_it_off(clock):
+    fake = DpopOkta(clock=clock).start()
+    try:
+        keys = rsa_key_pair()
+        settings, credentials = oauth(fake, keys)
+        statuses: list[int] = []
+        client = SystemLogClient(settings, credentials, clock=clock, sleep=clock.sleep, on_response=statuses.append)
+        with pytest.raises(AuthFailed) as info:
+            run(client, lambda c: c.get_page(c.first_url(ago(clock, hours=1))))
+    finally:
+        fake.stop()
+    assert "Require Demonstrating Proof of Possession" in info.value.hint and "invalid_dpop_proof" in str(info.value)
+    assert statuses == [400] and fake.to("/api/v1/logs") == []

@@ -117,6 +117,17 @@ def test_probe_makes_one_request_and_reports_it(tmp_path: Path, fake: FakeOkta) 
     assert [(r.path, r.status, r.query["limit"]) for r in fake.requests] == [("/api/v1/logs", 200, ["1"])]
 
 
+def test_probe_through_an_oauth_service_app(tmp_path: Path, fake: FakeOkta) -> None:
+    keys = rsa_key_pair()
+    fake.register_client("0oaProbe", keys.public_pem)
+    result = check(tmp_path, fake, 'client_id = "0oaProbe"\n', {"SENTINEL_OKTA_API_PRIVATE_KEY": keys.private_pem},
+                   "--probe")
+    assert result.exit_code == 0, result.output
+    assert "probe: ok: HTTP 200" in result.output
+    assert [(r.path, r.status) for r in fake.requests] == [("/oauth2/v1/token", 200), ("/api/v1/logs", 200)]
+    assert fake.requests[1].headers["authorization"] == "Bearer <redacted>"
+
+
 def test_probe_reports_a_refusal_with_what_to_fix_and_exits_1(tmp_path: Path, fake: FakeOkta) -> None:
     wrong = "00WrongTokenButLongEnough12345"
     result = check(tmp_path, fake, "", {"SENTINEL_OKTA_API_TOKEN": wrong}, "--probe")

@@ -59,7 +59,8 @@ def test_every_shipped_rule_is_in_the_readme() -> None:
 
 def test_secret_variables_are_documented() -> None:
     for name in ("SENTINEL_OKTA_SECRET", "SENTINEL_OKTA_SECRET_PREVIOUS", "SENTINEL_METRICS_TOKEN",
-                 "okta-secret", "okta-secret-previous", "metrics-token"):
+                 "okta-secret", "okta-secret-previous", "metrics-token", "SENTINEL_OKTA_API_TOKEN",
+                 "SENTINEL_OKTA_API_PRIVATE_KEY", "okta-api-token", "okta-api-private-key"):
         assert f"`{name}`" in README, name
 
 

@@ -89,7 +89,8 @@ class SystemLogClient:
         self._budget = RateBudget(settings.rate_limit_share, self._clock)
         # One request at a time, token requests included.
         self._lock = asyncio.Lock()
-        self._http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False,
+        # trust_env: HTTPS_PROXY / NO_PROXY and SSL_CERT_FILE apply, as for the channels (requests).
+        self._http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
                                        headers={"User-Agent": f"sentinel/{__version__}",
                                                 "Accept": "application/json"})
 
