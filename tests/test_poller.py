@@ -1,5 +1,6 @@
 """The System Log poller in process, against the fake Okta (a real HTTP server) and a real store: where it
-starts, what it stores with which cursor, a restart, a refused cursor, a change of rules, failures."""
+starts, what it stores with which cursor, a restart, a refused cursor, a change of rules, failures; and
+``sentinel backfill``'s bounded read and refusals."""
 
 from __future__ import annotations
 
@@ -14,16 +15,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from click.testing import CliRunner
+from daemon import write_config
 from fake_okta import FakeOkta
 from test_fake_okta import events_at
 
+from sentinel.cli import main
 from sentinel.clock import FixedClock
 from sentinel.config import OktaApiSettings
 from sentinel.okta import parse_delivery
 from sentinel.okta_api import SystemLogClient, load_api_credentials
+from sentinel.service.backfill import BackfillProgress, backfill
 from sentinel.service.metrics import Metrics
 from sentinel.service.poller import CURSOR_OVERLAP, Poller
-from sentinel.store import Store
+from sentinel.store import Store, open_inbox_for_cli
 from sentinel.store.inbox import inbox_path
 
 TOKEN = "00pollerTestTokenSSWS"
@@ -318,3 +323,45 @@ def test_types_the_client_cannot_filter_on_mean_every_type(rig: Rig) -> None:
     rig.poller.use_event_types(("zone.update", "iam.role.*"))
     rig.step()
     assert "filter" not in rig.log_requests()[-1]
+
+
+# -- sentinel backfill: the bounded read into the inbox, and the command's refusals ---------------------------
+def test_a_window_is_read_with_bounded_requests_page_by_page_into_the_inbox(rig: Rig, fake: FakeOkta) -> None:
+    inside = typed(events_at(START - timedelta(hours=5), 1200, timedelta(seconds=1)), TYPES[0])
+    before = typed(events_at(START - timedelta(hours=9), 3), TYPES[0])
+    after = typed(events_at(START - timedelta(hours=1), 3), TYPES[0])
+    fake.add(before + inside + after)
+    inbox = open_inbox_for_cli(rig.db)
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: BackfillProgress) -> None:
+        seen.append((done.pages, done.events))
+
+    try:
+        done = rig.run(backfill(rig.client, START - timedelta(hours=6), START - timedelta(hours=4), TYPES,
+                                inbox.append_page, rig.clock, progress))
+    finally:
+        inbox.close()
+    assert (done.pages, done.events) == (2, 1200) and seen == [(1, 1000), (2, 1200)]
+    assert rig.polled_uuids() == [e["uuid"] for e in inside]
+    first, second = rig.log_requests()
+    assert first["until"] and "sortOrder" not in first and first["limit"] == "1000"
+    assert "after" in second  # the next link, followed verbatim
+    assert rig.run(rig.store.poll_cursor(fake.base)) is None  # the poller's cursor is not touched
+
+
+def test_the_command_refuses_without_an_api_table_a_reversed_window_or_a_store(tmp_path: Path,
+                                                                               fake: FakeOkta) -> None:
+    runner = CliRunner()
+    plain = write_config(tmp_path)
+    result = runner.invoke(main, ["backfill", "--since", "2h", "--config", str(plain)],
+                           env={"SENTINEL_OKTA_SECRET": "x" * 32})
+    assert result.exit_code == 1 and "no [okta.api] table" in result.output
+    polled = write_config(tmp_path, extra=f'[okta.api]\nbase_url = "{fake.base}"\n')
+    env = {"SENTINEL_OKTA_SECRET": "x" * 32, "SENTINEL_OKTA_API_TOKEN": "t0ken.for.the.cli"}
+    result = runner.invoke(main, ["backfill", "--since", "1h", "--until", "2h", "--config", str(polled)], env=env)
+    assert result.exit_code == 1 and "must be before" in result.output
+    result = runner.invoke(main, ["backfill", "--since", "2h", "--config", str(polled)], env=env)
+    assert result.exit_code == 1 and "has the daemon run" in result.output
+    assert fake.to("/api/v1/logs") == []
+    assert "t0ken.for.the.cli" not in result.output
