@@ -233,15 +233,20 @@ def test_new_rules_start_a_new_polling_request_for_their_types(rig: Rig, fake: F
     assert cursor is not None and cursor.event_types is None
 
 
-def test_a_bad_token_is_logged_once_with_what_to_fix_counted_and_shown_tersely(
-        tmp_path: Path, fake: FakeOkta, clock: FixedClock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_token_is_logged_once_with_what_to_fix_retried_slowly_counted_and_shown_tersely(
+        tmp_path: Path, fake: FakeOkta, clock: FixedClock, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentinel.service import poller as poller_module
+
+    # Retried every 5 minutes in production; here at the poll interval (1 s), to see several attempts.
+    monkeypatch.setattr(poller_module, "AUTH_RETRY_SECONDS", 0.01)
     bad = "00wrongTokenNotTheFakes"
     rig = Rig(tmp_path, fake, clock, token=bad)
     stop = asyncio.Event()
 
     async def run_briefly() -> None:
         task = asyncio.create_task(rig.poller.run(stop))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(2.5)
         stop.set()
         await task
 
@@ -252,8 +257,10 @@ def test_a_bad_token_is_logged_once_with_what_to_fix_counted_and_shown_tersely(
             assert status.failing_since is not None and status.error_kind == "auth_failed"
             readiness = status.readiness(clock.now())
             assert readiness["status"] == "failing" and readiness["last_error"] == "auth_failed"
-            assert rig.metric("sentinel_okta_poll_errors_total") >= 1
-            assert rig.metric("sentinel_okta_poll_requests_total", {"status": "401"}) >= 1
+            attempts = len(fake.to("/api/v1/logs"))
+            assert 2 <= attempts <= 3, f"{attempts} attempts in 2.5 s: not retried at the slow pace"
+            assert rig.metric("sentinel_okta_poll_errors_total") == attempts
+            assert rig.metric("sentinel_okta_poll_requests_total", {"status": "401"}) == attempts
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
             assert len(errors) == 1 and "token" in errors[0].lower()
             assert all(bad not in r.getMessage() for r in caplog.records)
