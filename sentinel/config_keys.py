@@ -119,8 +119,8 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("okta", "org_url", str, None, _org_url,
               "`https://example.okta.com`; enables System Log links in alerts"),
     ConfigKey("okta.api", "base_url", str, None, _api_base_url,
-              "the org the System Log is polled from (default: `[okta] org_url`); the table's presence turns "
-              "polling on"),
+              "the org the System Log is polled from, `https://` (plain `http://` only on loopback, for tests); "
+              "default: `[okta] org_url`. The `[okta.api]` table's presence turns polling on"),
     ConfigKey("okta.api", "poll_interval_seconds", int, 60, _between(1, 86_400),
               "pause between polls once caught up"),
     ConfigKey("okta.api", "backfill_hours", float, 24, _between(0, 90 * 24),

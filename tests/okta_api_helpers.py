@@ -4,11 +4,13 @@ sleep moves it (so a 60 s rate-limit wait takes no time and its length is exact)
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from fake_okta import FakeOkta
+from fake_okta_auth import KeyPair, ec_key_pair, rsa_key_pair
 from test_fake_okta import NOW
 
 from sentinel.config import OktaApiSettings
@@ -75,3 +77,14 @@ def run(client: SystemLogClient, work: Callable[[SystemLogClient], Awaitable[T]]
 
 def ago(clock: SimClock, **delta: float) -> datetime:
     return clock.now() - timedelta(**delta)
+
+
+@functools.cache
+def rsa_keys() -> KeyPair:
+    """One RSA pair for the whole run: generating 2048-bit keys is the slow part of these tests."""
+    return rsa_key_pair()
+
+
+@functools.cache
+def ec_keys() -> KeyPair:
+    return ec_key_pair()

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fake_okta import FakeOkta
-from fake_okta_auth import KeyPair, ec_key_pair, rsa_key_pair
-from okta_api_helpers import TOKEN, SimClock, ago, api_settings, make_client, run, ssws
+from fake_okta_auth import KeyPair
+from okta_api_helpers import TOKEN, SimClock, ago, api_settings, ec_keys, make_client, rsa_keys, run, ssws
 from test_fake_okta import NOW, events_at
 
 from sentinel.config import OktaApiSettings
@@ -63,7 +63,7 @@ def test_ssws_token_is_sent_as_okta_documents(fake, clock):
 
 
 # -- OAuth private_key_jwt ------------------------------------------------------------------------------
-@pytest.mark.parametrize(("make_pair", "alg"), [(rsa_key_pair, "RS256"), (ec_key_pair, "ES256")])
+@pytest.mark.parametrize(("make_pair", "alg"), [(rsa_keys, "RS256"), (ec_keys, "ES256")])
 def test_private_key_jwt_gets_a_token_the_fake_verified_and_reads_logs(fake, clock, make_pair, alg):
     keys = make_pair()
     fake.register_client(CLIENT_ID, keys.public_pem, kid="k1")
@@ -100,7 +100,7 @@ def test_client_assertion_claims(fake, clock, curve, alg):
 
 
 def test_the_token_is_cached_refreshed_before_it_expires_and_after_a_401(fake, clock):
-    keys = rsa_key_pair()
+    keys = rsa_keys()
     fake.register_client(CLIENT_ID, keys.public_pem, kid="k1")
     settings, credentials = oauth(fake, keys)
     statuses: list[int] = []
@@ -127,8 +127,8 @@ def test_the_token_is_cached_refreshed_before_it_expires_and_after_a_401(fake, c
     ("no role", "admin role"),
 ])
 def test_oauth_refusals_are_auth_failed_with_what_to_fix(fake, clock, setup, hint):
-    keys = rsa_key_pair()
-    registered = rsa_key_pair().public_pem if setup == "other key" else keys.public_pem
+    keys = rsa_keys()
+    registered = ec_keys().public_pem if setup == "other key" else keys.public_pem
     fake.register_client(CLIENT_ID, registered, scopes=("okta.users.read",) if setup == "no scope" else
                          ("okta.logs.read",))
     fake.forbidden = setup == "no role"
@@ -157,7 +157,7 @@ def test_api_token_from_the_environment_or_a_systemd_credential(fake, tmp_path: 
 
 def test_private_key_from_a_systemd_credential_and_unusable_keys(fake, tmp_path: Path):
     settings = api_settings(fake, client_id=CLIENT_ID)
-    keys = ec_key_pair()
+    keys = ec_keys()
     (tmp_path / "okta-api-private-key").write_text(keys.private_pem)
     found = load_api_credentials(settings, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert found.kind == "private_key_jwt" and "systemd credential okta-api-private-key" in found.describe()
@@ -176,7 +176,7 @@ def test_private_key_from_a_systemd_credential_and_unusable_keys(fake, tmp_path:
 # -- secrets stay secret ----------------------------------------------------------------------------------
 def test_no_secret_in_logs_reprs_or_errors(clock, caplog):
     caplog.set_level(logging.DEBUG)
-    keys = rsa_key_pair()
+    keys = rsa_keys()
     fake = FakeOkta(api_token=TOKEN, clock=clock, fail_every=2).start()
     try:
         fake.add(events_at(ago(clock, minutes=10), 2))
@@ -213,7 +213,7 @@ class DpopOkta(FakeOkta):
 def test_an_app_that_requires_dpop_is_auth_failed_saying_to_turn_it_off(clock):
     fake = DpopOkta(clock=clock).start()
     try:
-        keys = rsa_key_pair()
+        keys = rsa_keys()
         settings, credentials = oauth(fake, keys)
         statuses: list[int] = []
         client = SystemLogClient(settings, credentials, clock=clock, sleep=clock.sleep, on_response=statuses.append)

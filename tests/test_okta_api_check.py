@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from daemon import write_config
 from fake_okta import FakeOkta
-from fake_okta_auth import rsa_key_pair
+from okta_api_helpers import rsa_keys
 from test_config import load, problems
 
 from sentinel.cli import main
@@ -90,7 +90,7 @@ def test_check_says_which_credential_it_would_use_never_its_value(tmp_path: Path
     assert "credential: API token (SSWS) from $SENTINEL_OKTA_API_TOKEN" in result.output
     assert TOKEN not in result.output and fake.requests == [], "check alone makes no request"
 
-    keys = rsa_key_pair()
+    keys = rsa_keys()
     oauth = check(tmp_path, fake, 'client_id = "0oaX"\n', {"SENTINEL_OKTA_API_PRIVATE_KEY": keys.private_pem,
                                                           "SENTINEL_OKTA_API_TOKEN": TOKEN})
     assert oauth.exit_code == 0, oauth.output
@@ -118,7 +118,7 @@ def test_probe_makes_one_request_and_reports_it(tmp_path: Path, fake: FakeOkta) 
 
 
 def test_probe_through_an_oauth_service_app(tmp_path: Path, fake: FakeOkta) -> None:
-    keys = rsa_key_pair()
+    keys = rsa_keys()
     fake.register_client("0oaProbe", keys.public_pem)
     result = check(tmp_path, fake, 'client_id = "0oaProbe"\n', {"SENTINEL_OKTA_API_PRIVATE_KEY": keys.private_pem},
                    "--probe")
@@ -147,3 +147,16 @@ def test_probe_without_the_table_is_a_problem(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe"],
                                 env={"SENTINEL_OKTA_SECRET": HOOK_SECRET})
     assert result.exit_code == 1 and "--probe needs an [okta.api] table" in result.output
+
+
+def test_the_api_credential_never_reaches_the_detector_process(tmp_path: Path) -> None:
+    from sentinel.config import secret_variables
+    from sentinel.service.detector_process import child_environment, child_settings
+
+    settings = load(tmp_path, '[okta.api]\nbase_url = "https://x.okta.com"\n')
+    environ = {"SENTINEL_OKTA_API_TOKEN": "tok", "SENTINEL_OKTA_API_PRIVATE_KEY": "pem",
+               "CREDENTIALS_DIRECTORY": "/run/credentials/sentinel.service", "PATH": "/usr/bin"}
+    assert {"SENTINEL_OKTA_API_TOKEN", "SENTINEL_OKTA_API_PRIVATE_KEY"} <= secret_variables(settings)
+    assert child_environment(secret_variables(settings), environ) == {"PATH": "/usr/bin"}
+    # The settings the child gets hold no credential at all: [okta.api] has none to give.
+    assert child_settings(settings).okta_api == settings.okta_api

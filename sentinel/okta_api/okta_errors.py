@@ -31,10 +31,3 @@ def describe_error(response: httpx.Response) -> str:
             parts.append(_clean(summary))
     return " ".join(parts)
 
-
-def error_code(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return _clean(body.get("errorCode", "")) if isinstance(body, dict) else ""
