@@ -60,12 +60,20 @@ class SecretRegistry:
         self._live: frozenset[str] = frozenset()
         self._staged: frozenset[str] = frozenset()
         self._temporary: frozenset[str] = frozenset()
+        self._kept: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
 
     def stage(self, secrets: Iterable[str]) -> None:
         """Mask these from now on: secrets of a configuration being loaded (not yet applied)."""
         with self._lock:
             self._staged |= _usable(secrets)
+            self._rebuild()
+
+    def keep(self, secrets: Iterable[str]) -> None:
+        """Mask these for the life of the process, whatever the reloads (a credential read once at start,
+        like the System Log API's)."""
+        with self._lock:
+            self._kept |= _usable(secrets)
             self._rebuild()
 
     def apply_staged(self) -> None:
@@ -95,10 +103,10 @@ class SecretRegistry:
 
     def known(self) -> frozenset[str]:
         with self._lock:
-            return self._live | self._staged | self._temporary
+            return self._live | self._staged | self._temporary | self._kept
 
     def _rebuild(self) -> None:
-        secrets = self._live | self._staged | self._temporary
+        secrets = self._live | self._staged | self._temporary | self._kept
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(secrets, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None

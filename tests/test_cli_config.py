@@ -20,6 +20,7 @@ from test_readme import command_paths
 from sentinel.cli import main
 
 VAR = "SENTINEL_TEST_CHANNEL_TOKEN"
+SIGMA_RULE = Path(__file__).parent / "data" / "sigma-okta" / "okta_api_token_created.yml"
 # An Apprise channel whose URL holds a secret, as the README shows for Slack; port 9 (discard) on loopback.
 CHANNEL = f'\n[channels.hook]\nurls = ["json://127.0.0.1:9/${{{VAR}}}"]\nmin_severity = "info"\n'
 NEEDS_SECRETS = {"sentinel serve", "sentinel check", "sentinel notify test"}
@@ -40,7 +41,12 @@ WITHOUT_SECRETS = {
     "sentinel silence list": ["silence", "list", "--json"],
     "sentinel silence add": ["silence", "add", "--rule", "okta-*", "--for", "1h", "--comment", "test"],
     "sentinel silence expire": ["silence", "expire", "1"],
+    "sentinel rules import-sigma": ["rules", "import-sigma", "SIGMA", "--out", "SIGMA_OUT"],
+    "sentinel backfill": ["backfill", "--since", "1h"],
 }
+# Commands that exit non-zero here for a reason of their own (never a missing channel secret).
+FAILS_HERE = {"sentinel demo": "posts with a wrong secret on purpose: 401",
+              "sentinel backfill": "the test config has no [okta.api] table to back-fill from"}
 
 
 @pytest.fixture
@@ -76,11 +82,14 @@ def test_commands_without_secrets_work_with_a_channel_secret_unset(store_with_an
     events = tmp_path / "events.jsonl"
     events.write_text(saved.output)
     for path, args in WITHOUT_SECRETS.items():
-        args = [{"EVENTS": str(events), "URL": store_with_an_alert.url + "/hooks/okta"}.get(a, a) for a in args]
+        args = [{"EVENTS": str(events), "URL": store_with_an_alert.url + "/hooks/okta", "SIGMA": str(SIGMA_RULE),
+                 "SIGMA_OUT": str(tmp_path / "imported")}.get(a, a) for a in args]
         result = runner.invoke(main, [*args, "--config", config], env={VAR: None, "SENTINEL_OKTA_SECRET": "x"})
         assert "is not set" not in result.output, f"{path}: {result.output}"
-        if path != "sentinel demo":  # demo posts with a wrong secret on purpose: 401, exit 1
+        if path not in FAILS_HERE:
             assert result.exit_code == 0, f"{path}: {result.output}"
+        elif path == "sentinel backfill":
+            assert "no [okta.api] table" in result.output, result.output
     assert json.loads(saved.output.splitlines()[0])["uuid"] == "lock-1"
     assert "test-lock" in runner.invoke(main, ["alerts", "--config", config], env={VAR: None}).output
 

@@ -112,7 +112,21 @@ def test_event_type_filter_polls_only_those_types(fake, clock):
                                                        'eventType eq "user.account.lock"']
 
 
-@pytest.mark.parametrize("bad", [[], ['a" or eventType sw "'], ["user.session start"], ["x\\"]])
+def test_a_rule_prefix_is_polled_with_starts_with(fake, clock):
+    events = events_at(ago(clock, hours=1), 30)
+    fake.add(events)
+    client = make_client(fake, clock)
+    url = client.first_url(ago(clock, hours=2), event_types=["user.session.*", "user.account.lock"])
+    pages = run(client, lambda c: read_all(c, url))
+    got = [e["uuid"] for p in pages for e in p.events]
+    wanted = [e["uuid"] for e in events
+              if e["eventType"].startswith("user.session.") or e["eventType"] == "user.account.lock"]
+    assert got == wanted and len(got) >= 2
+    assert parse_qs(urlsplit(url).query)["filter"] == ['eventType sw "user.session." or '
+                                                       'eventType eq "user.account.lock"']
+
+
+@pytest.mark.parametrize("bad", [[], ['a" or eventType sw "'], ["user.session start"], ["x\\"], [".*"], ["a.*.*"]])
 def test_event_types_that_could_break_the_filter_are_refused(fake, clock, bad):
     client = make_client(fake, clock)
     with pytest.raises(ValueError):

@@ -24,12 +24,27 @@ ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules"
 POLL_ONLY = {"okta-threatinsight-threat-detected", "okta-impersonation-session-started", "okta-network-zone-changed",
              "okta-event-hook-delivery-failed", "okta-threatinsight-attack-started",
-             "okta-mfa-factor-disabled-org-wide", "okta-admin-console-new-country"}
+             "okta-mfa-factor-disabled-org-wide", "okta-admin-console-new-country",
+             # rules/sigma: Sigma's network zone, ThreatInsight, admin console behaviour, impersonation and
+             # app sign-on policy rules (the last shipped off)
+             "9f308120-69ed-4506-abde-ac6da81f4310", "5c82f0b9-3c6d-477f-a318-0e14a1df73e0",
+             "a0b38b70-3cb5-484b-a4eb-c4d8e7bcc0a9", "fe04b26b-0ac4-45d7-9404-4b9f16a440a9",
+             "8f668cc4-c18e-45fe-ad00-624a981cf88a"}
+# Enabled rules/sigma rules that name no event type (Sigma's proxy, password-health and alternateId rules).
+SIGMA_EVERY_TYPE = {"9058ca8b-f397-4fd1-a9fa-2b7aad4d6309", "0d58814b-1660-4d31-8c93-d1086ed24cba",
+                    "91b76b84-8589-47aa-9605-c837583b82a9"}
 
 
 @pytest.fixture(scope="module")
 def pack() -> RuleSet:
+    """Everything shipped: the hand-written pack and rules/sigma."""
     return load_rules([PACK])
+
+
+@pytest.fixture(scope="module")
+def hand_pack() -> RuleSet:
+    """The hand-written pack alone (rules/*.toml), as a config without rules/sigma loads it."""
+    return load_rules(sorted(p for p in PACK.iterdir() if p.suffix == ".toml"))
 
 
 def rules(tmp_path: Path, *event_type_lists: list[str], enabled: tuple[bool, ...] = ()) -> RuleSet:
@@ -52,10 +67,15 @@ def rules(tmp_path: Path, *event_type_lists: list[str], enabled: tuple[bool, ...
 # -- the types to poll and the filter ---------------------------------------------------------------------
 
 
-def test_the_pack_polls_exactly_the_types_its_rules_read(pack: RuleSet) -> None:
-    types = polled_event_types(pack)
+def test_the_shipped_rules_poll_every_type_for_the_sigma_rules_that_name_none(pack: RuleSet) -> None:
+    assert {rule.id for rule in pack if rule.enabled and "*" in rule.event_types} == SIGMA_EVERY_TYPE
+    assert polled_event_types(pack) is None
+
+
+def test_the_pack_polls_exactly_the_types_its_rules_read(hand_pack: RuleSet) -> None:
+    types = polled_event_types(hand_pack)
     assert types is not None and list(types) == sorted(set(types))
-    read = {t for rule in pack if rule.enabled for t in rule.event_types}
+    read = {t for rule in hand_pack if rule.enabled for t in rule.event_types}
     assert set(types) == read  # the pack has no exact type under one of its own prefixes
     assert {"security.threat.detected", "event_hook.delivery", "iam.role.*"} <= set(types)
 
@@ -93,11 +113,12 @@ def fake() -> Iterator[FakeOkta]:
     server.stop()
 
 
-def test_okta_returns_what_the_rules_read_for_the_packs_filter(fake: FakeOkta, pack: RuleSet) -> None:
+def test_okta_returns_what_the_rules_read_for_the_packs_filter(fake: FakeOkta, hand_pack: RuleSet) -> None:
     """The filter for the shipped pack, sent to the fake System Log (which implements eq, sw and or as Okta
     documents them), returns exactly the stored events whose type some rule reads."""
     events = events_at(datetime.fromtimestamp(NOW, UTC) - timedelta(hours=1), 60)
     fake.add(events)
+    pack = hand_pack
     types = polled_event_types(pack)
     assert types is not None
     with httpx.Client(base_url=fake.base, headers={"Authorization": f"SSWS {TOKEN}"}, timeout=5) as http:
@@ -165,7 +186,8 @@ def test_rules_check_warns_about_hook_eligibility_only_without_the_poller(pollin
     shipped = run_cli("rules", "check", "--config", str(ROOT / "sentinel.toml"))
     assert shipped.returncode == 0, shipped.stderr
     warned = {line.split(": ")[2] for line in shipped.stderr.splitlines() if "needs System Log polling" in line}
-    assert warned == POLL_ONLY
+    # Sigma's policy rule also reads policy.lifecycle.delete, which no hook delivers, beside types one does.
+    assert warned == POLL_ONLY | {"1667a172-ed4c-463c-9969-efd92195319a"}
     polled = run_cli("rules", "check", "--config", str(polling_config))
     assert polled.returncode == 0, polled.stderr
     assert "event hook" not in polled.stderr and polled.stdout.strip().endswith("rules OK")

@@ -17,7 +17,9 @@ from sentinel import redaction
 from sentinel.clock import Clock, SystemClock
 from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
+from sentinel.okta_api import SystemLogClient, load_api_credentials
 from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.rules.sources import polled_event_types
 from sentinel.service.detector import DetectorReport, apply_report
 from sentinel.service.detector_process import DetectorProcess
 from sentinel.service.detector_runner import DetectorRunner
@@ -27,6 +29,7 @@ from sentinel.service.intake import Intake
 from sentinel.service.lifecycle import Lifecycle
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor_loop import Monitor
+from sentinel.service.poller import Poller
 from sentinel.service.reloader import Reloader
 from sentinel.service.ruleset import log_lint, log_routing
 from sentinel.store import Store
@@ -57,6 +60,7 @@ class Daemon:
     intake: Intake
     reloader: Reloader
     lifecycle: Lifecycle
+    poller: Poller | None = None
 
 
 def compose(settings: Settings, reload_settings: Callable[[], Settings] | None = None, *,
@@ -87,10 +91,29 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
     metrics.watch_readiness(health.ready_checks)
     metrics.rules_loaded.set(evaluator.rule_count)
     intake = Intake(settings.okta, settings.server.max_body_bytes, store, health, runner.wake, metrics, clock)
+    poller = _poller(settings, evaluator, store, metrics, clock, runner.wake)
+    if poller is not None:
+        monitor.poll_status = poller.status
+        health.poll_state = lambda: poller.status.readiness(clock.now())
     reloader = Reloader(settings, reload_settings, detector=runner, dispatchers=dispatchers, monitor=monitor,
-                        health=health, metrics=metrics)
-    lifecycle = Lifecycle(store, health, runner, dispatchers, monitor, clock)
-    return Daemon(settings, clock, store, metrics, health, runner, dispatchers, monitor, intake, reloader, lifecycle)
+                        health=health, metrics=metrics, poller=poller)
+    lifecycle = Lifecycle(store, health, runner, dispatchers, monitor, clock, poller)
+    return Daemon(settings, clock, store, metrics, health, runner, dispatchers, monitor, intake, reloader, lifecycle,
+                  poller)
+
+
+def _poller(settings: Settings, evaluator: RuleEvaluator, store: Store, metrics: Metrics, clock: Clock,
+            wake_detector: Callable[[], None]) -> Poller | None:
+    """The System Log poller when ``[okta.api]`` is there. Its credential is read here, in the daemon's
+    process (the detector process never sees it); a missing one stops the start (ConfigError)."""
+    api = settings.okta_api
+    if api is None:
+        return None
+    credentials = load_api_credentials(api)
+    redaction.SECRETS.keep(credentials.secret_values())  # restart-only: no reload replaces it
+    client = SystemLogClient(api, credentials, clock=clock,
+                             on_response=lambda status: metrics.poll_requests.labels(str(status)).inc())
+    return Poller(api, client, store, metrics, clock, polled_event_types(evaluator.ruleset), wake_detector)
 
 
 def web_apps(daemon: Daemon) -> tuple[ASGIApp, Starlette | None]:

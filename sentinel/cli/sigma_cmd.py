@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from sentinel.cli.common import config_option
 from sentinel.errors import ErrorGroup
 from sentinel.rules.model import RuleSet
 
@@ -22,15 +23,26 @@ LIST_PLACEHOLDER = "placeholder.invalid"
 
 
 @click.command("import-sigma")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the TOML rules into (created if missing).")
 @click.option("--disable", "disabled", multiple=True, metavar="NAME",
               help="Write this rule (Sigma file stem or id) with enabled = false; repeatable.")
 @click.option("--no-tests", is_flag=True, help="Do not generate inline tests.")
-def import_sigma(paths: tuple[Path, ...], out_dir: Path, disabled: tuple[str, ...], no_tests: bool) -> None:
+@config_option
+def import_sigma(paths: tuple[Path, ...], out_dir: Path, disabled: tuple[str, ...], no_tests: bool,
+                 config_path: Path) -> None:
     """Convert Sigma rules (files or folders of .yml) for Okta into Sentinel rules; exit 1 if one cannot be
-    expressed (each such rule is named with the reason; the others are still written)."""
+    expressed (each such rule is named with the reason; the others are still written). With a config,
+    the configured rules are loaded with the new ones afterwards, and any clash (a rule id already in use)
+    is named."""
+    from sentinel.cli.rules_cmds import rules_settings_from
+
+    configured = rules_settings_from((), config_path)  # a config named but missing fails before any work
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        click.echo(f"error: no such file or folder: {', '.join(missing)}", err=True)
+        sys.exit(2)
     # pySigma is imported here so other commands do not pay for it at start-up.
     from sigma.collection import SigmaCollection
     from sigma.exceptions import SigmaError
@@ -56,6 +68,8 @@ def import_sigma(paths: tuple[Path, ...], out_dir: Path, disabled: tuple[str, ..
         click.echo(f"error: {problem}", err=True)
     click.echo(f"{sum(1 for _, reason in written if not reason)} rules written to {out_dir}, "
                f"{len(problems)} not imported")
+    for clash in _clashes(configured.paths, out_dir):
+        click.echo(f"warning: with the configured rules: {clash}", err=True)
     if problems:
         sys.exit(1)
 
@@ -105,3 +119,18 @@ def _load_one(path: Path, out_dir: Path) -> tuple[RuleSet | None, str]:
 
 def register(group: click.Group) -> None:
     group.add_command(import_sigma)
+
+
+def _clashes(configured: tuple[Path, ...], out_dir: Path) -> list[str]:
+    """What stops the configured rules loading together with the imported ones (a duplicate id, most
+    likely): the daemon would refuse the reload, so say it now."""
+    from sentinel.rules import load_rules
+
+    paths = list(configured)
+    if not any(out_dir.resolve().is_relative_to(p.resolve()) for p in configured if p.is_dir()):
+        paths.append(out_dir)
+    try:
+        load_rules(paths)
+    except ErrorGroup as error:
+        return [str(e) for e in error.errors]
+    return []

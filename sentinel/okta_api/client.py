@@ -29,6 +29,7 @@ from sentinel.okta_api.errors import ApiError, AuthFailed, CursorRejected, Retry
 from sentinel.okta_api.oauth import TokenSource
 from sentinel.okta_api.okta_errors import describe_error
 from sentinel.okta_api.rate_limit import RateBudget, RateLimit
+from sentinel.rules.sources import filter_expression
 
 log = logging.getLogger("sentinel.okta_api")
 
@@ -60,13 +61,14 @@ def okta_time(moment: datetime) -> str:
 
 
 def event_type_filter(event_types: Sequence[str]) -> str:
-    """``eventType eq "a" or eventType eq "b"``; ValueError on an empty list or a malformed type."""
+    """``eventType eq "a" or eventType sw "b."`` (a rule's prefix ``b.*`` as Okta's starts-with); ValueError
+    on an empty list or a malformed type."""
     if not event_types:
         raise ValueError("an event-type filter needs at least one type (None polls every type)")
-    bad = [t for t in event_types if not _EVENT_TYPE.match(t)]
+    bad = [t for t in event_types if not _EVENT_TYPE.match(t.removesuffix(".*")) or t.startswith(".")]
     if bad:
         raise ValueError(f"not an Okta event type: {bad[0]!r}")
-    return " or ".join(f'eventType eq "{t}"' for t in dict.fromkeys(event_types))
+    return filter_expression(list(dict.fromkeys(event_types)))
 
 
 class SystemLogClient:

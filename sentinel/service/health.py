@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sentinel.errors import StoreError
 from sentinel.store import Store
@@ -26,6 +27,12 @@ class Health:
         self.rules_loaded = False
         self.last_reload_ok = True  # the last reload, if any, was applied (not rejected, not crashed)
         self.rule_count = 0  # rules in the active rule set (the detector's, once it runs)
+        # The System Log poller's state for /readyz (None: no [okta.api]); never makes the daemon unready:
+        # hook intake works without it.
+        self.poll_state: Callable[[], dict[str, Any]] | None = None
+
+    def poll_readiness(self) -> dict[str, Any] | None:
+        return self.poll_state() if self.poll_state is not None else None
 
     def delivery_stored(self) -> None:
         if not self.store_ok:

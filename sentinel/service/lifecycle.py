@@ -1,7 +1,9 @@
 """The daemon's start and stop: the parts the CLI composed, brought up and down in order.
 
-Start: store (migrations) → monitor's inbox position → detector (state loaded) → dispatchers → monitor.
-Stop: finish the current batch, stop the loops, close the store; pending work stays stored.
+Start: store (migrations) → monitor's inbox position → detector (state loaded) → dispatchers → monitor →
+System Log poller (if configured).
+Stop: the poller (a page in flight is not stored; its cursor neither), finish the current batch, stop the
+loops, close the store; pending work stays stored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sentinel.service.detector_runner import DetectorRunner
 from sentinel.service.dispatchers import Dispatchers
 from sentinel.service.health import Health
 from sentinel.service.monitor_loop import Monitor
+from sentinel.service.poller import Poller
 from sentinel.store import Store
 
 log = logging.getLogger("sentinel.service")
@@ -22,7 +25,7 @@ log = logging.getLogger("sentinel.service")
 
 class Lifecycle:
     def __init__(self, store: Store, health: Health, detector: DetectorRunner, dispatchers: Dispatchers,
-                 monitor: Monitor, clock: Clock) -> None:
+                 monitor: Monitor, clock: Clock, poller: Poller | None = None) -> None:
         self._store = store
         self._health = health
         self._detector = detector
@@ -31,6 +34,9 @@ class Lifecycle:
         self._clock = clock
         self._stop = asyncio.Event()
         self._monitor_task: asyncio.Task[None] | None = None
+        self._poller = poller
+        self._poller_stop = asyncio.Event()
+        self._poller_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         applied = self._store.start(self._clock.now())
@@ -42,17 +48,26 @@ class Lifecycle:
         self._health.rules_loaded = True
         self._dispatchers.start()
         self._monitor_task = asyncio.create_task(self._monitor.run(self._stop), name="monitor")
+        if self._poller is not None:
+            self._poller_task = asyncio.create_task(self._poller.run(self._poller_stop), name="poller")
 
     def healthy(self) -> bool:
         """For the systemd watchdog: the loop runs (we are called from it), the writer threads live, and
         the detector runs (or is about to be restarted)."""
         monitor_ok = self._monitor_task is None or not self._monitor_task.done()
-        return self._store.healthy() and self._detector.healthy() and monitor_ok
+        poller_ok = self._poller_task is None or not self._poller_task.done()
+        return self._store.healthy() and self._detector.healthy() and monitor_ok and poller_ok
 
     async def stop(self) -> None:
         """Finish the current batch, stop the loops, close the store; pending work stays stored."""
         systemd.stopping("finishing the current batch")
         self._stop.set()
+        if self._poller_task is not None:
+            # Cancelled mid-request or mid-commit: the page and its cursor commit together or not at all.
+            self._poller_stop.set()
+            self._poller_task.cancel()
+            await asyncio.gather(self._poller_task, return_exceptions=True)
+            self._poller_task = None
         await self._dispatchers.stop()
         await self._detector.stop()
         if self._monitor_task is not None:

@@ -84,6 +84,15 @@ class Metrics:
             "sentinel_connections_closed", "HTTP connections closed by the server's limits, by reason "
             "(header_timeout, header_too_large, evicted, refused)", ["reason"], registry=r)
         self.reload = Counter("sentinel_reloads", "Config/rule reloads, by result", ["result"], registry=r)
+        self.poll_requests = Counter("sentinel_okta_poll_requests", "System Log API responses to the poller, by "
+                                     "HTTP status", ["status"], registry=r)
+        self.poll_errors = Counter("sentinel_okta_poll_errors", "System Log polls that failed (after the client's "
+                                   "retries) or a cursor Okta refused; the reason is in the log", registry=r)
+        self.poll_events = Counter("sentinel_okta_poll_events", "Events read from the System Log API (before "
+                                   "dedupe against the hook's)", registry=r)
+        self.poll_lag = Gauge("sentinel_okta_poll_lag_seconds", "Now minus the time up to which the System Log "
+                              "has been read (the newest polled published, or when the poller last caught up)",
+                              registry=r)
         self.rules_loaded = Gauge("sentinel_rules_loaded", "Rules in the active rule set", registry=r)
 
     def watch_readiness(self, checks: Callable[[], Mapping[str, bool]]) -> None:

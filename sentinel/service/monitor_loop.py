@@ -16,7 +16,8 @@ from sentinel.service.detector_runner import DetectorRunner
 from sentinel.service.dispatchers import Dispatchers
 from sentinel.service.health import Health
 from sentinel.service.metrics import Metrics
-from sentinel.service.monitor import feed_alert
+from sentinel.service.monitor import feed_alert, poll_alert
+from sentinel.service.poller import PollStatus
 from sentinel.service.waiting import wait_for_any
 from sentinel.store import Store
 
@@ -36,6 +37,8 @@ class Monitor:
         self.clock = clock
         self._unpacked_upto = 0
         self._silent_since: datetime | None = None
+        self.poll_status: PollStatus | None = None  # the System Log poller's, when it runs
+        self._poll_behind_since: datetime | None = None
 
     def use(self, settings: Settings) -> None:
         """A reloaded config: its silence limit and channels from the next pass."""
@@ -80,6 +83,7 @@ class Monitor:
             self.metrics.last_event_time.set(parse_timestamp(last).timestamp())
         await self._watch_feed(parse_timestamp(last) if last else None, now)
         await self._resolve_quiet(now)
+        await self._watch_poll(now)
 
     def _resolving_channels(self) -> list[str]:
         """Channels that take a resolve: a PagerDuty URL among theirs, or send_resolved = true."""
@@ -98,6 +102,19 @@ class Monitor:
         if minutes <= 0:
             return
         alert, self._silent_since = feed_alert(last, self._silent_since, now, timedelta(minutes=minutes))
+        if alert is not None:
+            log.warning("%s", alert.title)
+            await self.store.record_evaluation([], [alert], self._route, {}, set(), now)
+            self.dispatchers.wake()
+
+    async def _watch_poll(self, now: datetime) -> None:
+        """The poller failing or lagging past ``[okta.api] max_lag_seconds``: an alert, and one when it recovers."""
+        status, api = self.poll_status, self.settings.okta_api
+        if status is None or api is None:
+            return
+        alert, self._poll_behind_since = poll_alert(status.current_until, status.last_error,
+                                                    self._poll_behind_since, now,
+                                                    timedelta(seconds=api.max_lag_seconds))
         if alert is not None:
             log.warning("%s", alert.title)
             await self.store.record_evaluation([], [alert], self._route, {}, set(), now)

@@ -13,23 +13,25 @@ from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
 from sentinel.errors import ErrorGroup, SentinelError
 from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.rules.sources import polled_event_types
 from sentinel.service import systemd
 from sentinel.service.detector_runner import DetectorRunner
 from sentinel.service.dispatchers import Dispatchers
 from sentinel.service.health import Health
 from sentinel.service.metrics import Metrics
 from sentinel.service.monitor_loop import Monitor
+from sentinel.service.poller import Poller
 from sentinel.service.ruleset import log_lint, log_routing
 
 log = logging.getLogger("sentinel.service")
 # Settings a reload cannot change in a running process.
-RESTART_ONLY = ("server", "okta", "storage", "metrics")
+RESTART_ONLY = ("server", "okta", "okta_api", "storage", "metrics")
 
 
 class Reloader:
     def __init__(self, settings: Settings, reload_settings: Callable[[], Settings] | None, *,
                  detector: DetectorRunner, dispatchers: Dispatchers, monitor: Monitor, health: Health,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, poller: Poller | None = None) -> None:
         self.settings = settings
         self._reload_settings = reload_settings
         self._detector = detector
@@ -37,6 +39,7 @@ class Reloader:
         self._monitor = monitor
         self._health = health
         self._metrics = metrics
+        self._poller = poller
         self._lock = asyncio.Lock()
 
     async def reload(self) -> bool:
@@ -87,6 +90,8 @@ class Reloader:
         self._dispatchers.use(channels, settings.delivery, settings.channels)
         redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
         self._monitor.use(settings)
+        if self._poller is not None:
+            self._poller.use_event_types(polled_event_types(evaluator.ruleset))
         self._health.rule_count = evaluator.rule_count
         self._dispatchers.start()
         self._metrics.rules_loaded.set(evaluator.rule_count)

@@ -20,20 +20,21 @@ from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
 from sentinel.render.digest import HeldAlert
 from sentinel.silences import Silence
-from sentinel.store import alerts, deliveries, events, inbox, resolve, retention, silences, storm
+from sentinel.store import alerts, deliveries, events, inbox, poll_cursor, resolve, retention, silences, storm
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
-from sentinel.store.cli_store import CliStore, open_for_cli
+from sentinel.store.cli_store import CliInbox, CliStore, open_for_cli, open_inbox_for_cli
 from sentinel.store.database import Reader, Writer, as_sentinel_error, connect
 from sentinel.store.deliveries import DueDelivery
 from sentinel.store.events import IngestResult
+from sentinel.store.poll_cursor import PollCursor
 from sentinel.store.retention import Pruned
 from sentinel.store.schema import migrate
 
 T = TypeVar("T")
 
-__all__ = ["CliStore", "DueDelivery", "EvaluationResult", "IngestResult", "MonitorSnapshot", "Pruned", "Store",
-           "connect", "open_for_cli"]
+__all__ = ["CliInbox", "CliStore", "DueDelivery", "EvaluationResult", "IngestResult", "MonitorSnapshot", "PollCursor",
+           "Pruned", "Store", "connect", "open_for_cli", "open_inbox_for_cli"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +247,22 @@ by SQLite's lock: see docs/architecture.md, "Store".
         if self._inbox_writer is None:
             raise RuntimeError("this store does not take deliveries (intake=False)")
         await self._inbox_writer.append(body, format_timestamp(received_at) if received_at else None)
+
+    # --- the System Log poller: its pages and cursor, in the inbox --------------------------------------
+
+    async def poll_cursor(self, source: str) -> PollCursor | None:
+        """Where polling ``source`` stands (None: it never has)."""
+        return await self._inbox_reader.run(lambda c: poll_cursor.read(c, source), "reading the poll cursor")
+
+    async def record_polled_page(self, page_body: bytes | None, cursor: PollCursor,
+                                 received_at: datetime | None = None) -> None:
+        """A System Log page (the JSON array as received; None: no events) into the inbox, and the cursor
+        that follows it, in one durable transaction (see store/poll_cursor.py)."""
+        if self._inbox_writer is None:
+            raise RuntimeError("this store does not take deliveries (intake=False)")
+        body = poll_cursor.as_delivery(page_body) if page_body is not None else None
+        await self._inbox_writer.append(body, format_timestamp(received_at) if received_at else None,
+                                        also=lambda conn, now: poll_cursor.write(conn, cursor, now))
 
     async def prune_inbox(self, upto: int) -> int:
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""

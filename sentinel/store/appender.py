@@ -18,6 +18,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
 from sentinel.errors import StoreError
 from sentinel.store import inbox
@@ -29,6 +30,8 @@ MAX_APPENDS_PER_ROUND = 1024
 # Past this many pages of WAL since it last started over, intake's commits checkpoint too (SQLite's own
 # automatic checkpoint): the detector is down, or its checkpoints do not catch up under sustained load.
 WAL_AUTOCHECKPOINT_PAGES = 16_384  # 64 MB
+# A write that must commit with a body in the same transaction (the poller's cursor: store/poll_cursor.py).
+AlsoWrite: TypeAlias = Callable[[sqlite3.Connection, str], None]
 
 
 class Appender:
@@ -40,7 +43,8 @@ class Appender:
         self._autocheckpoint_pages = autocheckpoint_pages
         self._conn: sqlite3.Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-inbox")
-        self._appends: list[tuple[str | None, bytes, asyncio.Future[None]]] = []
+        self._appends: list[tuple[str | None, bytes | None, asyncio.Future[None]]] = []
+        self._also: dict[asyncio.Future[None], AlsoWrite] = {}
         self._probes: list[asyncio.Future[None]] = []  # /readyz: "can a round commit now?"
         self._round: asyncio.Future[None] | None = None  # the round in progress, if any
         self._scheduled = False
@@ -58,11 +62,14 @@ class Appender:
         # once the WAL holds WAL_AUTOCHECKPOINT_PAGES since it last started over.
         self._conn.execute(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint_pages)}")
 
-    async def append(self, body: bytes, received_at: str | None = None) -> None:
+    async def append(self, body: bytes | None, received_at: str | None = None, also: AlsoWrite | None = None) -> None:
         """Store one delivery body; returns once it is durable. Without ``received_at``, the body is
-        stamped with the time its round starts (one clock reading for all, milliseconds after arrival)."""
+        stamped with the time its round starts (one clock reading for all, milliseconds after arrival).
+        ``also(conn, now)`` runs in the same transaction (the poller's cursor); ``body`` None: only that."""
         future = self._next_round_future()
         self._appends.append((received_at, body, future))
+        if also is not None:
+            self._also[future] = also
         await future
 
     async def probe(self) -> None:
@@ -105,20 +112,31 @@ class Appender:
             return
         self._busy_since = None
         appends = [a for a in self._appends[:MAX_APPENDS_PER_ROUND] if not a[2].cancelled()]
+        for _, _, gone in self._appends[:MAX_APPENDS_PER_ROUND]:
+            if gone.cancelled():
+                self._also.pop(gone, None)
         self._appends = self._appends[MAX_APPENDS_PER_ROUND:]
         waiting = [future for _, _, future in appends] + self._probes
         self._probes = []
         try:
             stamp_now = self._now()
-            conn.executemany(inbox.INSERT_RECEIVED, [(stamp or stamp_now, body) for stamp, body, _ in appends])
-        except sqlite3.Error as e:
+            conn.executemany(inbox.INSERT_RECEIVED,
+                             [(stamp or stamp_now, body) for stamp, body, _ in appends if body is not None])
+            for _, _, future in appends:
+                also = self._also.pop(future, None)
+                if also is not None:
+                    also(conn, stamp_now)
+        except Exception as e:  # sqlite3.Error, or a bug in an ``also``: the round fails whole
+            for _, _, future in appends:
+                self._also.pop(future, None)
             _rollback(conn)
             self._fail(waiting, e)
             self._next_if_waiting(loop)
             return
         self._round = loop.create_future()
         commit = loop.run_in_executor(self._thread, self._commit, conn)
-        commit.add_done_callback(lambda done: self._round_end(done, waiting, len(appends)))
+        bodies = sum(1 for _, body, _ in appends if body is not None)
+        commit.add_done_callback(lambda done: self._round_end(done, waiting, bodies))
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         """In the thread: the COMMIT (the fsync)."""
@@ -153,6 +171,7 @@ class Appender:
     def _take_all(self) -> list[asyncio.Future[None]]:
         waiting = [future for _, _, future in self._appends] + self._probes
         self._appends, self._probes = [], []
+        self._also.clear()
         return waiting
 
     @staticmethod

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.errors import StoreError
+from sentinel.model import format_timestamp
 from sentinel.silences import Silence
-from sentinel.store import alerts, deliveries, events, silences
+from sentinel.store import alerts, deliveries, events, inbox, poll_cursor, silences
 from sentinel.store.database import as_sentinel_error, connect
 
 T = TypeVar("T")
@@ -96,5 +97,43 @@ def open_for_cli(path: Path) -> CliStore:
         raise FileNotFoundError(f"no database at {path} (has the daemon run with this config?)")
     try:
         return CliStore(path, connect(path))
+    except sqlite3.Error as e:
+        raise as_sentinel_error(e, f"opening {path}") from e
+
+
+class CliInbox:
+    """The inbox for ``sentinel backfill``: appends System Log pages beside a running daemon. One short
+    transaction per page (SQLite's own lock; never the daemon's instance lock): the daemon's intake waits
+    for it at most as long as one insert takes, and its detector unpacks the rows like any other."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    def append_page(self, page_body: bytes, received_at: datetime) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                inbox.receive(conn, poll_cursor.as_delivery(page_body), format_timestamp(received_at))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise as_sentinel_error(e, f"{self.path}: appending a page") from e
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_inbox_for_cli(db_path: Path) -> CliInbox:
+    """The inbox beside the store at ``db_path``. It must exist: the daemon creates it (and its tables)."""
+    path = inbox.inbox_path(db_path)
+    if not path.exists():
+        raise FileNotFoundError(f"no inbox at {path} (has the daemon run with this config?)")
+    try:
+        return CliInbox(path, connect(path))
     except sqlite3.Error as e:
         raise as_sentinel_error(e, f"opening {path}") from e

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sentinel.model import parse_timestamp
 from sentinel.okta import Delivery
+from sentinel.store import poll_cursor
 from sentinel.store.events import IngestResult, ingest
 
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
@@ -39,6 +40,7 @@ def prepare(conn: sqlite3.Connection) -> str:
     conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute("CREATE TABLE IF NOT EXISTS received (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                  "received_at TEXT NOT NULL, body BLOB NOT NULL)")
+    conn.execute(poll_cursor.CREATE_TABLE)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
     return generation(conn)
 

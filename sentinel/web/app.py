@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -57,6 +57,8 @@ class Readiness(Protocol):
 
     def ready_checks(self) -> dict[str, bool]: ...
 
+    def poll_readiness(self) -> dict[str, Any] | None: ...
+
 
 class Lifespan(Protocol):
     """What the server's lifespan starts and stops (sentinel/service/lifecycle.py)."""
@@ -77,7 +79,7 @@ def create_app(hook: OktaHookEndpoint, health: Readiness, lifecycle: Lifespan, m
         await health.check_store()
         checks = health.ready_checks()
         problems = [name for name in READINESS if not checks[name]]
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if not problems else "unavailable",
             "store": _word(checks["store"]),
             "rules_loaded": checks["rules_loaded"],
@@ -86,6 +88,9 @@ def create_app(hook: OktaHookEndpoint, health: Readiness, lifecycle: Lifespan, m
             "rules": health.rule_count,
             "problems": problems,
         }
+        poll = health.poll_readiness()
+        if poll is not None:  # reported, never a reason for 503: hook intake works without the poller
+            body["okta_poll"] = poll
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @contextlib.asynccontextmanager

@@ -1,0 +1,249 @@
+"""The System Log poller: the daemon's main process reading Okta's ``/api/v1/logs`` the way Okta documents it
+(docs/okta-system-log-api.md §1.2, §5.11), into the inbox beside the hook deliveries.
+
+- One polling request (no ``until``, ascending, ``limit=1000``), then its ``rel="next"`` links verbatim.
+- Each page's events and the next link commit in one inbox transaction (store/poll_cursor.py): a restart
+  neither skips nor repeats a page. The detector unpacks the page like a hook delivery and dedupes on
+  ``uuid``, so an event seen by both the hook and the poller is stored and alerted once.
+- Caught up (an empty page, next equal to self, or a short page): sleep ``poll_interval_seconds``.
+- First start: from ``backfill_hours`` ago. A cursor Okta refuses (400): a bounded read from the newest
+  polled ``published`` minus ``CURSOR_OVERLAP``, then polling again from where that read ended (logged).
+- Only the event types the rules read (``rules/sources.py``), re-read before each request: a change of
+  rules starts a new polling request from the newest polled ``published`` minus the overlap.
+- Here, not in the detector process: this process holds the API credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sentinel.clock import Clock
+from sentinel.config import OktaApiSettings
+from sentinel.errors import StoreError
+from sentinel.model import format_timestamp, parse_timestamp
+from sentinel.okta_api import ApiError, AuthFailed, CursorRejected, LogPage
+from sentinel.service.metrics import Metrics
+from sentinel.service.waiting import wait_for_any
+from sentinel.store import PollCursor, Store
+
+log = logging.getLogger("sentinel.poller")
+PAGE_LIMIT = 1000  # Okta's maximum
+# A refused cursor or a change of rules reads again from this long before the newest polled event: events
+# reach the log out of `published` order (persistence order), and a duplicate costs nothing (uuid).
+CURSOR_OVERLAP = timedelta(minutes=15)
+RETENTION = timedelta(days=90)  # Okta returns nothing older
+# After a 401/403 (a credential or a permission an admin must fix): retry this slowly.
+AUTH_RETRY_SECONDS = 300.0
+STORE_RETRY_SECONDS = 5.0
+
+
+class LogClient(Protocol):
+    """What the poller uses of ``sentinel.okta_api.SystemLogClient``."""
+
+    def first_url(self, since: datetime, until: datetime | None = None,
+                  event_types: Sequence[str] | None = None, limit: int = 1000) -> str: ...
+
+    async def get_page(self, url: str) -> LogPage: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class PollStatus:
+    """What ``/readyz`` and the self-monitoring read. ``current_until``: everything up to this time has
+    been read (the newest polled ``published``, the moment the poller last caught up, or its start)."""
+
+    started_at: datetime
+    current_until: datetime
+    last_success: datetime | None = None
+    last_error: str | None = None  # safe to log (ApiError's text); /readyz shows only ``error_kind``
+    error_kind: str | None = None
+    failing_since: datetime | None = None
+
+    def lag_seconds(self, now: datetime) -> float:
+        return max(0.0, (now - self.current_until).total_seconds())
+
+    def readiness(self, now: datetime) -> dict[str, Any]:
+        """Terse, for the unauthenticated ``/readyz``: no error text (it is in the log)."""
+        return {"status": "failing" if self.failing_since else "ok",
+                "last_success": format_timestamp(self.last_success) if self.last_success else None,
+                "lag_seconds": round(self.lag_seconds(now), 3), "last_error": self.error_kind}
+
+
+class Poller:
+    def __init__(self, settings: OktaApiSettings, client: LogClient, store: Store, metrics: Metrics, clock: Clock,
+                 event_types: tuple[str, ...] | None, wake_detector: Callable[[], None]) -> None:
+        self.settings = settings
+        self.source = settings.base_url
+        self._client = client
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self.event_types = requestable_types(event_types)
+        self._wake_detector = wake_detector
+        now = clock.now()
+        self.status = PollStatus(started_at=now, current_until=now)
+        self._cursor: PollCursor | None = None
+
+    def use_event_types(self, event_types: tuple[str, ...] | None) -> None:
+        """Reloaded rules: the next request uses their types (``rules.sources.polled_event_types``)."""
+        self.event_types = requestable_types(event_types)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop``; every failure is logged, counted and retried (never raises)."""
+        # The lag counts from here, not from when the daemon was composed (its start can take seconds).
+        started = self._clock.now()
+        self.status.started_at = started
+        self.status.current_until = max(self.status.current_until, started)
+        try:
+            await self._run(stop)
+        finally:
+            await self._client.aclose()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                caught_up = await self.step()
+            except AuthFailed as e:
+                self._failed(e, "auth_failed")
+                await wait_for_any(max(AUTH_RETRY_SECONDS, self.settings.poll_interval_seconds), stop)
+                continue
+            except ApiError as e:
+                self._failed(e, "api_error")
+                await wait_for_any(self.settings.poll_interval_seconds, stop)
+                continue
+            except StoreError as e:
+                self._failed(e, "store_error")
+                await wait_for_any(STORE_RETRY_SECONDS, stop)
+                continue
+            except Exception as e:  # a bug: logged with its trace, and polling goes on
+                log.exception("poller: unexpected failure")
+                self._failed(e, "internal_error", logged=True)
+                await wait_for_any(self.settings.poll_interval_seconds, stop)
+                continue
+            if caught_up:
+                await wait_for_any(self.settings.poll_interval_seconds, stop)
+
+    async def step(self) -> bool:
+        """One request (and its page stored with the next cursor). Returns True when caught up."""
+        cursor = await self._current_cursor()
+        try:
+            page = await self._client.get_page(cursor.next_url)
+        except CursorRejected as e:
+            await self._read_around_refused_cursor(cursor, e)
+            return False
+        now = self._clock.now()
+        covered = newest_published(page.events, cursor.covered_until, now)
+        if page.next_url is not None:
+            following = dataclasses.replace(cursor, next_url=page.next_url, covered_until=covered)
+        else:  # the end of a bounded read: polling again from where it ended
+            resume = cursor.resume_url or self._client.first_url(
+                (covered or now) - CURSOR_OVERLAP, event_types=cursor.event_types, limit=PAGE_LIMIT)
+            following = dataclasses.replace(cursor, next_url=resume, resume_url=None, covered_until=covered)
+        if page.events:
+            await self._store.record_polled_page(page.body, following, now)
+            self._wake_detector()
+        elif following != cursor:
+            await self._store.record_polled_page(None, following, now)
+        self._cursor = following
+        caught_up = not page.events or page.next_url == page.self_url or \
+            (len(page.events) < PAGE_LIMIT and cursor.resume_url is None)
+        self._succeeded(now, len(page.events), covered, caught_up)
+        return caught_up
+
+    async def _current_cursor(self) -> PollCursor:
+        """The stored cursor (or the first one: ``backfill_hours`` back), restarted if the rules' types changed."""
+        cursor = self._cursor or await self._store.poll_cursor(self.source)
+        types = self.event_types
+        now = self._clock.now()
+        if cursor is None:
+            since = now - timedelta(hours=self.settings.backfill_hours)
+            cursor = PollCursor(self.source, self._client.first_url(since, event_types=types, limit=PAGE_LIMIT),
+                                None, types, since)
+            log.info("poller: first start, reading from %s", format_timestamp(since))
+        elif cursor.event_types != types:
+            since = _clamp((cursor.covered_until or now) - CURSOR_OVERLAP, now)
+            log.info("poller: the rules read other event types now (%s); polling again from %s",
+                     "every type" if types is None else f"{len(types)} types", format_timestamp(since))
+            cursor = PollCursor(self.source, self._client.first_url(since, event_types=types, limit=PAGE_LIMIT),
+                                None, types, cursor.covered_until)
+        else:
+            return cursor
+        await self._store.record_polled_page(None, cursor, now)
+        self._cursor = cursor
+        return cursor
+
+    async def _read_around_refused_cursor(self, cursor: PollCursor, error: CursorRejected) -> None:
+        """Okta no longer honours the cursor: read the gap with bounded requests (``published`` from the
+        newest polled event minus the overlap, until now), then poll from now: never a silent gap."""
+        now = self._clock.now()
+        wanted = (cursor.covered_until or self.status.started_at) - CURSOR_OVERLAP
+        since = _clamp(wanted, now)
+        if since > wanted:
+            log.error("poller: events from %s to %s are past Okta's retention and cannot be read",
+                      format_timestamp(wanted), format_timestamp(since))
+        bounded = self._client.first_url(since, now, event_types=cursor.event_types, limit=PAGE_LIMIT)
+        resume = self._client.first_url(now, event_types=cursor.event_types, limit=PAGE_LIMIT)
+        log.warning("poller: Okta refused the stored cursor (%s); reading %s to %s with bounded requests, "
+                    "then polling from %s", error, format_timestamp(since), format_timestamp(now),
+                    format_timestamp(now))
+        self._metrics.poll_errors.inc()
+        following = dataclasses.replace(cursor, next_url=bounded, resume_url=resume)
+        await self._store.record_polled_page(None, following, now)
+        self._cursor = following
+
+    def _succeeded(self, now: datetime, events: int, covered: datetime | None, caught_up: bool) -> None:
+        status = self.status
+        if status.failing_since is not None:
+            log.info("poller: requests succeed again")
+        status.last_success, status.failing_since, status.last_error, status.error_kind = now, None, None, None
+        marks = [status.current_until] + ([covered] if covered else []) + ([now] if caught_up else [])
+        status.current_until = max(marks)
+        self._metrics.poll_events.inc(events)
+        self._metrics.poll_lag.set(status.lag_seconds(now))
+
+    def _failed(self, error: Exception, kind: str, logged: bool = False) -> None:
+        status = self.status
+        now = self._clock.now()
+        text = str(error) or type(error).__name__
+        if not logged and (status.error_kind != kind or status.last_error != text):
+            # Logged once per distinct failure, not on every retry (AuthFailed says what to fix).
+            log.error("poller: %s", text)
+        status.last_error, status.error_kind = text, kind
+        status.failing_since = status.failing_since or now
+        self._metrics.poll_errors.inc()
+        self._metrics.poll_lag.set(status.lag_seconds(now))
+
+
+def requestable_types(types: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The rules' types as the client asks for them (``eventType eq``, and ``sw`` for a prefix such as
+    ``iam.role.*``); no type at all means every type (events are still stored, for rules to come)."""
+    if not types:
+        return None
+    return types
+
+
+def newest_published(events: list[dict[str, Any]], before: datetime | None, now: datetime) -> datetime | None:
+    """The newest ``published`` among the page's events, never past ``now`` (hostile input: what does not
+    parse is skipped, the detector quarantines it; a time in the future must not hide a lag)."""
+    newest = before
+    for event in events:
+        try:
+            published = parse_timestamp(event.get("published"))  # type: ignore[arg-type]
+        except (ValueError, TypeError, AttributeError):
+            continue
+        published = min(published, now)
+        if newest is None or published > newest:
+            newest = published
+    return newest
+
+
+def _clamp(since: datetime, now: datetime) -> datetime:
+    """Okta keeps 90 days (and refuses a ``since`` past 180): never ask for more."""
+    return max(since, now - RETENTION + timedelta(minutes=1))
