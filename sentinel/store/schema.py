@@ -65,11 +65,21 @@ def _v4_inbox_cursor(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE inbox_cursor (generation TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
 
 
+def _v6_acknowledgements(db: sqlite_utils.Database) -> None:
+    # Who acknowledged an alert on the triage page, and when (sentinel/store/triage.py).
+    db.table("acknowledgements").create(
+        {"alert_id": int, "acknowledged_by": str, "acknowledged_at": str},
+        pk="alert_id", not_null={"acknowledged_by", "acknowledged_at"},
+        foreign_keys=[("alert_id", "alerts", "id")],
+    )
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
     (3, "pending events indexed in evaluation order", _v3_pending_order),
     (4, "inbox cursor", _v4_inbox_cursor),
+    (6, "acknowledgements", _v6_acknowledgements),
 )
 
 
