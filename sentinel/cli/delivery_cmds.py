@@ -92,7 +92,9 @@ def alerts(ctx: click.Context, config_path: Path, since: str | None, rule_id: st
             echo_json(row)
         else:
             echo(f"{row['id']:>6}  {row['created_at'][:19]}  {row['severity']:<8}  {row['rule_id']}  "
-                 f"{row['title']}" + (f"  (x{row['count']})" if row["count"] > 1 else ""))
+                 f"{row['title']}" + (f"  (x{row['count']})" if row["count"] > 1 else "")
+                 + (f"  [silenced: {row['silenced_by']}]" if row["status"] == "silenced" else "")
+                 + ("  [resolved]" if row["status"] == "resolved" else ""))
     if not rows and not as_json:
         click.echo("no alerts", err=True)
 
@@ -120,6 +122,7 @@ def alerts_show(config_path: Path, alert_id: int, as_json: bool) -> None:
     echo_text(plain_text(render_facts(alert_from_row(row), options)))
     echo("")
     echo(f"Alert key: {row['key']}")
+    echo(f"Status: {row['status']}" + (f" ({row['silenced_by']}: never sent)" if row["silenced_by"] else ""))
     echo(f"Events: {', '.join(map(str, row['event_uuids']))}")
     echo("")
     echo("Deliveries:")

@@ -42,6 +42,9 @@ class Metrics:
                                          "(a bug: see the log for the event uuids)", registry=r)
         self.alerts = Counter("sentinel_alerts", "Alerts raised, by rule and severity", ["rule", "severity"],
                               registry=r)
+        self.alerts_silenced = Counter("sentinel_alerts_silenced", "Alerts stored silenced (a silence or a "
+                                       "maintenance window covered them; never sent), by rule and severity",
+                                       ["rule", "severity"], registry=r)
         self.deliveries = Counter("sentinel_deliveries", "Delivery attempts, by channel and status",
                                   ["channel", "status"], registry=r)
         self.dead_deliveries = Gauge("sentinel_dead_deliveries", "Deliveries that gave up, by channel",

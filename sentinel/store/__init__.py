@@ -11,14 +11,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.clock import Clock, SystemClock
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
-from sentinel.store import alerts, deliveries, events, inbox, retention, triage
+from sentinel.silences import Silence
+from sentinel.store import alerts, deliveries, events, inbox, retention, silences, triage
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
 from sentinel.store.cli_store import CliStore, open_for_cli
@@ -139,11 +140,13 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def record_evaluation(self, event_uuids: Sequence[str], new_alerts: Sequence[Alert],
                                 route: Callable[[Alert], Sequence[str]], state_changes: Mapping[str, str],
-                                state_deleted: Iterable[str], at: datetime) -> EvaluationResult:
-        """One transaction: the alerts, a delivery per alert × routed channel, the rule-state changes, and
-        the events marked evaluated (see alerts.record_evaluation)."""
+                                state_deleted: Iterable[str], at: datetime,
+                                silenced: Mapping[str, str] | None = None) -> EvaluationResult:
+        """One transaction: the alerts, a delivery per alert × routed channel (none for a silenced one), the
+        rule-state changes, and the events marked evaluated (see alerts.record_evaluation)."""
         return await self._write(lambda c: alerts.record_evaluation(
-            c, event_uuids, new_alerts, route, state_changes, state_deleted, at), "recording an evaluation")
+            c, event_uuids, new_alerts, route, state_changes, state_deleted, at, silenced),
+            "recording an evaluation")
 
     async def prune_expired(self, cutoff: datetime) -> Pruned:
         """One retention step: a chunk of rows stored before ``cutoff`` (see retention.py)."""
@@ -184,6 +187,26 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return await self._read(lambda c: deliveries.list_deliveries(c, status, limit), "listing deliveries")
+
+    # --- silences (sentinel/silences.py) -------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence) -> int:
+        return await self._write(lambda c: silences.add_silence(c, silence), "adding a silence")
+
+    async def list_silences(self, now: datetime,
+                            include_expired_for: timedelta = timedelta(days=7)) -> list[Silence]:
+        """Active and future silences, and those ended less than ``include_expired_for`` ago; newest first."""
+        return await self._read(lambda c: silences.list_silences(c, now, include_expired_for), "listing silences")
+
+    async def active_silences(self, now: datetime) -> list[Silence]:
+        return await self._read(lambda c: silences.active_silences(c, now), "reading silences")
+
+    async def get_silence(self, silence_id: int) -> Silence | None:
+        return await self._read(lambda c: silences.get_silence(c, silence_id), "reading a silence")
+
+    async def expire_silence(self, silence_id: int, at: datetime) -> bool:
+        return await self._write(lambda c: silences.expire_silence(c, silence_id, at),
+                                 f"expiring silence {silence_id}")
 
     # --- the triage page (sentinel/web/ui) ----------------------------------------------------------
 

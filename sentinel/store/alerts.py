@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ class EvaluationResult:
     new_alerts: list[int]  # ids of alerts created (their deliveries were queued)
     new_keys: list[str]
     updated_alerts: int
+    silenced: list[int] = field(default_factory=list)  # ids of new alerts stored silenced (no delivery rows)
 
 
 def record_evaluation(
@@ -37,17 +38,27 @@ def record_evaluation(
     state_changes: Mapping[str, str],
     state_deleted: Iterable[str],
     at: datetime,
+    silenced: Mapping[str, str] | None = None,
 ) -> EvaluationResult:
+    """``silenced``: alert key → what silences it (``silence 7``, ``maintenance NAME``). A new silenced alert
+    is stored with that and gets no delivery row, so nothing can send it, even after the silence ends; a
+    later fold into a stored alert keeps what the alert was (silenced or not)."""
     now = format_timestamp(at)
+    silenced = silenced or {}
     new_ids: list[int] = []
+    silenced_ids: list[int] = []
     new_keys: list[str] = []
     updated = 0
     for alert in alerts:
         row = conn.execute("SELECT id, event_uuids FROM alerts WHERE key = ?", (alert.key,)).fetchone()
         if row is None:
-            alert_id = _insert_alert(conn, alert, now)
+            silenced_by = silenced.get(alert.key)
+            alert_id = _insert_alert(conn, alert, now, silenced_by)
             new_ids.append(alert_id)
             new_keys.append(alert.key)
+            if silenced_by is not None:
+                silenced_ids.append(alert_id)
+                continue
             conn.executemany(
                 "INSERT OR IGNORE INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, "
                 "created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
@@ -60,17 +71,19 @@ def record_evaluation(
         conn.executemany("INSERT OR REPLACE INTO rule_state (key, value) VALUES (?, ?)", state_changes.items())
     conn.executemany("DELETE FROM rule_state WHERE key = ?", [(k,) for k in state_deleted])
     evaluated = mark_evaluated(conn, event_uuids, at)
-    return EvaluationResult(evaluated=evaluated, new_alerts=new_ids, new_keys=new_keys, updated_alerts=updated)
+    return EvaluationResult(evaluated=evaluated, new_alerts=new_ids, new_keys=new_keys, updated_alerts=updated,
+                            silenced=silenced_ids)
 
 
-def _insert_alert(conn: sqlite3.Connection, alert: Alert, now: str) -> int:
+def _insert_alert(conn: sqlite3.Connection, alert: Alert, now: str, silenced_by: str | None = None) -> int:
     cursor = conn.execute(
         "INSERT INTO alerts (key, rule_id, severity, severity_rank, title, summary, group_key, first_seen, "
-        "last_seen, count, event_uuids, context, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "last_seen, count, event_uuids, context, created_at, updated_at, silenced_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (alert.key, alert.rule_id, alert.severity.label, int(alert.severity), alert.title, alert.summary,
          alert.group_key, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen), alert.count,
-         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context.as_dict()), now, now),
+         json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context.as_dict()), now, now,
+         silenced_by),
     )
     return int(cursor.lastrowid or 0)
 

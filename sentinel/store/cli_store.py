@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.errors import StoreError
-from sentinel.store import deliveries, events
+from sentinel.silences import Silence
+from sentinel.store import deliveries, events, silences
 from sentinel.store.database import as_sentinel_error, connect
 
 T = TypeVar("T")
@@ -65,6 +66,22 @@ class CliStore:
 
     def list_quarantine(self, last: int) -> list[dict[str, Any]]:
         return self._run("listing quarantine", lambda c: events.list_quarantine(c, last))
+
+    def add_silence(self, silence: Silence) -> int:
+        """Store a new silence; returns its id. The running detector reads it within a few seconds."""
+        return self._run("adding a silence", lambda c: silences.add_silence(c, silence), write=True)
+
+    def list_silences(self, now: datetime, include_expired_for: timedelta = timedelta(days=7)) -> list[Silence]:
+        return self._run("listing silences", lambda c: silences.list_silences(c, now, include_expired_for))
+
+    def active_silences(self, now: datetime) -> list[Silence]:
+        return self._run("reading silences", lambda c: silences.active_silences(c, now))
+
+    def get_silence(self, silence_id: int) -> Silence | None:
+        return self._run("reading a silence", lambda c: silences.get_silence(c, silence_id))
+
+    def expire_silence(self, silence_id: int, at: datetime) -> bool:
+        return self._run("expiring a silence", lambda c: silences.expire_silence(c, silence_id, at), write=True)
 
     def close(self) -> None:
         self._conn.close()

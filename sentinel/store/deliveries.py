@@ -105,9 +105,9 @@ def mark_dead(conn: sqlite3.Connection, delivery_id: int, error: str, at: dateti
         return False
     if fallback:
         conn.execute(
-            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, created_at, "
-            "updated_at) SELECT alert_id, ?, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
-            "ON CONFLICT (alert_id, channel) DO UPDATE SET status = 'pending', attempts = 0, "
+            "INSERT INTO deliveries (alert_id, channel, kind, status, attempts, next_attempt_at, created_at, "
+            "updated_at) SELECT alert_id, ?, kind, 'pending', 0, ?, ?, ? FROM deliveries WHERE id = ? AND channel != ? "
+            "ON CONFLICT (alert_id, channel, kind) DO UPDATE SET status = 'pending', attempts = 0, "
             "next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at, sent_at = NULL, last_error = NULL WHERE status = 'sent'",
             (fallback, now, now, now, delivery_id, fallback))
@@ -149,7 +149,11 @@ def deliveries_for_alert(conn: sqlite3.Connection, alert_id: int) -> list[dict[s
 
 
 _LIST_COLUMNS = ("id", "created_at", "rule_id", "severity", "title", "group_key", "count", "first_seen",
-                 "last_seen")
+                 "last_seen", "silenced_by", "resolved_at")
+# An alert's status, as `sentinel alerts` shows it: silenced (a silence or maintenance window covered it when
+# it was made: never sent), resolved (resolve_after: its group went quiet), else open.
+_STATUS = ("CASE WHEN silenced_by IS NOT NULL THEN 'silenced' WHEN resolved_at IS NOT NULL THEN 'resolved' "
+           "ELSE 'open' END")
 
 
 def list_alerts(conn: sqlite3.Connection, since: datetime | None = None, rule: str | None = None,
@@ -162,14 +166,14 @@ def list_alerts(conn: sqlite3.Connection, since: datetime | None = None, rule: s
         clauses.append("rule_id = ?")
         args.append(rule)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(f"SELECT {', '.join(_LIST_COLUMNS)} FROM alerts {where} ORDER BY id DESC LIMIT ?",
+    rows = conn.execute(f"SELECT {', '.join(_LIST_COLUMNS)}, {_STATUS} FROM alerts {where} ORDER BY id DESC LIMIT ?",
                         (*args, limit)).fetchall()
-    return [dict(zip(_LIST_COLUMNS, r, strict=True)) for r in rows]
+    return [dict(zip((*_LIST_COLUMNS, "status"), r, strict=True)) for r in rows]
 
 
 def get_alert(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None:
-    cols = ("id", "created_at", *_ALERT_COLUMNS)
-    row = conn.execute(f"SELECT {', '.join(cols)} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    cols = ("id", "created_at", *_ALERT_COLUMNS, "silenced_by", "resolved_at", "status")
+    row = conn.execute(f"SELECT {', '.join(cols[:-1])}, {_STATUS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     if row is None:
         return None
     record = dict(zip(cols, row, strict=True))

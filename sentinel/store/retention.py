@@ -54,7 +54,8 @@ def prune_expired(conn: sqlite3.Connection, cutoff: datetime, chunk: int = PRUNE
     # created_at <= updated_at: the condition on created_at only lets the alerts_created index find them.
     alert_ids = [row[0] for row in conn.execute(
         "SELECT id FROM alerts a WHERE created_at < ? AND updated_at < ? AND NOT EXISTS "
-        "(SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status != 'sent') ORDER BY created_at LIMIT ?",
+        "(SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status NOT IN ('sent', 'digested')) "
+        "ORDER BY created_at LIMIT ?",
         (stamp, stamp, chunk))]
     deliveries = alerts = 0
     if alert_ids:

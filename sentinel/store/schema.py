@@ -65,6 +65,23 @@ def _v4_inbox_cursor(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE inbox_cursor (generation TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
 
 
+def _v5_on_call(db: sqlite_utils.Database) -> None:
+    # Silences (sentinel/silences.py); what silenced an alert (a silence or a maintenance window); when its
+    # group was resolved (resolve_after). Deliveries gain a kind: 'alert', or 'resolve' (the resolve_after
+    # notice, a second row for the same alert and channel), and the status 'digested' (storm control).
+    db.table("silences").create(
+        {"id": int, "rule": str, "matchers": str, "starts_at": str, "ends_at": str, "author": str,
+         "comment": str, "created_at": str, "expired_at": str},
+        pk="id", not_null={"rule", "matchers", "starts_at", "ends_at", "author", "comment", "created_at"},
+    )
+    db.table("silences").create_index(["ends_at"], index_name="silences_ends")
+    db.execute("ALTER TABLE alerts ADD COLUMN silenced_by TEXT")
+    db.execute("ALTER TABLE alerts ADD COLUMN resolved_at TEXT")
+    db.execute("ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'")
+    db.execute("DROP INDEX deliveries_alert_channel")
+    db.execute("CREATE UNIQUE INDEX deliveries_alert_channel ON deliveries(alert_id, channel, kind)")
+
+
 def _v6_acknowledgements(db: sqlite_utils.Database) -> None:
     # Who acknowledged an alert on the triage page, and when (sentinel/store/triage.py).
     db.table("acknowledgements").create(
@@ -79,6 +96,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (2, "alerts, deliveries, rule state", _v2_alerts),
     (3, "pending events indexed in evaluation order", _v3_pending_order),
     (4, "inbox cursor", _v4_inbox_cursor),
+    (5, "silences; alerts silenced and resolved", _v5_on_call),
     (6, "acknowledgements", _v6_acknowledgements),
 )
 

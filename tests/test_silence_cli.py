@@ -1,0 +1,145 @@
+"""`sentinel silence add | list | expire` on a real store, and the detector honouring what they wrote: an
+alert a silence covers is stored with status "silenced" (`sentinel alerts --json`) and gets no delivery, its
+folded repeats too, and nothing is sent for it after the silence ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_event
+
+from sentinel.cli import main
+from sentinel.clock import FixedClock
+from sentinel.config import load_config
+from sentinel.okta import parse_event
+from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.service.detector import SILENCE_REFRESH_SECONDS, Detector
+from sentinel.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(folder: Path) -> Path:
+    config = folder / "sentinel.toml"
+    config.write_text(f"""
+[storage]
+path = "state/sentinel.db"
+[rules]
+paths = ["{ROOT / 'rules'}"]
+[channels.log]
+kind = "log"
+path = "state/alerts.jsonl"
+""", encoding="utf-8")
+    return config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = write_config(tmp_path)
+    store = Store(tmp_path / "state" / "sentinel.db")  # the daemon made the tables
+    store.start(datetime.now(UTC))
+    store.close()
+    return path
+
+
+def cli(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert (result.exit_code == 0) is ok, result.output
+    return result.output
+
+
+def test_add_prints_the_id_list_shows_it_expire_marks_it(config: Path) -> None:
+    first = cli("silence", "add", "--config", str(config), "--rule", "okta-*", "--match",
+                "actor.alternateId=jane@example.com", "--match", "client.ipAddress = 203.0.113.7", "--for", "2h",
+                "--comment", "pen test tonight", "--author", "alice")
+    assert first == "1\n"
+    until = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    second = cli("silence", "add", "--config", str(config), "--rule", "okta-user-account-locked",
+                 "--until", until.isoformat().replace("+00:00", "Z"), "--comment", "known noise")
+    assert second == "2\n"
+    listed = [json.loads(line) for line in cli("silence", "list", "--json", "--config", str(config)).splitlines()]
+    assert [(s["id"], s["state"], s["rule"]) for s in listed] == [(2, "active", "okta-user-account-locked"),
+                                                                  (1, "active", "okta-*")]
+    assert listed[1]["matchers"] == [{"field": "actor.alternateId", "value": "jane@example.com"},
+                                     {"field": "client.ipAddress", "value": "203.0.113.7"}]
+    assert listed[1]["author"] == "alice" and listed[1]["comment"] == "pen test tonight"
+    assert listed[0]["author"]  # the OS user name by default
+    assert listed[0]["ends_at"] == until.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    ends = datetime.fromisoformat(listed[1]["ends_at"].replace("Z", "+00:00"))
+    starts = datetime.fromisoformat(listed[1]["starts_at"].replace("Z", "+00:00"))
+    assert ends - starts == timedelta(hours=2)
+
+    assert cli("silence", "expire", "1", "--config", str(config)) == "silence 1 expired\n"
+    assert "already ended" in cli("silence", "expire", "1", "--config", str(config), ok=False)
+    assert "no silence with id 7" in cli("silence", "expire", "7", "--config", str(config), ok=False)
+    text = cli("silence", "list", "--config", str(config))
+    lines = text.splitlines()
+    assert len(lines) == 2 and "ACTIVE" in lines[0] and "EXPIRED" in lines[1]
+    assert "okta-* actor.alternateId=jane@example.com client.ipAddress=203.0.113.7" in lines[1].replace("  ", " ")
+    assert "by alice: pen test tonight" in lines[1]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rule", "r", "--comment", "c"], "give --for DURATION or --until TIME"),
+    (["--rule", "r", "--comment", "c", "--for", "1h", "--until", "2099-01-01T00:00:00Z"], "one of them"),
+    (["--rule", "r", "--comment", "c", "--for", "soon"], "--for: not a duration"),
+    (["--rule", "r", "--comment", "c", "--until", "tomorrow"], "--until: 'tomorrow'"),
+    (["--rule", "r", "--comment", "c", "--until", "2001-01-01T00:00:00Z"], "ends before it starts"),
+    (["--rule", "r", "--comment", "c", "--for", "400d"], "at most 366 days"),
+    (["--rule", "r", "--comment", " ", "--for", "1h"], "needs a comment"),
+    (["--rule", "r", "--comment", "c", "--for", "1h", "--match", "actor.alternateId"], "use FIELD=VALUE"),
+    (["--rule", "r", "--comment", "c", "--for", "1h", "--match", "actor..id=x"], "bad field path"),
+])
+def test_add_refuses_what_it_cannot_honour(config: Path, args: list[str], message: str) -> None:
+    assert message in cli("silence", "add", "--config", str(config), *args, ok=False)
+    assert cli("silence", "list", "--json", "--config", str(config)) == ""
+
+
+def lock(uuid: str, who: str, at: datetime) -> dict[str, Any]:
+    published = at.isoformat().replace("+00:00", "Z")
+    return make_event(uuid, "user.account.lock", published,
+                      actor={"id": "00u9", "type": "User", "alternateId": who, "displayName": who})
+
+
+def test_the_detector_stores_covered_alerts_silenced_and_sends_nothing_for_them(config: Path) -> None:
+    settings = load_config(config, resolve_secrets=False)
+    cli("silence", "add", "--config", str(config), "--rule", "okta-user-*", "--match",
+        "actor.alternateId=JANE@example.com", "--for", "1h", "--comment", "jane's phone, ticket 42")
+    now = datetime.now(UTC)  # wall-clock time decides, not the events' (in one throttle hour)
+    clock = FixedClock(now)
+    hour = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    async def scenario() -> None:
+        store = Store(settings.storage.path)
+        store.start(now)
+        detector = Detector(store, RuleEvaluator.from_settings(settings.rules), lambda a: ["log"], clock)
+        try:
+            async def evaluate(*events: dict[str, Any]) -> None:
+                await store.ingest([parse_event(e) for e in events], [], clock.now())
+                await detector.run_once()
+
+            await evaluate(lock("e1", "jane@example.com", hour), lock("e2", "john@example.com", hour))
+            await evaluate(lock("e3", "jane@example.com", hour + timedelta(minutes=5)))  # folds (throttle 1h)
+            cli("silence", "expire", "1", "--config", str(config))
+            clock.advance(timedelta(seconds=SILENCE_REFRESH_SECONDS))
+            await evaluate(lock("e4", "jane@example.com", hour + timedelta(minutes=10)))  # still the same alert
+            assert await store.due_deliveries("log", clock.now() + timedelta(days=1)) != []
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    rows = {row["title"]: row for row in map(json.loads, cli("alerts", "--json", "--config", str(config)).splitlines())}
+    jane, john = rows["Okta account jane@example.com locked out"], rows["Okta account john@example.com locked out"]
+    assert (jane["status"], jane["silenced_by"], jane["count"]) == ("silenced", "silence 1", 3)
+    assert (john["status"], john["silenced_by"]) == ("open", None)
+    shown = json.loads(cli("alerts", "show", str(jane["id"]), "--json", "--config", str(config)))
+    assert shown["deliveries"] == [] and shown["status"] == "silenced"
+    assert [d["channel"] for d in json.loads(cli("alerts", "show", str(john["id"]), "--json", "--config",
+                                                 str(config)))["deliveries"]] == ["log"]
+    assert "[silenced: silence 1]" in cli("alerts", "--config", str(config))
