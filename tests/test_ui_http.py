@@ -276,3 +276,40 @@ def test_the_real_daemon_serves_the_page_on_its_own_port_only(tmp_path: Path) ->
     finally:
         daemon.stop()
     assert PASSWORD not in daemon.log()
+
+
+def test_silence_alerts_like_this_prefills_the_form_and_adds_a_silence(ui: Ui) -> None:
+    log_in(ui.client, name="Dana")
+    detail = ui.client.get(f"/ui/alerts/{ui.alert_id}").text
+    assert f'href="/ui/silences?alert={ui.alert_id}"' in detail
+    form = ui.client.get(f"/ui/silences?alert={ui.alert_id}").text
+    # The rule and the alert's actor (the rule has no group_by), escaped like every event value.
+    assert 'name="rule" value="okta-user-reported-suspicious-activity"' in form
+    assert 'name="match_path" value="actor.alternateId"' in form and 'value="user@login.com"' in form
+    data = {"csrf": csrf_of(form), "rule": "okta-user-reported-suspicious-activity",
+            "match_path": ["actor.alternateId", ""], "match_value": ["user@login.com", ""],
+            "duration": "2h", "until": "", "comment": "known test account"}
+    assert ui.client.post("/ui/silences", data={**data, "csrf": "forged"}).status_code == 403
+    added = ui.client.post("/ui/silences", data=data)
+    assert added.status_code == 303
+    silences = asyncio.run(ui.store.list_silences(SystemClock().now()))
+    assert [(s.rule, s.matchers, s.author, s.comment) for s in silences] == [
+        ("okta-user-reported-suspicious-activity", (("actor.alternateId", "user@login.com"),), "Dana",
+         "known test account")]
+    listed = ui.client.get("/ui/silences").text
+    assert "<td>active</td>" in listed and "known test account" in listed
+    expire = ui.client.post(f"/ui/silences/{silences[0].id}/expire", data={"csrf": csrf_of(listed)})
+    assert expire.status_code == 303
+    assert "<td>expired</td>" in ui.client.get("/ui/silences").text  # still listed, so the team sees it
+
+
+def test_a_bad_silence_is_refused_with_the_reasons(ui: Ui) -> None:
+    log_in(ui.client)
+    token = csrf_of(ui.client.get("/ui/silences").text)
+    answer = ui.client.post("/ui/silences", data={"csrf": token, "rule": "okta-*", "match_path": "actor[",
+                                                  "match_value": "x", "duration": "soon", "comment": ""})
+    assert answer.status_code == 400 and "give how long" in answer.text
+    answer = ui.client.post("/ui/silences", data={"csrf": token, "rule": "okta-*", "match_path": "actor[",
+                                                  "match_value": "x", "duration": "1h", "comment": ""})
+    assert answer.status_code == 400 and "a silence needs a comment" in answer.text and "match" in answer.text
+    assert asyncio.run(ui.store.list_silences(SystemClock().now())) == []

@@ -10,17 +10,19 @@ from typing import Any
 
 from sentinel.model import Severity, format_timestamp
 
-# An alert's status, from its deliveries: one dead delivery makes it "dead", then one pending "pending";
-# "sent" when every delivery went out; "unrouted" when no channel took it.
-STATUSES = ("pending", "sent", "dead", "unrouted", "acknowledged")
+# An alert's status on the page: "silenced" (a silence or maintenance window covered it: never sent), else
+# from its deliveries: one dead makes it "dead", then one pending "pending"; "sent" when they all went out
+# (alone or in a storm digest); "unrouted" when no channel took it. "acknowledged" filters on the ack.
+STATUSES = ("silenced", "pending", "sent", "dead", "unrouted", "acknowledged")
 _STATUS = (
-    "CASE WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'dead') THEN 'dead' "
+    "CASE WHEN a.silenced_by IS NOT NULL THEN 'silenced' "
+    "WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'dead') THEN 'dead' "
     "WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'pending') THEN 'pending' "
-    "WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'sent') THEN 'sent' "
-    "ELSE 'unrouted' END"
+    "WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status IN ('sent', 'digested')) "
+    "THEN 'sent' ELSE 'unrouted' END"
 )
 _ROW = ("id", "created_at", "rule_id", "severity", "title", "group_key", "count", "first_seen", "last_seen",
-        "status", "acknowledged_by", "acknowledged_at")
+        "silenced_by", "resolved_at", "status", "acknowledged_by", "acknowledged_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,8 @@ def list_alerts(conn: sqlite3.Connection, where: AlertFilter, limit: int) -> lis
     filtered = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = conn.execute(
         f"SELECT {', '.join(_ROW)} FROM (SELECT a.id, a.created_at, a.rule_id, a.severity, a.severity_rank, "
-        f"a.title, a.group_key, a.count, a.first_seen, a.last_seen, {_STATUS} AS status, k.acknowledged_by, "
+        "a.title, a.group_key, a.count, a.first_seen, a.last_seen, a.silenced_by, a.resolved_at, "
+        f"{_STATUS} AS status, k.acknowledged_by, "
         "k.acknowledged_at FROM alerts a LEFT JOIN acknowledgements k ON k.alert_id = a.id) "
         f"{filtered} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
     return [dict(zip(_ROW, row, strict=True)) for row in rows]

@@ -20,6 +20,7 @@ from sentinel.store.deliveries import alert_from_row
 from sentinel.store.triage import STATUSES
 from sentinel.web.ui import auth
 from sentinel.web.ui.chart import rule_chart
+from sentinel.web.ui.silence_pages import SilencePages
 from sentinel.web.ui.sources import TriageSources
 from sentinel.web.ui.views import event_fields, renderings, silence_matchers
 
@@ -43,7 +44,7 @@ class Pages:
         self.views = views
 
     def routes(self) -> list[tuple[str, str, Handler]]:
-        return [
+        return [*SilencePages(self.sources, self.page).routes(),
             ("/ui/", "GET", self.alerts),
             ("/ui/alerts/{alert_id:int}", "GET", self.alert),
             ("/ui/alerts/{alert_id:int}/ack", "POST", self.acknowledge),
