@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import alert_rules, envelope, wait_for
 from daemon import Daemon, free_port, write_config
+from helpers_capture import CaptureServer
 
 from sentinel.service.detector import SILENCE_REFRESH_SECONDS
 
@@ -34,6 +36,20 @@ RULE = "okta-user-reported-suspicious-activity"
 # Real samples of the shipped pack's tests (rules/data/README.md), so the pages show what Okta sends.
 SAMPLES = ("privilege-grant-superadmin.json", "org-rate-limit-warning.json", "privilege-grant-helpdesk.json",
            "password-spray-10-users.json", "suspicious-activity-report.json")
+# Channels as an org would have them: Slack and PagerDuty (Apprise pointed at a local capture server by
+# tests/e2e_launch.py), and the log channel; links to the org's System Log, times also in local time.
+CHANNELS = """
+[okta]
+org_url = "https://acme.okta.com"
+[delivery]
+timezone = "Europe/Berlin"
+[channels.slack]
+urls = ["slack://T0E2E0000/B0E2E0000/${SLACK_TOKEN_C}"]
+min_severity = "high"
+[channels.pagerduty]
+urls = ["pagerduty://${PD_ROUTING_KEY}@${PD_API_KEY}"]
+min_severity = "high"
+"""
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
@@ -53,6 +69,13 @@ def events_of(name: str, tag: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
+def capture() -> Iterator[CaptureServer]:
+    srv = CaptureServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -68,9 +91,9 @@ class Shots:
         folder.mkdir()
         self.taken: list[Path] = []
 
-    def take(self, page: Page, name: str) -> None:
+    def take(self, page: Page, name: str, *, full_page: bool = True) -> None:
         path = self.folder / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         self.taken.append(path)
 
     def publish(self) -> None:
@@ -81,17 +104,27 @@ class Shots:
                 shutil.copy(path, Path(target) / path.name)
 
 
-def test_log_in_open_an_alert_silence_alerts_like_it(tmp_path: Path, browser: Browser) -> None:
+def sent_to(capture: CaptureServer, text: str) -> int:
+    """Requests Apprise made (Slack and PagerDuty) that mention ``text``."""
+    return sum(text in r.body.decode("utf-8", "replace") for r in capture.requests)
+
+
+def test_log_in_open_an_alert_silence_alerts_like_it(tmp_path: Path, browser: Browser,
+                                                     capture: CaptureServer) -> None:
     ui_port = free_port()
-    config = write_config(tmp_path, extra=f'\n[ui]\nlisten = "127.0.0.1:{ui_port}"\n', rules=str(ROOT / "rules"))
-    daemon = Daemon(config, env={"SENTINEL_UI_PASSWORD": PASSWORD}).start()
+    config = write_config(tmp_path, extra=f'{CHANNELS}\n[ui]\nlisten = "127.0.0.1:{ui_port}"\n',
+                          rules=str(ROOT / "rules"))
+    env = {"SENTINEL_UI_PASSWORD": PASSWORD, "SENTINEL_E2E_CAPTURE_BASE": capture.base,
+           "SLACK_TOKEN_C": "slackTOKEN0123456789", "PD_ROUTING_KEY": "routingKEY0123", "PD_API_KEY": "apiKEY0123"}
+    daemon = Daemon(config, env=env, command=[sys.executable, str(ROOT / "tests" / "e2e_launch.py")]).start()
     shots = Shots(tmp_path / "screenshots")
     base = f"http://127.0.0.1:{ui_port}"
     try:
         for name in SAMPLES:
             assert daemon.post(envelope(*events_of(name, "first"))).status_code == 204
-        wait_for(lambda: RULE in alert_rules(tmp_path), detail=daemon.log)
-        delivered = alert_rules(tmp_path).count(RULE)
+        wait_for(lambda: RULE in alert_rules(tmp_path) and sent_to(capture, "reported suspicious") == 2,
+                 detail=daemon.log)  # the log channel, Slack and PagerDuty
+        delivered = alert_rules(tmp_path).count(RULE), sent_to(capture, "reported suspicious")
 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{base}/ui/")
@@ -110,9 +143,13 @@ def test_log_in_open_an_alert_silence_alerts_like_it(tmp_path: Path, browser: Br
 
         row.locator("td:nth-child(5) a").click()
         expect(page.locator("h1")).to_contain_text("reported suspicious account activity")
-        expect(page.locator(".rendering h3", has_text="log")).to_have_count(1)
+        for channel in ("log", "slack", "pagerduty"):
+            expect(page.locator(".rendering summary strong", has_text=channel)).to_have_count(1)
         expect(page.locator("table.fields th", has_text="client.ipAddress").first).to_be_visible()
-        shots.take(page, "alert")
+        page.locator(".rendering summary", has_text="slack").click()  # open as a reader would, no script
+        expect(page.locator(".rendering[open] pre").first).to_contain_text("HIGH: User user@login.com reported")
+        shots.take(page, "alert", full_page=False)
+        shots.take(page, "alert-full")
 
         page.click("text=Silence alerts like this")
         expect(page).to_have_url(re.compile(r"/ui/silences\?alert=\d+$"))
@@ -142,7 +179,7 @@ def test_log_in_open_an_alert_silence_alerts_like_it(tmp_path: Path, browser: Br
         expect(page.locator("text=No channel took this alert.")).to_be_visible()
         shots.take(page, "alert-silenced")
         # Stored as silenced with no delivery row, in the same transaction: nothing can be sent later.
-        assert alert_rules(tmp_path).count(RULE) == delivered
+        assert (alert_rules(tmp_path).count(RULE), sent_to(capture, "reported suspicious")) == delivered
 
         for name in ("rules", "health"):
             page.goto(f"{base}/ui/{name}")
