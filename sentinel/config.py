@@ -21,9 +21,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sentinel.config_keys import CHANNEL_KEYS, CHANNEL_SECTION, SECTION_KEYS, ConfigKey, default
+from sentinel.config_keys import CHANNEL_KEYS, CHANNEL_SECTION, SECTION_KEYS, ConfigKey, default, duration_of
 from sentinel.config_keys import key as config_key
 from sentinel.errors import ConfigError, ErrorGroup
+from sentinel.maintenance import Window, parse_windows
 from sentinel.model import Severity
 from sentinel.secret import Secret
 
@@ -37,6 +38,7 @@ UI_PASSWORD_ENV = "SENTINEL_UI_PASSWORD"
 UI_PASSWORD_CREDENTIAL = "ui-password"
 
 _DEFAULT_MIN_SEVERITY = Severity.parse(default(CHANNEL_SECTION, "min_severity"))
+_DEFAULT_STORM_WINDOW = duration_of(default(CHANNEL_SECTION, "storm_window"))
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -89,6 +91,9 @@ class ChannelSettings:
     path: Path | None = None
     # The ${NAMES} its URLs are built from: environment variables (or credentials) holding secrets.
     secret_names: tuple[str, ...] = ()
+    storm_limit: int = default(CHANNEL_SECTION, "storm_limit")  # 0: no storm control
+    storm_window: timedelta = _DEFAULT_STORM_WINDOW
+    send_resolved: bool = default(CHANNEL_SECTION, "send_resolved")
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    maintenance: tuple[Window, ...] = ()
 
 
 class _Reader:
@@ -272,6 +278,8 @@ def _channel(r: _Reader, name: str, table: Any, base: Path, env: Mapping[str, st
         min_severity=Severity.parse(get("min_severity")),
         path=_resolve(base, log_path) if log_path else None,
         secret_names=tuple(dict.fromkeys(n for u in raw_urls for n in _PLACEHOLDER.findall(u))),
+        storm_limit=get("storm_limit"), storm_window=duration_of(get("storm_window")),
+        send_resolved=get("send_resolved"),
     )
 
 
@@ -357,11 +365,15 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     get = r.section(doc, "logging")
     logging_settings = LoggingSettings(format=get("format"), level=get("level"))
 
+    windows, problems = parse_windows(doc.get("maintenance", []))
+    for where, message in problems:
+        r.fail(where, message)
+
     if errors:
         raise ErrorGroup(errors)
     return Settings(source=Path(file), server=server, okta=okta, storage=storage, rules=rules,
                     delivery=delivery, channels=channels, monitor=monitor, metrics=metrics, ui=ui,
-                    logging=logging_settings)
+                    logging=logging_settings, maintenance=tuple(windows))
 
 
 def secret_variables(settings: Settings) -> frozenset[str]:

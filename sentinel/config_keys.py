@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,7 @@ from sentinel.model import Severity
 Check = Callable[[Any], "str | None"]
 CHANNEL_KINDS = ("apprise", "log")
 CHANNEL_SECTION = "channels.NAME"
+MAINTENANCE_SECTION = "maintenance"  # an array of tables: [[maintenance]], read by sentinel.maintenance
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 
 
@@ -56,6 +58,24 @@ def _timezone(v: Any) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return f"unknown time zone {v!r} (use an IANA name such as 'Europe/Paris')"
     return None
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration_of(text: str) -> timedelta:
+    """``"5m"``, ``"1h30m"`` → a timedelta: the rules' duration syntax (sentinel.rules.durations, a layer up)."""
+    if not text.strip() or _DURATION.sub("", text).strip():
+        raise ValueError(f"must be a duration such as '30s', '5m' or '1h', not {text!r}")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+
+
+def _duration(v: Any) -> str | None:
+    try:
+        return None if duration_of(v) > timedelta(0) else f"must be longer than 0, not {v!r}"
+    except ValueError as e:
+        return str(e)
 
 
 def _org_url(v: Any) -> str | None:
@@ -133,6 +153,28 @@ KEYS: tuple[ConfigKey, ...] = (
               "lowest severity routed to this channel"),
     ConfigKey(CHANNEL_SECTION, "path", str, None, _non_empty,
               "for `kind = \"log\"`: the JSON-lines file"),
+    ConfigKey(CHANNEL_SECTION, "storm_limit", int, 0, _non_negative,
+              "storm control: more alerts than this within `storm_window` and the channel gets one digest of the "
+              "rest instead (critical alerts are always sent on their own); `0` = off; e.g. `20` for a chat "
+              "channel (log channels never are)"),
+    ConfigKey(CHANNEL_SECTION, "storm_window", str, "5m", _duration,
+              "storm control's window (`30s`, `5m`, `1h`); the digest is sent when it ends"),
+    ConfigKey(CHANNEL_SECTION, "send_resolved", bool, False, None,
+              "also send a short \"resolved\" note when a rule's `resolve_after` closes an alert group (PagerDuty "
+              "URLs always get their `resolve`)"),
+    ConfigKey(MAINTENANCE_SECTION, "name", str, None, _non_empty,
+              "each `[[maintenance]]` table is a window; alerts in it are stored silenced, naming it (see "
+              "[On call](#on-call))"),
+    ConfigKey(MAINTENANCE_SECTION, "rules", list, None, None, "rule ids or globs (`okta-*`) the window covers"),
+    ConfigKey(MAINTENANCE_SECTION, "match", dict, None, None,
+              "optional table of field path = value; all must hold on one of the alert's events"),
+    ConfigKey(MAINTENANCE_SECTION, "weekdays", list, None, None,
+              "recurring: the days a window starts on (`[\"mon\", \"fri\"]`; default every day)"),
+    ConfigKey(MAINTENANCE_SECTION, "times", str, None, None,
+              "recurring: `\"22:00-02:00\"` (may cross midnight; `24:00` ends at midnight)"),
+    ConfigKey(MAINTENANCE_SECTION, "timezone", str, "UTC", _timezone, "recurring: the IANA zone of `times`"),
+    ConfigKey(MAINTENANCE_SECTION, "start", str, None, None, "one-off: RFC 3339 start (with an offset)"),
+    ConfigKey(MAINTENANCE_SECTION, "end", str, None, None, "one-off: RFC 3339 end (with an offset)"),
     ConfigKey("monitor", "feed_silence_minutes", int, 0, _non_negative,
               "alert when no event arrived for this long (0 = off)"),
     ConfigKey("metrics", "enabled", bool, True, None,

@@ -99,6 +99,8 @@ class Alert:
     context: AlertContext = field(default_factory=AlertContext, compare=False)
     # Channels named by the rule; None routes by each channel's min_severity.
     channels: tuple[str, ...] | None = None
+    # The rule's resolve_after in seconds: its group is resolved once quiet that long (None: never).
+    resolve_after: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

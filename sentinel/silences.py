@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
+from sentinel.maintenance import Window
 from sentinel.model import Alert
 from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.operators import Options, Predicate, compile_equals
@@ -110,6 +111,16 @@ def matches(silence: Silence, alert: Alert, events: Sequence[Mapping[str, Any]])
     if not silence.matchers:
         return True
     return any(all(_holds(path, value, event) for path, value in silence.matchers) for event in events)
+
+
+def window_silence(window: Window, now: datetime) -> list[Silence]:
+    """An open maintenance window as silences (one per rule pattern), in force at ``now``; none if it is closed.
+    They carry no id, and name the window (``maintenance NAME``) on the alerts they cover."""
+    if not window.open_at(now):
+        return []
+    label = f"maintenance {window.name}"
+    return [Silence(None, rule, window.matchers, now, now + timedelta(microseconds=1), "sentinel.toml", label, now)
+            for rule in window.rules]
 
 
 def silencing(silences: Sequence[Silence], alert: Alert, events: Sequence[Mapping[str, Any]],

@@ -36,6 +36,9 @@ WITHOUT_SECRETS = {
     "sentinel replay": ["replay", "EVENTS"],
     "sentinel redeliver": ["redeliver", "--dead"],
     "sentinel demo": ["demo", "--url", "URL"],
+    "sentinel silence list": ["silence", "list", "--json"],
+    "sentinel silence add": ["silence", "add", "--rule", "okta-*", "--for", "1h", "--comment", "test"],
+    "sentinel silence expire": ["silence", "expire", "1"],
 }
 
 
@@ -114,6 +117,8 @@ def _arguments(path: str) -> list[str]:
     for param in command.params:
         if isinstance(param, click.Argument) and (param.required or param.nargs == 1):
             values.append("-" if isinstance(param.type, click.Path) else "1")
+        elif isinstance(param, click.Option) and param.required:  # e.g. silence add --rule, --comment
+            values += [param.opts[0], "1"]
     return [*words, *values]
 
 

@@ -25,7 +25,7 @@ BROKEN = {
         'id = "a"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\nseverity_level = "low"\n',
         ["severity_level: unknown field (known: id, title, summary, description, author, status, severity, "
          "tags, references, falsepositives, runbook, enabled, event_types, channels, detection, condition, "
-         "severity_when, group_by, threshold, throttle, tests)"],
+         "severity_when, group_by, threshold, throttle, resolve_after, tests)"],
     ),
     "unknown-operator.toml": (
         'id = "b"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\ncondition = "sel"\n'

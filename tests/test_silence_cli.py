@@ -143,3 +143,48 @@ def test_the_detector_stores_covered_alerts_silenced_and_sends_nothing_for_them(
     assert [d["channel"] for d in json.loads(cli("alerts", "show", str(john["id"]), "--json", "--config",
                                                  str(config)))["deliveries"]] == ["log"]
     assert "[silenced: silence 1]" in cli("alerts", "--config", str(config))
+
+
+def test_alerts_in_a_maintenance_window_are_stored_silenced_naming_it(tmp_path: Path) -> None:
+    from sentinel.service.detector_runner import InProcessDetector
+
+    config = write_config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + """
+[[maintenance]]
+name = "helpdesk hours"
+rules = ["okta-user-account-*"]
+times = "00:00-24:00"
+timezone = "Pacific/Auckland"
+""", encoding="utf-8")
+    assert "ok:" in cli("check", "--config", str(config))
+    settings = load_config(config, resolve_secrets=False)
+    now = datetime.now(UTC)
+
+    async def scenario() -> None:
+        store = Store(settings.storage.path)
+        store.start(now)
+        runner = InProcessDetector(settings, RuleEvaluator.from_settings(settings.rules), store, FixedClock(now),
+                                   lambda r: None)
+        try:
+            await store.ingest([parse_event(lock("e1", "jane@example.com", datetime(2026, 3, 1, tzinfo=UTC)))],
+                               [], now)
+            await runner.detector.run_once()
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    (row,) = map(json.loads, cli("alerts", "--json", "--config", str(config)).splitlines())
+    assert (row["status"], row["silenced_by"]) == ("silenced", "maintenance helpdesk hours")
+
+
+def test_check_reports_a_bad_field_path_in_a_maintenance_match(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + """
+[[maintenance]]
+name = "n"
+rules = ["*"]
+times = "01:00-02:00"
+match = { "actor..alternateId" = "x" }
+""", encoding="utf-8")
+    out = cli("check", "--config", str(config), ok=False)
+    assert "maintenance[0].match.actor..alternateId: bad field path" in out

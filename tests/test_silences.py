@@ -123,3 +123,19 @@ def test_validate_names_every_problem() -> None:
     assert any("actor..x" in p for p in problems) and any("ends before" in p for p in problems)
     assert validate("r", [], NOW.replace(tzinfo=None), NOW.replace(tzinfo=None) + timedelta(1), "me", "c") == [
         "start and end need a time zone"]
+
+
+def test_an_open_maintenance_window_silences_like_a_silence_naming_the_window() -> None:
+    from sentinel.maintenance import parse_windows
+    from sentinel.silences import window_silence
+
+    (nightly,), _ = parse_windows([{"name": "nightly", "rules": ["okta-brute-*", "okta-user-*"],
+                                    "match": {"actor.alternateId": "JANE@example.com"},
+                                    "times": "02:00-04:00", "timezone": "UTC"}])
+    alert, data = lockout()
+    _, john = lockout("john@example.com")
+    assert [s.rule for s in window_silence(nightly, NOW)] == ["okta-brute-*", "okta-user-*"]
+    found = silencing(window_silence(nightly, NOW), alert, [data], NOW)
+    assert found is not None and found.label == "maintenance nightly" and found.id is None
+    assert silencing(window_silence(nightly, NOW), alert, [john], NOW) is None  # the match must hold
+    assert window_silence(nightly, NOW + timedelta(hours=1)) == []  # 04:00: closed

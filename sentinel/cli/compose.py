@@ -71,7 +71,7 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
     log_routing(settings, evaluator)
     metrics = Metrics()
     store = Store(settings.storage.path, clock=clock)
-    dispatchers = Dispatchers(channels, settings.delivery, store, clock, metrics)
+    dispatchers = Dispatchers(channels, settings.delivery, store, clock, metrics, settings.channels)
 
     def on_report(report: DetectorReport) -> None:
         apply_report(metrics, report)

@@ -132,7 +132,7 @@ def alerts_show(config_path: Path, alert_id: int, as_json: bool) -> None:
 
 @click.command()
 @config_option
-@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), help="Only this status.")
+@click.option("--status", type=click.Choice(["pending", "sent", "dead", "digested"]), help="Only this status.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True)
 def deliveries(config_path: Path, status: str | None, limit: int, as_json: bool) -> None:
@@ -217,10 +217,13 @@ def _post(url: str, header: str, secret: str, body: dict[str, Any]) -> int | str
 
 def _delivery_line(d: dict[str, Any]) -> str:
     when = d.get("sent_at") or d.get("next_attempt_at") or ""
+    if d["status"] == "digested":  # storm control held it back: the digest alert carries it
+        return f"#{d['id']:<5} {d['channel']:<12} digested  held back in the storm digest (alert {d.get('digest_id')})"
     label = "sent" if d["status"] == "sent" else "next" if d["status"] == "pending" else "gave up"
     error = f"  last error: {d['last_error']}" if d.get("last_error") else ""
+    kind = "  (resolve)" if d.get("kind") == "resolve" else ""
     return (f"#{d['id']:<5} {d['channel']:<12} {d['status']:<7} attempts={d['attempts']}  "
-            f"{label} {str(when)[:19]}{error}")
+            f"{label} {str(when)[:19]}{error}{kind}")
 
 
 def sample_alert(now: datetime) -> Any:

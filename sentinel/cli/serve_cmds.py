@@ -266,6 +266,21 @@ def serve(config_path: Path, host: str | None, port: int | None, secret_file: Pa
     _serve(settings, reload_settings)
 
 
+def check_windows(settings: Settings, config: str) -> list[str]:
+    """The [[maintenance]] match tables' field paths, checked as rules' are (config.py, below the rule
+    language, checked the rest)."""
+    from sentinel.rules.field_paths import ConditionError, FieldPath
+
+    problems = []
+    for index, window in enumerate(settings.maintenance):
+        for path, _ in window.matchers:
+            try:
+                FieldPath.parse(path)
+            except ConditionError as e:
+                problems.append(f"{config}: maintenance[{index}].match.{path}: {e.message}")
+    return problems
+
+
 @click.command()
 @config_option
 def check(config_path: Path) -> None:
@@ -281,6 +296,7 @@ def check(config_path: Path) -> None:
         problems.extend(error_lines(e))
         evaluator = None
     problems.extend(check_channels(settings))
+    problems.extend(check_windows(settings, str(config_path)))
     from sentinel.delivery.routing import routing_report
 
     routing = routing_report(settings.channels, settings.delivery.fallback_channel,

@@ -71,6 +71,7 @@ def silence() -> None:
 def silence_add(config_path: Path, rule: str, matches: tuple[str, ...], duration: str | None, until: str | None,
                 comment: str, author: str | None) -> None:
     """Add a silence; prints its id."""
+    settings = load_settings(config_path, secrets=False)
     if (duration is None) == (until is None):
         fail("give --for DURATION or --until TIME (one of them)")
     now = SystemClock().now()
@@ -92,7 +93,6 @@ def silence_add(config_path: Path, rule: str, matches: tuple[str, ...], duration
     problems = validate(rule, matchers, now, ends, who, comment)
     if problems:
         fail(problems)
-    settings = load_settings(config_path, secrets=False)
     new = Silence(None, rule.strip(), matchers, now, ends, who.strip(), comment.strip(), now)
     click.echo(with_db(settings, lambda store: store.add_silence(new)))
 

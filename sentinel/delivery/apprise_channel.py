@@ -39,6 +39,7 @@ from sentinel.render.message import (
     clean,
     email_message,
     pagerduty_message,
+    resolved_message,
     slack_message,
     text_message,
 )
@@ -65,6 +66,11 @@ class Channel(Protocol):
 
     async def send_each(self, alert: Alert) -> list[tuple[str, DeliveryOutcome]]:
         """One attempt per destination, no retry (``sentinel notify test``)."""
+        ...
+
+    async def resolve(self, alert: Alert, notes: bool) -> DeliveryOutcome:
+        """resolve_after closed the alert's group: PagerDuty destinations get a ``resolve`` with the alert's
+        dedup key; the others a short "resolved" note when ``notes`` (the channel's send_resolved)."""
         ...
 
 
@@ -153,7 +159,15 @@ class AppriseChannel:
         return [(t.masked, t.kind) for t in self._targets]
 
     async def send(self, alert: Alert) -> DeliveryOutcome:
-        pending = list(self._targets)
+        return await self._send_all(list(self._targets), alert, self._send_target)
+
+    async def resolve(self, alert: Alert, notes: bool) -> DeliveryOutcome:
+        targets = [t for t in self._targets if notes or t.kind == "pagerduty"]
+        return await self._send_all(targets, alert, self._resolve_target)
+
+    async def _send_all(self, targets: list[_Target], alert: Alert,
+                        send: Callable[[_Target, Alert], Awaitable[tuple[bool, str]]]) -> DeliveryOutcome:
+        pending = list(targets)
         details: dict[int, str] = {}
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientSendError), wait=self.policy.wait,
@@ -162,7 +176,7 @@ class AppriseChannel:
         with contextlib.suppress(TransientSendError):
             async for attempt in retrying:
                 with attempt:
-                    results = await asyncio.gather(*(self._send_target(t, alert) for t in pending))
+                    results = await asyncio.gather(*(send(t, alert) for t in pending))
                     failed = []
                     for target, (ok, detail) in zip(pending, results, strict=True):
                         details[target.index] = detail
@@ -172,16 +186,16 @@ class AppriseChannel:
                     if pending:
                         raise TransientSendError(len(pending))
         detail = "; ".join(details[i] for i in sorted(details)) or "no destinations"
-        return DeliveryOutcome(ok=not pending and bool(self._targets), detail=redaction.redact(detail))
+        return DeliveryOutcome(ok=not pending and bool(targets), detail=redaction.redact(detail))
 
     async def send_each(self, alert: Alert) -> list[tuple[str, DeliveryOutcome]]:
         results = await asyncio.gather(*(self._send_target(t, alert) for t in self._targets))
         return [(t.masked, DeliveryOutcome(ok=ok, detail=redaction.redact(detail)))
                 for t, (ok, detail) in zip(self._targets, results, strict=True)]
 
-    async def _send_target(self, target: _Target, alert: Alert) -> tuple[bool, str]:
+    async def _send_target(self, target: _Target, alert: Alert, resolve: bool = False) -> tuple[bool, str]:
         try:
-            result = await self._notify(target, alert)
+            result = await (self._notify_resolved(target, alert) if resolve else self._notify(target, alert))
         except Exception as e:  # a plugin bug must not kill the dispatcher; the error is recorded
             log.warning("channel %s: %s raised %s", self.name, target.masked, type(e).__name__)
             return False, f"{target.masked}: error {type(e).__name__}"
@@ -191,6 +205,31 @@ class AppriseChannel:
         reasons = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
         why = f" ({clean(reasons[-1], 200)})" if reasons else ""
         return False, f"{target.masked}: {status}{why}"
+
+    async def _resolve_target(self, target: _Target, alert: Alert) -> tuple[bool, str]:
+        return await self._send_target(target, alert, resolve=True)
+
+    async def _pagerduty(self, target: _Target, **args: Any) -> Any:
+        """A PagerDuty service built for this one event (per-alert dedup key, action, details)."""
+        once = apprise.Apprise(asset=self.asset)
+        plugin = apprise.Apprise.instantiate({**target.args, **args}, asset=self.asset, tag=target.tag)
+        if plugin is None:
+            raise TransientSendError("pagerduty service could not be built")
+        plugin.retry = 0
+        once.add(plugin)
+        return once
+
+    async def _notify_resolved(self, target: _Target, alert: Alert) -> Any:
+        common: dict[str, Any] = {"tag": target.tag, "timeout": self.policy.timeout}
+        note = resolved_message(alert, self.options)
+        if target.kind == "pagerduty":
+            once = await self._pagerduty(target, action="resolve", dedup=pagerduty_message(alert, self.options)
+                                         .dedup_key)
+            return await once.async_notify(title=note.title, body=note.body, body_format=apprise.NotifyFormat.TEXT,
+                                           notify_type=apprise.NotifyType.SUCCESS, **common)
+        return await self._apprise.async_notify(title=note.title, body=note.body,
+                                                body_format=apprise.NotifyFormat.TEXT,
+                                                notify_type=apprise.NotifyType.SUCCESS, **common)
 
     async def _notify(self, target: _Target, alert: Alert) -> Any:
         common: dict[str, Any] = {"tag": target.tag, "timeout": self.policy.timeout}
@@ -205,15 +244,8 @@ class AppriseChannel:
                 title=m.subject, body=m.html, body_format=apprise.NotifyFormat.HTML, **common)
         if target.kind == "pagerduty":
             p = pagerduty_message(alert, self.options)
-            args = dict(target.args)
-            args.update(details={**(args.get("details") or {}), **p.details}, dedup=p.dedup_key,
-                        severity=p.severity)
-            once = apprise.Apprise(asset=self.asset)
-            plugin = apprise.Apprise.instantiate(args, asset=self.asset, tag=target.tag)
-            if plugin is None:
-                raise TransientSendError("pagerduty service could not be built")
-            plugin.retry = 0
-            once.add(plugin)
+            once = await self._pagerduty(target, details={**(target.args.get("details") or {}), **p.details},
+                                         dedup=p.dedup_key, severity=p.severity)
             return await once.async_notify(title=p.title, body=p.body, body_format=apprise.NotifyFormat.TEXT,
                                            **common)
         t = text_message(alert, self.options)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sentinel import private_files
 from sentinel.model import Alert, DeliveryOutcome, Severity
-from sentinel.render.message import DEFAULT_OPTIONS, RenderOptions, log_record
+from sentinel.render.message import DEFAULT_OPTIONS, RenderOptions, log_record, resolved_message
 
 log = logging.getLogger("sentinel.alerts")
 
@@ -44,6 +44,18 @@ class LogChannel:
             return DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
         log.info("alert %s [%s] %s: %s", record["rule_id"], record["severity"], record["title"],
                  record["sentence"], extra={"channel": self.name})
+        return DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")
+
+    async def resolve(self, alert: Alert, notes: bool) -> DeliveryOutcome:
+        """resolve_after closed the alert's group: a record saying so (with ``notes``, send_resolved)."""
+        if not notes:
+            return DeliveryOutcome(ok=True, detail=f"log://{self.path}: nothing to resolve")
+        note = resolved_message(alert, self.options)
+        record = {**log_record(alert, self.options), "resolved": True, "title": note.title, "sentence": note.body}
+        try:
+            await asyncio.to_thread(self._append, json.dumps(record, ensure_ascii=False, sort_keys=True))
+        except OSError as e:
+            return DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
         return DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")
 
     async def send_each(self, alert: Alert) -> list[tuple[str, DeliveryOutcome]]:

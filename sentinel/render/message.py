@@ -186,6 +186,16 @@ def text_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Text
     return TextMessage(title=subject(f), body=plain_text(f))
 
 
+def resolved_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> TextMessage:
+    """The short note a channel with ``send_resolved = true`` gets when resolve_after closes a group."""
+    f = facts(alert, options)
+    quiet = f" for {alert.resolve_after // 60} min" if alert.resolve_after and alert.resolve_after % 60 == 0 \
+        else (f" for {alert.resolve_after} s" if alert.resolve_after else "")
+    body = (f"No new activity{quiet} since {format_timestamp(alert.last_seen)[:19]}Z "
+            f"(rule {f.rule_id}, {alert.count} event(s)): resolved.")
+    return TextMessage(title=f"[RESOLVED] {f.title}", body=body)
+
+
 # --- PagerDuty -----------------------------------------------------------------------------------
 
 

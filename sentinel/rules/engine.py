@@ -100,6 +100,7 @@ def _make_alert(
         event_uuids=tuple(record["uuids"]),
         context=context,
         channels=rule.channels,
+        resolve_after=rule.resolve_after_seconds,
     )
 
 

@@ -43,6 +43,8 @@ RULE_KEYS: Mapping[str, str] = {
     "group_by": "fields that key thresholds and throttling",
     "threshold": "count / distinct count in a window",
     "throttle": "one alert per group per period",
+    "resolve_after": "quiet time (wall clock since the group's last alert or fold) after which PagerDuty "
+                     "gets a resolve",
     "tests": "inline test cases",
 }
 THRESHOLD_KEYS = ("count", "window", "distinct")
@@ -214,6 +216,12 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     group_by = _group_by(table, where, problems)
     threshold = _threshold(table.get("threshold"), where + "threshold", problems)
     throttle = _throttle(table.get("throttle"), where + "throttle", problems)
+    resolve_after = None
+    if "resolve_after" in table:
+        try:
+            resolve_after = parse_duration(table["resolve_after"])
+        except ValueError as error:
+            problems.add(where + "resolve_after", str(error))
     tests = parse_tests(table.get("tests", []), where + "tests", file, event_types, rule_id, problems)
     if len(problems.errors) > before or severity is None or matcher is None:
         return None
@@ -237,6 +245,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
         group_by=group_by,
         threshold=threshold,
         throttle_seconds=throttle,
+        resolve_after_seconds=resolve_after,
         tests=tests,
         source=str(file),
         lists_used=tuple(sorted(names_used(table.get("detection")))),

@@ -54,6 +54,7 @@ class Rule:
     group_by: tuple[FieldPath, ...] = ()
     threshold: Threshold | None = None
     throttle_seconds: int | None = None
+    resolve_after_seconds: int | None = None  # resolve_after: see docs/rules.md
     tests: tuple[RuleTest, ...] = field(default=(), repr=False)
     source: str = ""  # the file the rule came from
     lists_used: tuple[str, ...] = ()  # the named lists its detection refers to

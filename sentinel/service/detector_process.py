@@ -258,6 +258,11 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     def routes(alert: Any) -> list[str]:
         return route(alert, settings.channels)
 
+    def windows(now: Any) -> list[Any]:  # the [[maintenance]] windows of the current settings (reload swaps them)
+        from sentinel.silences import window_silence
+
+        return [s for window in settings.maintenance for s in window_silence(window, now)]
+
     def send(message: tuple[Any, ...]) -> None:
         try:
             conn.send(message)
@@ -268,6 +273,7 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     # be finishing a batch while the next one loads its state (and an event would be evaluated twice).
     lock = await asyncio.to_thread(_exclusive_lock, settings.storage.path)
     detector, store = await _start_detector(settings, routes, send)
+    detector.maintenance = windows
     gc.freeze()  # as the daemon does: long-lived objects out of the collector's full passes
 
     def wakes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from sentinel.clock import Clock
@@ -13,6 +14,7 @@ from sentinel.delivery.routing import route
 from sentinel.model import Alert
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.service.detector import Detector, DetectorReport
+from sentinel.silences import Silence, window_silence
 from sentinel.store import Store
 
 
@@ -42,7 +44,7 @@ class InProcessDetector:
                  on_report: Callable[[DetectorReport], None]) -> None:
         self._settings = settings
         self.detector = Detector(store, evaluator, self._route, clock, on_report=on_report,
-                                 retention=settings.storage.retention)
+                                 retention=settings.storage.retention, maintenance=self._windows)
         self._rule_count = evaluator.rule_count
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -50,6 +52,9 @@ class InProcessDetector:
 
     def _route(self, alert: Alert) -> Sequence[str]:
         return route(alert, self._settings.channels)
+
+    def _windows(self, now: datetime) -> list[Silence]:
+        return [s for window in self._settings.maintenance for s in window_silence(window, now)]
 
     async def start(self) -> int:
         await self.detector.load_state()

@@ -15,18 +15,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sentinel import redaction
 from sentinel.clock import Clock
 from sentinel.delivery.apprise_channel import Channel
 from sentinel.errors import StoreError
-from sentinel.model import Alert, DeliveryOutcome
+from sentinel.model import Alert, DeliveryOutcome, Severity
+from sentinel.render.digest import digest_alert
 from sentinel.service.waiting import wait_for_any
 from sentinel.store import DueDelivery, Store
+from sentinel.store.storm import DIGEST_RULE
 
 log = logging.getLogger("sentinel.dispatch")
 
@@ -40,6 +42,15 @@ RECORD_ON_STOP_SECONDS = 10.0
 Pause = Callable[[asyncio.Event, asyncio.Event, float], Awaitable[None]]  # (stop, wake, seconds)
 
 
+@dataclass(frozen=True)
+class StormPolicy:
+    """A channel's storm control: past ``limit`` alerts sent within ``window``, the rest wait in one digest
+    sent when the window ends (critical alerts, digests, resolve notes and fallback reports never wait)."""
+
+    limit: int
+    window: timedelta
+
+
 def default_backoff(attempts: int) -> timedelta:
     """Time to the next durable attempt: 30 s doubling to 1 h, with ±20 % jitter so channels spread out."""
     base = min(3600.0, 30.0 * 2 ** max(0, attempts - 1))
@@ -50,7 +61,8 @@ class Dispatcher:
     def __init__(self, channel: Channel, store: Store, clock: Clock, *, budget: timedelta = timedelta(hours=24),
                  fallback: str | None = None, metrics: Any = None,
                  backoff: Callable[[int], timedelta] = default_backoff, batch: int = 20,
-                 poll_seconds: float = POLL_SECONDS, pause: Pause | None = None) -> None:
+                 poll_seconds: float = POLL_SECONDS, pause: Pause | None = None,
+                 storm: StormPolicy | None = None, ui_url: str | None = None, send_resolved: bool = False) -> None:
         """``pause(stop, wake, seconds)`` is the wait between turns of ``run`` (the event loop's time by
         default); tests give one that moves their FixedClock instead of sleeping."""
         self.channel = channel
@@ -64,6 +76,9 @@ class Dispatcher:
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.pause = pause or _wait
+        self.storm = storm if storm is not None and storm.limit > 0 else None
+        self.ui_url = ui_url  # the triage page's base URL, for the digest's link
+        self.send_resolved = send_resolved  # resolve notes to non-PagerDuty destinations too
         self._wake = asyncio.Event()
 
     @property
@@ -78,16 +93,56 @@ class Dispatcher:
         """Attempt every due delivery of this channel once. Returns how many were attempted."""
         now = self.clock.now()
         due = await self.store.due_deliveries(self.name, now, self.batch)
+        room = await self._storm_room(now)
         for delivery in due:
+            if room is not None and self._may_wait(delivery):
+                if room <= 0:
+                    await self._hold(delivery, now)
+                    continue
+                room -= 1
             try:
-                outcome = await self.channel.send(self._message(delivery))
+                if delivery.kind == "resolve":
+                    outcome = await self.channel.resolve(delivery.alert, self.send_resolved)
+                else:
+                    outcome = await self.channel.send(await self._message(delivery))
             except Exception as e:  # a channel bug is this delivery's failed attempt, not a jammed queue
                 log.exception("delivery %d: channel %s raised", delivery.id, self.name)
                 outcome = DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")
             await self._record(delivery, outcome)
         return len(due)
 
-    def _message(self, delivery: DueDelivery) -> Alert:
+    async def _storm_room(self, now: datetime) -> int | None:
+        """How many more alerts this channel may send now before a storm digest takes the rest (None: no
+        storm control)."""
+        if self.storm is None:
+            return None
+        return self.storm.limit - await self.store.sent_since(self.name, now - self.storm.window)
+
+    def _may_wait(self, delivery: DueDelivery) -> bool:
+        """Whether storm control may hold this delivery back: never a critical alert, a digest, a resolve
+        note or a fallback report of a dead delivery."""
+        alert = delivery.alert
+        return (alert.severity < Severity.CRITICAL and alert.rule_id != DIGEST_RULE and delivery.kind == "alert"
+                and not (self.is_fallback and delivery.dead_channels))
+
+    async def _hold(self, delivery: DueDelivery, at: datetime) -> None:
+        assert self.storm is not None
+        window = self.storm.window
+        await self._until_recorded(delivery, "digested",
+                                   lambda: self._held(self.store.hold_for_digest(delivery.id, self.name, at, window)))
+        self._count("digested")
+        log.info("delivery %d: alert %d to %s held back in the storm digest", delivery.id, delivery.alert_id,
+                 self.name)
+
+    @staticmethod
+    async def _held(holding: Awaitable[int | None]) -> bool:
+        return await holding is not None
+
+    async def _message(self, delivery: DueDelivery) -> Alert:
+        if delivery.alert.rule_id == DIGEST_RULE:
+            held = await self.store.digest_contents(delivery.alert_id)
+            window = self.storm.window if self.storm is not None else timedelta(0)
+            return digest_alert(delivery.alert, held, self.name, window, self.ui_url)
         if self.is_fallback and delivery.dead_channels:
             # The fallback channel reports what could not be delivered elsewhere.
             undelivered = ", ".join(delivery.dead_channels)
@@ -184,10 +239,14 @@ async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> Non
 
 def start_dispatchers(channels: dict[str, Channel], store: Store, clock: Clock, stop: asyncio.Event, *,
                       budget: timedelta, fallback: str | None, metrics: Any = None,
+                      storms: Mapping[str, StormPolicy] | None = None, ui_url: str | None = None,
+                      send_resolved: Collection[str] = (),
                       ) -> tuple[list[Dispatcher], list[asyncio.Task[None]]]:
     """One dispatcher task per channel. Call ``d.wake()`` on each when new deliveries are committed."""
+    storms = storms or {}
     dispatchers = [Dispatcher(ch, store, clock, budget=budget,
-                              fallback=fallback if fallback in channels else None, metrics=metrics)
-                   for ch in channels.values()]
+                              fallback=fallback if fallback in channels else None, metrics=metrics,
+                              storm=storms.get(name), ui_url=ui_url, send_resolved=name in send_resolved)
+                   for name, ch in channels.items()]
     tasks = [asyncio.create_task(d.run(stop), name=f"dispatch-{d.name}") for d in dispatchers]
     return dispatchers, tasks

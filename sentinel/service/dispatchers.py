@@ -4,11 +4,12 @@ woken when alerts are committed, stopped, and restarted with the channels of a r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from sentinel.clock import Clock
-from sentinel.config import DeliverySettings
+from sentinel.config import ChannelSettings, DeliverySettings
 from sentinel.delivery.apprise_channel import Channel
-from sentinel.service.dispatch import Dispatcher, start_dispatchers
+from sentinel.service.dispatch import Dispatcher, StormPolicy, start_dispatchers
 from sentinel.service.metrics import Metrics
 from sentinel.store import Store
 
@@ -17,9 +18,10 @@ DISPATCH_STOP_GRACE_SECONDS = 5.0
 
 class Dispatchers:
     def __init__(self, channels: dict[str, Channel], delivery: DeliverySettings, store: Store, clock: Clock,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, channel_settings: Mapping[str, ChannelSettings] | None = None) -> None:
         self.channels = channels
         self._delivery = delivery
+        self._channel_settings = channel_settings or {}
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -27,10 +29,12 @@ class Dispatchers:
         self._tasks: list[asyncio.Task[None]] = []
         self.dispatchers: list[Dispatcher] = []
 
-    def use(self, channels: dict[str, Channel], delivery: DeliverySettings) -> None:
+    def use(self, channels: dict[str, Channel], delivery: DeliverySettings,
+            channel_settings: Mapping[str, ChannelSettings] | None = None) -> None:
         """The channels to send through from the next ``start``."""
         self.channels = channels
         self._delivery = delivery
+        self._channel_settings = channel_settings or {}
 
     def running(self) -> bool:
         return bool(self._tasks)
@@ -42,7 +46,11 @@ class Dispatchers:
         fallback = self._delivery.fallback_channel
         self.dispatchers, self._tasks = start_dispatchers(
             self.channels, self._store, self._clock, self._stop, budget=self._delivery.retry_budget,
-            fallback=fallback if fallback in self.channels else None, metrics=self._metrics)
+            fallback=fallback if fallback in self.channels else None, metrics=self._metrics,
+            # A log channel is a record, not a person's inbox: never storm-controlled.
+            storms={name: StormPolicy(c.storm_limit, c.storm_window) for name, c in self._channel_settings.items()
+                    if c.kind != "log"},
+            send_resolved=[name for name, c in self._channel_settings.items() if c.send_resolved])
 
     def wake(self) -> None:
         """New deliveries are committed."""

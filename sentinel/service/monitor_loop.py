@@ -83,6 +83,19 @@ class Monitor:
         if last is not None:
             self.metrics.last_event_time.set(parse_timestamp(last).timestamp())
         await self._watch_feed(parse_timestamp(last) if last else None, now)
+        await self._resolve_quiet(now)
+
+    def _resolving_channels(self) -> list[str]:
+        """Channels that take a resolve: a PagerDuty URL among theirs, or send_resolved = true."""
+        return [name for name, c in self.settings.channels.items()
+                if c.send_resolved or any(u.reveal().lower().startswith("pagerduty") for u in c.urls)]
+
+    async def _resolve_quiet(self, now: datetime) -> None:
+        resolved = await self.store.resolve_quiet(now, self._resolving_channels())
+        if resolved:
+            log.info("resolve_after: %d alert group(s) quiet long enough, resolved (alerts %s)", len(resolved),
+                     ", ".join(map(str, resolved[:10])))
+            self.dispatchers.wake()
 
     async def _watch_feed(self, last: datetime | None, now: datetime) -> None:
         minutes = self.settings.monitor.feed_silence_minutes

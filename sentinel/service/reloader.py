@@ -90,7 +90,7 @@ class Reloader:
         await self._dispatchers.stop()
         self.settings = settings
         self.rules = evaluator.ruleset.rules
-        self._dispatchers.use(channels, settings.delivery)
+        self._dispatchers.use(channels, settings.delivery, settings.channels)
         redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
         self._monitor.use(settings)
         self._health.rule_count = evaluator.rule_count

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from sentinel.clock import Clock, SystemClock
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
+from sentinel.render.digest import HeldAlert
 from sentinel.silences import Silence
-from sentinel.store import alerts, deliveries, events, inbox, retention, silences, triage
+from sentinel.store import alerts, deliveries, events, inbox, resolve, retention, silences, storm, triage
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
 from sentinel.store.cli_store import CliStore, open_for_cli
@@ -187,6 +188,26 @@ by SQLite's lock: see docs/architecture.md, "Store".
 
     async def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return await self._read(lambda c: deliveries.list_deliveries(c, status, limit), "listing deliveries")
+
+    # --- resolve_after (sentinel/store/resolve.py) ----------------------------------------------------
+
+    async def resolve_quiet(self, now: datetime, channels: Sequence[str]) -> list[int]:
+        """Resolve the alert groups quiet for their resolve_after; a 'resolve' delivery per channel given
+        that was sent the group's alert. Returns the alerts carrying a resolve."""
+        return await self._write(lambda c: resolve.resolve_quiet(c, now, channels), "resolving quiet groups")
+
+    # --- storm control (sentinel/store/storm.py) -------------------------------------------------------
+
+    async def sent_since(self, channel: str, since: datetime) -> int:
+        return await self._read(lambda c: storm.sent_since(c, channel, since), "counting sent alerts")
+
+    async def hold_for_digest(self, delivery_id: int, channel: str, at: datetime, window: timedelta) -> int | None:
+        """Hold a pending delivery in the channel's open digest (see storm.hold_for_digest)."""
+        return await self._write(lambda c: storm.hold_for_digest(c, delivery_id, channel, at, window),
+                                 f"holding delivery {delivery_id} for a digest")
+
+    async def digest_contents(self, digest_id: int) -> list[HeldAlert]:
+        return await self._read(lambda c: storm.digest_contents(c, digest_id), "reading a digest")
 
     # --- silences (sentinel/silences.py) -------------------------------------------------------------
 

@@ -78,12 +78,12 @@ def record_evaluation(
 def _insert_alert(conn: sqlite3.Connection, alert: Alert, now: str, silenced_by: str | None = None) -> int:
     cursor = conn.execute(
         "INSERT INTO alerts (key, rule_id, severity, severity_rank, title, summary, group_key, first_seen, "
-        "last_seen, count, event_uuids, context, created_at, updated_at, silenced_by) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "last_seen, count, event_uuids, context, created_at, updated_at, silenced_by, resolve_after) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (alert.key, alert.rule_id, alert.severity.label, int(alert.severity), alert.title, alert.summary,
          alert.group_key, format_timestamp(alert.first_seen), format_timestamp(alert.last_seen), alert.count,
          json.dumps(list(alert.event_uuids[:MAX_EVENT_UUIDS])), _dump(alert.context.as_dict()), now, now,
-         silenced_by),
+         silenced_by, alert.resolve_after),
     )
     return int(cursor.lastrowid or 0)
 
@@ -95,6 +95,7 @@ def _fold_into(conn: sqlite3.Connection, alert_id: int, known: list[str], alert:
     the alert grew states its distinct values and samples, not those of its first version.
     """
     merged = known + [u for u in alert.event_uuids if u not in set(known)]
+    reopen(conn, alert_id, now)
     conn.execute(
         "UPDATE alerts SET context = CASE WHEN ? >= count THEN ? ELSE context END, count = max(count, ?), "
         "first_seen = min(first_seen, ?), last_seen = max(last_seen, ?), event_uuids = ?, updated_at = ? "
@@ -102,6 +103,18 @@ def _fold_into(conn: sqlite3.Connection, alert_id: int, known: list[str], alert:
         (alert.count, _dump(alert.context.as_dict()), alert.count, format_timestamp(alert.first_seen),
          format_timestamp(alert.last_seen), json.dumps(merged[:MAX_EVENT_UUIDS]), now, alert_id),
     )
+
+
+def reopen(conn: sqlite3.Connection, alert_id: int, now: str) -> None:
+    """An alert resolved by resolve_after that fires again (a fold): open again, its channels triggered again
+    with the same dedup key, which PagerDuty opens as a fresh incident (the old one is resolved)."""
+    cursor = conn.execute("UPDATE alerts SET resolved_at = NULL WHERE id = ? AND resolved_at IS NOT NULL",
+                          (alert_id,))
+    if cursor.rowcount:
+        conn.execute(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, created_at = ?, "
+            "updated_at = ?, sent_at = NULL, last_error = NULL WHERE alert_id = ? AND kind = 'alert' "
+            "AND status = 'sent'", (now, now, now, alert_id))
 
 
 def load_rule_state(conn: sqlite3.Connection) -> list[tuple[str, str]]:

@@ -28,10 +28,11 @@ class DueDelivery:
     created_at: datetime
     alert: Alert
     dead_channels: tuple[str, ...]  # other channels that gave up on this alert (for the fallback report)
+    kind: str = "alert"  # or "resolve": the resolve_after notice for the alert's group
 
 
 _ALERT_COLUMNS = ("key", "rule_id", "severity", "title", "summary", "group_key", "first_seen", "last_seen",
-                  "count", "event_uuids", "context")
+                  "count", "event_uuids", "context", "resolve_after")
 
 
 def alert_from_row(row: dict[str, Any]) -> Alert:
@@ -45,6 +46,7 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
         count=int(row["count"]),
         event_uuids=tuple(json.loads(uuids) if isinstance(uuids, str) else uuids or ()),
         context=AlertContext.from_dict(json.loads(context) if isinstance(context, str) else context),
+        resolve_after=row.get("resolve_after"),
     )
 
 
@@ -53,7 +55,8 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     cols = ", ".join(f"a.{c}" for c in _ALERT_COLUMNS)
     rows = conn.execute(
         f"SELECT d.id, d.alert_id, d.channel, d.attempts, d.created_at, {cols}, "
-        "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead') "
+        "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead'), "
+        "d.kind "
         "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
         "WHERE d.channel = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
         "ORDER BY d.next_attempt_at, d.id LIMIT ?",
@@ -61,9 +64,10 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     ).fetchall()
     due = []
     for row in rows:
-        alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:16], strict=True)))
-        dead = tuple(c for c in (row[16] or "").split(",") if c and c != channel)
-        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead))
+        end = 5 + len(_ALERT_COLUMNS)
+        alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:end], strict=True)))
+        dead = tuple(c for c in (row[end] or "").split(",") if c and c != channel)
+        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1]))
     return due
 
 
@@ -130,7 +134,7 @@ def redeliver(conn: sqlite3.Connection, at: datetime, delivery_id: int | None = 
 
 
 _DELIVERY_COLUMNS = ("id", "alert_id", "channel", "status", "attempts", "last_error", "next_attempt_at",
-                     "created_at", "sent_at")
+                     "created_at", "sent_at", "kind", "digest_id")
 
 
 def list_deliveries(conn: sqlite3.Connection, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -82,7 +82,22 @@ def _v5_on_call(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX deliveries_alert_channel ON deliveries(alert_id, channel, kind)")
 
 
-def _v6_acknowledgements(db: sqlite_utils.Database) -> None:
+def _v6_storm_digests(db: sqlite_utils.Database) -> None:
+    # Storm control (sentinel/store/storm.py): a delivery held back is 'digested' into the digest alert
+    # (rule sentinel-storm-digest) whose own delivery carries it.
+    db.execute("ALTER TABLE deliveries ADD COLUMN digest_id INTEGER REFERENCES alerts(id)")
+    db.execute("CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL")
+    db.execute("CREATE INDEX deliveries_sent ON deliveries(channel, sent_at) WHERE sent_at IS NOT NULL")
+
+
+def _v7_resolve_after(db: sqlite_utils.Database) -> None:
+    # The rule's resolve_after (seconds) kept with each alert: the daemon resolves quiet groups from the store.
+    db.execute("ALTER TABLE alerts ADD COLUMN resolve_after INTEGER")
+    db.execute("CREATE INDEX alerts_to_resolve ON alerts(rule_id, group_key) "
+               "WHERE resolve_after IS NOT NULL AND resolved_at IS NULL")
+
+
+def _v8_acknowledgements(db: sqlite_utils.Database) -> None:
     # Who acknowledged an alert on the triage page, and when (sentinel/store/triage.py).
     db.table("acknowledgements").create(
         {"alert_id": int, "acknowledged_by": str, "acknowledged_at": str},
@@ -97,7 +112,9 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (3, "pending events indexed in evaluation order", _v3_pending_order),
     (4, "inbox cursor", _v4_inbox_cursor),
     (5, "silences; alerts silenced and resolved", _v5_on_call),
-    (6, "acknowledgements", _v6_acknowledgements),
+    (6, "storm digests", _v6_storm_digests),
+    (7, "resolve_after kept with alerts", _v7_resolve_after),
+    (8, "acknowledgements", _v8_acknowledgements),
 )
 
 
