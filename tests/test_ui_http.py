@@ -24,6 +24,7 @@ from sentinel.delivery.apprise_channel import build_channels
 from sentinel.delivery.routing import route
 from sentinel.okta import parse_delivery
 from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.rules.model import RuleSet
 from sentinel.secret import Secret
 from sentinel.store import Store
 from sentinel.web.ui.app import COOKIE, create_ui_app
@@ -61,10 +62,16 @@ class Ui:
     alert_id: int
 
 
-def _record_alert(store: Store, settings: Settings, event: dict[str, Any]) -> int:
+@pytest.fixture(scope="module")
+def shipped_rules() -> RuleSet:
+    """The shipped rule pack, loaded once for the module (each test gets a fresh engine state)."""
+    return RuleEvaluator.from_settings(RulesSettings(paths=(ROOT / "rules",))).ruleset
+
+
+def _record_alert(store: Store, settings: Settings, rules: RuleSet, event: dict[str, Any]) -> int:
     """Store the event and the alert the shipped rules make of it, as the detector does."""
     delivery = parse_delivery(json.dumps(envelope(event)).encode())
-    evaluator = RuleEvaluator.from_settings(RulesSettings(paths=(ROOT / "rules",)))
+    evaluator = RuleEvaluator(rules, settings.rules.max_groups)
     now = SystemClock().now()
 
     async def run() -> int:
@@ -79,18 +86,17 @@ def _record_alert(store: Store, settings: Settings, event: dict[str, Any]) -> in
 
 
 @pytest.fixture
-def ui(tmp_path: Path) -> Iterator[Ui]:
+def ui(tmp_path: Path, shipped_rules: RuleSet) -> Iterator[Ui]:
     config = write_config(tmp_path, rules=str(ROOT / "rules"))
     settings = load_config(config)
     store = Store(settings.storage.path)
     store.start(SystemClock().now())
-    alert_id = _record_alert(store, settings, sample_event("ui-1", HOSTILE))
+    alert_id = _record_alert(store, settings, shipped_rules, sample_event("ui-1", HOSTILE))
     channels = build_channels(settings)
-    evaluator = RuleEvaluator.from_settings(settings.rules)
     time = FakeTime()
     sources = TriageSources(
         password=Secret(PASSWORD), store=store, clock=SystemClock(), settings=lambda: settings,
-        channels=lambda: channels, rules=lambda: evaluator.ruleset.rules,
+        channels=lambda: channels, rules=lambda: shipped_rules.rules,
         ready_checks=lambda: {"store": True, "rules_loaded": True, "detector": True, "last_reload": True},
         queues=lambda: store.monitor_snapshot(list(channels), 0), last_reload=lambda: ReloadState(None, True))
     app = create_ui_app(sources, limiter=LoginLimiter(LimitPolicy(failures=3, window_seconds=60), clock=time))
