@@ -319,3 +319,11 @@ def test_a_bad_silence_is_refused_with_the_reasons(ui: Ui) -> None:
                                                   "match_value": "x", "duration": "1h", "comment": ""})
     assert answer.status_code == 400 and "a silence needs a comment" in answer.text and "match" in answer.text
     assert asyncio.run(ui.store.list_silences(SystemClock().now())) == []
+
+
+def test_a_form_too_large_is_refused_before_it_is_read(ui: Ui) -> None:
+    token = csrf_of(ui.client.get("/ui/login").text)
+    answer = ui.client.post("/ui/login", data={"csrf": token, "password": PASSWORD, "junk": "x" * 70_000})
+    assert answer.status_code == 413
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert log_in(ui.client).status_code == 303  # a normal one still works

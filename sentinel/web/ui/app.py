@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentinel.web.ui import auth
 from sentinel.web.ui.auth import LoginLimiter
-from sentinel.web.ui.forms import read_form
+from sentinel.web.ui.forms import MAX_FORM_BYTES, FormTooLarge, read_form
 from sentinel.web.ui.pages import Pages
 from sentinel.web.ui.sources import TriageSources
 
@@ -154,7 +154,10 @@ def create_ui_app(sources: TriageSources, *, limiter: LoginLimiter | None = None
         Middleware(SessionMiddleware, secret_key=session_key or secrets.token_urlsafe(32), session_cookie=COOKIE,
                    max_age=SESSION_SECONDS, path="/ui", same_site="strict", https_only=False),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(f"a form is at most {MAX_FORM_BYTES} bytes, with a Content-Length", status_code=413)
+
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={FormTooLarge: too_large})
 
 
 def _login_context(request: Request, error: str) -> dict[str, Any]:
