@@ -143,7 +143,7 @@ def _window(table: Mapping[str, Any], where: str, problems: list[tuple[str, str]
     if not isinstance(match, dict):
         problems.append((f"{where}.match", "must be a table of field path = value"))
     else:
-        for path, expected in match.items():
+        for path, expected in _flatten(match):
             if isinstance(expected, bool):
                 matchers.append((path, "true" if expected else "false"))
             elif isinstance(expected, str | int | float) and str(expected):
@@ -164,6 +164,16 @@ def _window(table: Mapping[str, Any], where: str, problems: list[tuple[str, str]
     if len(problems) > count:
         return None
     return Window(name=str(name).strip(), rules=tuple(r.strip() for r in rules), matchers=tuple(matchers), **fields)
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``match.actor.alternateId = "x"`` (TOML dotted keys: nested tables) and ``match = {"actor.alternateId"
+    = "x"}`` (a quoted key) both mean the field path ``actor.alternateId``."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        pairs.extend(_flatten(value, path) if isinstance(value, dict) and len(pairs) < 64 else [(path, value)])
+    return pairs
 
 
 def _recurring(table: Mapping[str, Any], where: str, problems: list[tuple[str, str]]) -> dict[str, Any]:

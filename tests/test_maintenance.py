@@ -210,3 +210,17 @@ def test_duplicate_names_and_a_table_instead_of_an_array() -> None:
     same = '[[maintenance]]\nname = "n"\nrules = ["x"]\ntimes = "01:00-02:00"\n'
     assert any("'n' is used by another window" in p for p in check(same + same))
     assert any("write [[maintenance]]" in p for p in check('[maintenance]\nname = "n"\n'))
+
+
+def test_match_takes_dotted_keys_as_field_paths() -> None:
+    doc = """
+        [[maintenance]]
+        name = "n"
+        rules = ["*"]
+        times = "01:00-02:00"
+        match.actor.alternateId = "bot@example.com"
+        match."target[type=User].alternateId" = "x@example.com"
+    """
+    settings = parse_config(tomllib.loads(textwrap.dedent(doc)), "f", Path("."), {}, resolve_secrets=False)
+    assert settings.maintenance[0].matchers == (("actor.alternateId", "bot@example.com"),
+                                                ("target[type=User].alternateId", "x@example.com"))

@@ -64,3 +64,57 @@ send_resolved = true
     notes = [r.json()["title"] for r in capture.to("/chat")]
     assert notes[1] == "[RESOLVED] Locked alice@example.com"
     assert [r["status"] for r in rows] == ["resolved"]
+
+
+def test_the_daemon_sends_a_storm_digest_past_a_channels_limit(tmp_path: Path, capture: CaptureServer) -> None:
+    config = write_config(tmp_path, extra=f"""
+[channels.chat]
+urls = ["json://127.0.0.1:{capture.port}/chat"]
+storm_limit = 2
+storm_window = "3s"
+""")
+    (tmp_path / "rules" / "lock.toml").write_text(RULE, encoding="utf-8")
+    daemon = Daemon(config).start()
+    try:
+        users = [make_event(f"lock-{i}", "user.account.lock", actor={
+            "id": f"00u{i}", "type": "User", "alternateId": f"user{i}@example.com", "displayName": f"U{i}"})
+            for i in range(6)]
+        assert daemon.post(envelope(*users)).status_code == 204
+        wait_for(lambda: any("Alert storm" in r.json()["title"] for r in capture.to("/chat")), timeout=30,
+                 detail=daemon.log)
+        digested = CliRunner().invoke(main, ["deliveries", "--status", "digested", "--config", str(config)]).output
+    finally:
+        daemon.stop()
+    titles = [r.json()["title"] for r in capture.to("/chat")]
+    assert len(titles) == 3 and titles[-1] == "[HIGH] Alert storm on chat: 4 alerts in 1 rules", titles
+    assert digested.count("chat") == 4
+
+
+def test_the_daemons_detector_process_silences_alerts_in_a_maintenance_window(
+        tmp_path: Path, capture: CaptureServer) -> None:
+    config = write_config(tmp_path, extra=f"""
+[channels.chat]
+urls = ["json://127.0.0.1:{capture.port}/chat"]
+
+[[maintenance]]
+name = "all day"
+rules = ["proof-*"]
+match = {{ "actor.alternateId" = "ALICE@example.com" }}
+times = "00:00-24:00"
+timezone = "Europe/Paris"
+""")
+    (tmp_path / "rules" / "lock.toml").write_text(RULE, encoding="utf-8")
+    daemon = Daemon(config).start()
+    try:
+        bob = make_event("lock-bob", "user.account.lock", actor={"id": "00u2", "type": "User",
+                                                                  "alternateId": "bob@example.com"})
+        assert daemon.post(envelope(make_event("lock-alice", "user.account.lock"), bob)).status_code == 204
+        wait_for(lambda: len(capture.to("/chat")) == 1, timeout=30, detail=daemon.log)  # bob's
+        rows = {r["title"]: r for r in map(json.loads, CliRunner().invoke(
+            main, ["alerts", "--json", "--config", str(config)]).output.splitlines())}
+    finally:
+        daemon.stop()
+    assert rows["Locked alice@example.com"]["status"] == "silenced"
+    assert rows["Locked alice@example.com"]["silenced_by"] == "maintenance all day"
+    assert rows["Locked bob@example.com"]["status"] == "open"
+    assert [r.json()["title"] for r in capture.to("/chat")] == ["[HIGH] Locked bob@example.com"]

@@ -166,3 +166,13 @@ def test_a_group_stays_open_while_any_of_its_alerts_is_active(tmp_path: Path) ->
     early, late = asyncio.run(scenario())
     assert early == [2]  # john's alert alone
     assert late == [3]  # jane's group, carried by its newest alert
+
+
+def test_a_channel_with_no_destination_for_a_resolve_succeeds_without_sending(tmp_path: Path,
+                                                                            capture: CaptureServer) -> None:
+    chat = AppriseChannel("chat", [f"json://127.0.0.1:{capture.port}/chat"], policy=RetryPolicy(attempts=1))
+    (alert,) = lockouts(rules(tmp_path), 0)
+    outcome = asyncio.run(chat.resolve(alert, notes=False))
+    assert outcome.ok and "takes a resolve" in outcome.detail
+    assert asyncio.run(chat.resolve(alert, notes=True)).ok
+    assert [r.json()["title"] for r in capture.requests] == ["[RESOLVED] Locked jane@example.com"]

@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import make_event
+from prometheus_client import generate_latest
 
 from sentinel.cli import main
 from sentinel.clock import FixedClock
 from sentinel.config import load_config
 from sentinel.okta import parse_event
 from sentinel.rules.evaluator import RuleEvaluator
-from sentinel.service.detector import SILENCE_REFRESH_SECONDS, Detector
+from sentinel.service.detector import SILENCE_REFRESH_SECONDS, Detector, apply_report
+from sentinel.service.metrics import Metrics
 from sentinel.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +120,8 @@ def test_the_detector_stores_covered_alerts_silenced_and_sends_nothing_for_them(
     async def scenario() -> None:
         store = Store(settings.storage.path)
         store.start(now)
-        detector = Detector(store, RuleEvaluator.from_settings(settings.rules), lambda a: ["log"], clock)
+        detector = Detector(store, RuleEvaluator.from_settings(settings.rules), lambda a: ["log"], clock,
+                            on_report=lambda r: apply_report(metrics, r))
         try:
             async def evaluate(*events: dict[str, Any]) -> None:
                 await store.ingest([parse_event(e) for e in events], [], clock.now())
@@ -133,7 +136,11 @@ def test_the_detector_stores_covered_alerts_silenced_and_sends_nothing_for_them(
         finally:
             store.close()
 
+    metrics = Metrics()
     asyncio.run(scenario())
+    exported = generate_latest(metrics.registry).decode()
+    assert 'sentinel_alerts_silenced_total{rule="okta-user-account-locked",severity="medium"} 1.0' in exported
+    assert 'sentinel_alerts_total{rule="okta-user-account-locked",severity="medium"} 2.0' in exported
     rows = {row["title"]: row for row in map(json.loads, cli("alerts", "--json", "--config", str(config)).splitlines())}
     jane, john = rows["Okta account jane@example.com locked out"], rows["Okta account john@example.com locked out"]
     assert (jane["status"], jane["silenced_by"], jane["count"]) == ("silenced", "silence 1", 3)

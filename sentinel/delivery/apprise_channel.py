@@ -163,6 +163,8 @@ class AppriseChannel:
 
     async def resolve(self, alert: Alert, notes: bool) -> DeliveryOutcome:
         targets = [t for t in self._targets if notes or t.kind == "pagerduty"]
+        if not targets:  # e.g. the fallback's copy of a dead resolve, on a channel that takes none
+            return DeliveryOutcome(ok=True, detail="no destination of this channel takes a resolve")
         return await self._send_all(targets, alert, self._resolve_target)
 
     async def _send_all(self, targets: list[_Target], alert: Alert,

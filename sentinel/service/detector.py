@@ -287,8 +287,10 @@ class Detector:
         """Alert key → what silences it (the first active silence or open window covering it), decided when
         the alert is made (wall-clock time); matchers are tested on the alert's events (this batch's, and
         those of earlier batches a threshold alert carries, read back)."""
+        if not alerts:
+            return {}
         silences = await self._silences_at(now)
-        if not silences or not alerts:
+        if not silences:
             return {}
         known = {e.uuid: e for e in events}
         wanted = {u for a in alerts for u in a.event_uuids if u not in known}
