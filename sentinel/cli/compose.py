@@ -72,6 +72,8 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
     metrics = Metrics()
     store = Store(settings.storage.path, clock=clock)
     dispatchers = Dispatchers(channels, settings.delivery, store, clock, metrics, settings.channels)
+    if settings.ui.listen is not None:  # a restart-only setting: reloads keep it
+        dispatchers.ui_url = f"http://{settings.ui.listen}"
 
     def on_report(report: DetectorReport) -> None:
         apply_report(metrics, report)
