@@ -74,7 +74,7 @@ def create_ui_app(sources: TriageSources, *, limiter: LoginLimiter | None = None
     views = templates()
     pages = Pages(sources, views)
 
-    def refuse(request: Request, status: int, text: str, **headers: str) -> Response:
+    def refuse(status: int, text: str, **headers: str) -> Response:
         return PlainTextResponse(text, status_code=status, headers=headers)
 
     def too_many(wait: int) -> Response:
@@ -97,7 +97,7 @@ def create_ui_app(sources: TriageSources, *, limiter: LoginLimiter | None = None
             limiter.failed(address)
         elif request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             return RedirectResponse(f"{LOGIN}?next={quote(request.url.path)}", status_code=303)
-        return refuse(request, 401, "log in at /ui/login, or send the password as HTTP Basic",
+        return refuse(401, "log in at /ui/login, or send the password as HTTP Basic",
                       **{"WWW-Authenticate": 'Basic realm="Sentinel triage", charset="UTF-8"'})
 
     def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -108,7 +108,7 @@ def create_ui_app(sources: TriageSources, *, limiter: LoginLimiter | None = None
             if request.method == "POST":
                 form = await read_form(request)
                 if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
-                    return refuse(request, 403, "missing or wrong CSRF token: reload the page and try again")
+                    return refuse(403, "missing or wrong CSRF token: reload the page and try again")
             return await handler(request, user)
         return endpoint
 
@@ -122,7 +122,7 @@ def create_ui_app(sources: TriageSources, *, limiter: LoginLimiter | None = None
             return too_many(wait)
         form = await read_form(request)
         if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
-            return refuse(request, 403, "missing or wrong CSRF token: reload the login page and try again")
+            return refuse(403, "missing or wrong CSRF token: reload the login page and try again")
         password = form.get("password")
         if password is None or not auth.password_matches(sources.password, password):
             limiter.failed(address)
