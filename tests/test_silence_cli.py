@@ -20,8 +20,9 @@ from sentinel.clock import FixedClock
 from sentinel.config import load_config
 from sentinel.okta import parse_event
 from sentinel.rules.evaluator import RuleEvaluator
-from sentinel.service.detector import SILENCE_REFRESH_SECONDS, Detector, apply_report
+from sentinel.service.detector import Detector, apply_report
 from sentinel.service.metrics import Metrics
+from sentinel.service.silencing import SILENCE_REFRESH_SECONDS
 from sentinel.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,3 +196,28 @@ match = { "actor..alternateId" = "x" }
 """, encoding="utf-8")
     out = cli("check", "--config", str(config), ok=False)
     assert "maintenance[0].match.actor..alternateId: bad field path" in out
+
+
+def test_check_warns_about_a_maintenance_rule_pattern_that_matches_no_rule(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + """
+[[maintenance]]
+name = "n"
+rules = ["okta-user-*", "okta-polcy-*"]
+times = "01:00-02:00"
+""", encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "maintenance[0].rules: 'okta-polcy-*' matches no loaded rule" in result.output
+    assert "'okta-user-*'" not in result.output
+
+
+def test_add_warns_when_the_rule_matches_no_loaded_rule_but_adds_it(config: Path) -> None:
+    result = CliRunner().invoke(main, ["silence", "add", "--config", str(config), "--rule", "okta-user-acount-*",
+                                       "--for", "1h", "--comment", "typo"])
+    assert result.exit_code == 0
+    assert result.stdout == "1\n"
+    assert "--rule 'okta-user-acount-*' matches no rule loaded" in result.stderr
+    ok = CliRunner().invoke(main, ["silence", "add", "--config", str(config), "--rule", "okta-user-account-*",
+                                   "--for", "1h", "--comment", "fine"])
+    assert ok.stdout == "2\n" and ok.stderr == ""

@@ -15,7 +15,7 @@ from daemon import Daemon, write_config
 from helpers_capture import CaptureServer
 
 from sentinel.cli import main
-from sentinel.service.detector import SILENCE_REFRESH_SECONDS
+from sentinel.service.silencing import SILENCE_REFRESH_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "rules" / "data"

@@ -281,6 +281,17 @@ def check_windows(settings: Settings, config: str) -> list[str]:
     return problems
 
 
+def idle_windows(settings: Settings, rule_ids: list[str] | None, config: str) -> list[str]:
+    """A [[maintenance]] rule pattern that matches no loaded rule silences nothing: most likely a typo."""
+    from fnmatch import fnmatchcase
+
+    if rule_ids is None:
+        return []
+    return [f"{config}: maintenance[{index}].rules: {pattern!r} matches no loaded rule"
+            for index, window in enumerate(settings.maintenance) for pattern in window.rules
+            if not any(fnmatchcase(rule_id, pattern) for rule_id in rule_ids)]
+
+
 @click.command()
 @config_option
 def check(config_path: Path) -> None:
@@ -311,6 +322,9 @@ def check(config_path: Path) -> None:
     for warning in lint(evaluator.ruleset) if evaluator is not None else []:
         click.echo(f"warning: {warning}", err=True)
     for warning in routing.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for warning in idle_windows(settings, [r.id for r in evaluator.ruleset.rules] if evaluator else None,
+                                str(config_path)):
         click.echo(f"warning: {warning}", err=True)
     rules = getattr(evaluator, "rule_count", 0)
     auth = "secret set" if settings.okta.secrets else (

@@ -14,6 +14,7 @@ import click
 
 from sentinel.cli.common import config_option, echo, echo_json, fail, load_settings, with_db
 from sentinel.clock import SystemClock
+from sentinel.config import Settings
 from sentinel.model import format_timestamp, parse_timestamp
 from sentinel.rules.durations import duration_seconds
 from sentinel.silences import Silence, validate
@@ -95,6 +96,23 @@ def silence_add(config_path: Path, rule: str, matches: tuple[str, ...], duration
         fail(problems)
     new = Silence(None, rule.strip(), matchers, now, ends, who.strip(), comment.strip(), now)
     click.echo(with_db(settings, lambda store: store.add_silence(new)))
+    if not _matches_a_rule(settings, new.rule):
+        click.echo(f"warning: --rule {new.rule!r} matches no rule loaded from the config's [rules] paths: "
+                   "it silences nothing until such a rule exists", err=True)
+
+
+def _matches_a_rule(settings: Settings, pattern: str) -> bool:
+    """Whether the pattern names a loaded rule (True when the rules cannot be read: no false alarm)."""
+    from fnmatch import fnmatchcase
+
+    from sentinel.errors import SentinelError
+    from sentinel.rules import load_rules
+
+    try:
+        ruleset = load_rules(settings.rules.paths)
+    except (SentinelError, OSError):
+        return True
+    return any(fnmatchcase(r.id, pattern) for r in ruleset.rules)
 
 
 @silence.command("list")

@@ -22,8 +22,9 @@ from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.quarantine import summary
 from sentinel.service.metrics import Metrics
 from sentinel.service.rule_state_log import RuleStateLog
+from sentinel.service.silencing import Silencer
 from sentinel.service.waiting import wait_for_any
-from sentinel.silences import Silence, silencing
+from sentinel.silences import Silence
 from sentinel.store import IngestResult, Pruned, Store
 
 log = logging.getLogger("sentinel.detector")
@@ -37,9 +38,6 @@ RETRY_AFTER_FAILURE_SECONDS = 2.0
 # at most ten minutes apart.
 SWEEP_MIN_SECONDS = 1.0
 SWEEP_MAX_SECONDS = 600.0
-# How often the active silences are read again: a silence added with `sentinel silence add` (another
-# process) takes effect within this, well inside the 5 s the contract promises.
-SILENCE_REFRESH_SECONDS = 2.0
 
 
 def sweep_interval(retention_period: timedelta) -> float:
@@ -124,10 +122,7 @@ class Detector:
                  retention: timedelta | None = None,
                  maintenance: Callable[[datetime], Sequence[Silence]] | None = None) -> None:
         self.store = store
-        # The [[maintenance]] windows open at a time, as silences (read from the current settings).
-        self.maintenance = maintenance
-        self._silences: list[Silence] = []
-        self._silences_read = float("-inf")
+        self.silencer = Silencer(store, clock, maintenance)
         self.evaluator = evaluator
         self.route = route
         self.clock = clock
@@ -272,38 +267,6 @@ class Detector:
         self._next_sweep = self.clock.monotonic() + sweep_interval(self.retention)
         return 0
 
-    async def _silences_at(self, now: datetime) -> list[Silence]:
-        """The silences in force (re-read from the store every few seconds) and the open maintenance windows."""
-        if self.clock.monotonic() - self._silences_read >= SILENCE_REFRESH_SECONDS:
-            try:
-                self._silences = await self.store.active_silences(now)
-            except StoreError as e:  # keep the last ones read: alerts go on being silenced as they were
-                log.warning("silences: reading them failed (%s); using the last ones read", e)
-            self._silences_read = self.clock.monotonic()
-        windows = self.maintenance(now) if self.maintenance is not None else ()
-        return [*self._silences, *windows]
-
-    async def _silenced(self, alerts: Sequence[Alert], events: Sequence[Event], now: datetime) -> dict[str, str]:
-        """Alert key → what silences it (the first active silence or open window covering it), decided when
-        the alert is made (wall-clock time); matchers are tested on the alert's events (this batch's, and
-        those of earlier batches a threshold alert carries, read back)."""
-        if not alerts:
-            return {}
-        silences = await self._silences_at(now)
-        if not silences:
-            return {}
-        known = {e.uuid: e for e in events}
-        wanted = {u for a in alerts for u in a.event_uuids if u not in known}
-        if wanted and any(s.matchers for s in silences):
-            known.update(await self.store.events_by_uuid(sorted(wanted)))
-        silenced: dict[str, str] = {}
-        for alert in alerts:
-            data = [known[u].data for u in alert.event_uuids if u in known]
-            found = silencing(silences, alert, data, now)
-            if found is not None:
-                silenced[alert.key] = found.label
-        return silenced
-
     async def run_once(self) -> int:
         """Evaluate one batch. Returns how many events were evaluated."""
         self._rule_state_log.flush(self.clock.monotonic())  # what the interval held back, even when idle
@@ -332,7 +295,7 @@ class Detector:
         report.rule_state_counts = evaluator.take_rule_counts()
         self._rule_state_log.add(report.rule_state_counts, self.clock.monotonic())
         uuids = [e.uuid for e in events]
-        silenced = await self._silenced(alerts, events, now)
+        silenced = await self.silencer.silenced(alerts, events, now)
         try:
             result = await self.store.record_evaluation(uuids, alerts, route, changes, deleted, now, silenced)
         except StoreError:

@@ -273,7 +273,7 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     # be finishing a batch while the next one loads its state (and an event would be evaluated twice).
     lock = await asyncio.to_thread(_exclusive_lock, settings.storage.path)
     detector, store = await _start_detector(settings, routes, send)
-    detector.maintenance = windows
+    detector.silencer.maintenance = windows
     gc.freeze()  # as the daemon does: long-lived objects out of the collector's full passes
 
     def wakes() -> None:
