@@ -23,7 +23,7 @@ from conftest import alert_rules, envelope, wait_for
 from daemon import Daemon, free_port, write_config
 from helpers_capture import CaptureServer
 
-from sentinel.service.detector import SILENCE_REFRESH_SECONDS
+from sentinel.service.silencing import SILENCE_REFRESH_SECONDS
 
 ROOT = Path(__file__).parent.parent
 DATA = ROOT / "rules" / "data"
