@@ -39,6 +39,8 @@ API_TOKEN_ENV = "SENTINEL_OKTA_API_TOKEN"
 API_TOKEN_CREDENTIAL = "okta-api-token"
 API_PRIVATE_KEY_ENV = "SENTINEL_OKTA_API_PRIVATE_KEY"
 API_PRIVATE_KEY_CREDENTIAL = "okta-api-private-key"
+UI_PASSWORD_ENV = "SENTINEL_UI_PASSWORD"
+UI_PASSWORD_CREDENTIAL = "ui-password"
 
 _DEFAULT_MIN_SEVERITY = Severity.parse(default(CHANNEL_SECTION, "min_severity"))
 _DEFAULT_STORM_WINDOW = duration_of(default(CHANNEL_SECTION, "storm_window"))
@@ -134,6 +136,13 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    # The triage page's own address ("host:port"); None: no page.
+    listen: str | None = default("ui", "listen")
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     format: str = default("logging", "format")
     level: str = default("logging", "level")
@@ -151,6 +160,7 @@ class Settings:
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     maintenance: tuple[Window, ...] = ()
 
@@ -345,6 +355,16 @@ def _metrics(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve
     return MetricsSettings(enabled=get("enabled"), listen=get("listen"), require_token=require_token, token=token)
 
 
+def _ui(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> UiSettings:
+    get = r.section(doc, "ui")
+    listen = get("listen")
+    password = _secret_from(UI_PASSWORD_ENV, UI_PASSWORD_CREDENTIAL, env)
+    if resolve_secrets and listen is not None and password is None:
+        r.fail("ui.listen", f"the triage page needs a password: set {UI_PASSWORD_ENV} (or the systemd credential "
+                            f"{UI_PASSWORD_CREDENTIAL}), or remove [ui] listen")
+    return UiSettings(listen=listen, password=password if listen is not None else None)
+
+
 def parse_config(doc: Mapping[str, Any], file: str, base: Path,
                  environ: Mapping[str, str] | None = None, *, resolve_secrets: bool = True) -> Settings:
     """Validate a parsed TOML document. Raises ErrorGroup with every problem found.
@@ -388,6 +408,8 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
 
     metrics = _metrics(r, doc, env, resolve_secrets)
 
+    ui = _ui(r, doc, env, resolve_secrets)
+
     get = r.section(doc, "logging")
     logging_settings = LoggingSettings(format=get("format"), level=get("level"))
 
@@ -398,7 +420,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     if errors:
         raise ErrorGroup(errors)
     return Settings(source=Path(file), server=server, okta=okta, okta_api=okta_api, storage=storage, rules=rules,
-                    delivery=delivery, channels=channels, monitor=monitor, metrics=metrics,
+                    delivery=delivery, channels=channels, monitor=monitor, metrics=metrics, ui=ui,
                     logging=logging_settings, maintenance=tuple(windows))
 
 
@@ -406,7 +428,7 @@ def secret_variables(settings: Settings) -> frozenset[str]:
     """The environment variables that hold (or lead to) a secret of these settings."""
     named = (name for channel in settings.channels.values() for name in channel.secret_names)
     return frozenset({SECRET_ENV, PREVIOUS_SECRET_ENV, METRICS_TOKEN_ENV, API_TOKEN_ENV, API_PRIVATE_KEY_ENV,
-                      "CREDENTIALS_DIRECTORY", *named})
+                      UI_PASSWORD_ENV, "CREDENTIALS_DIRECTORY", *named})
 
 
 def secret_values(settings: Settings) -> list[str]:
@@ -414,6 +436,8 @@ def secret_values(settings: Settings) -> list[str]:
     secrets = [s.reveal() for s in settings.okta.secrets]
     if settings.metrics.token is not None:
         secrets.append(settings.metrics.token.reveal())
+    if settings.ui.password is not None:
+        secrets.append(settings.ui.password.reveal())
     secrets += [url.reveal() for channel in settings.channels.values() for url in channel.urls]
     return secrets
 

@@ -222,6 +222,9 @@ KEYS: tuple[ConfigKey, ...] = (
               "`host:port` to serve `/metrics` on its own address"),
     ConfigKey("metrics", "require_token", bool, False, None,
               "require `Authorization: Bearer $SENTINEL_METRICS_TOKEN`"),
+    ConfigKey("ui", "listen", str, None, _listen,
+              "`host:port` of the triage page (`/ui/`; absent: off); needs `SENTINEL_UI_PASSWORD` or the "
+              "systemd credential `ui-password`"),
     ConfigKey("logging", "format", str, "text", _one_of("text", "json"),
               "`text` or `json` (one object per line)"),
     ConfigKey("logging", "level", str, "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"),

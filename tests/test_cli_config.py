@@ -107,6 +107,15 @@ def test_serve_and_check_still_fail_clearly_on_a_missing_channel_secret(tmp_path
     assert "Traceback" not in serve.stderr
 
 
+def test_check_fails_when_the_triage_page_has_no_password(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra='\n[ui]\nlisten = "127.0.0.1:8081"\n')
+    env = {"SENTINEL_OKTA_SECRET": "s" * 40, "SENTINEL_UI_PASSWORD": None, "CREDENTIALS_DIRECTORY": None}
+    check = CliRunner().invoke(main, ["check", "--config", str(config)], env=env)
+    assert check.exit_code == 1 and "ui.listen: the triage page needs a password" in check.output
+    ok = CliRunner().invoke(main, ["check", "--config", str(config)], env={**env, "SENTINEL_UI_PASSWORD": "pw" * 20})
+    assert ok.exit_code == 0, ok.output
+
+
 def _arguments(path: str) -> list[str]:
     """The words after ``sentinel``, plus a value for each argument the command cannot run without."""
     words = path.split()[1:]

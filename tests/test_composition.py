@@ -68,6 +68,20 @@ def test_in_process_reload_swaps_the_rules_and_keeps_serving(tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
+def test_storm_digests_link_to_the_triage_page_when_it_is_on(tmp_path: Path) -> None:
+    environ = {"SENTINEL_OKTA_SECRET": SECRET, "SENTINEL_UI_PASSWORD": "pw"}
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    on = load_config(write_config(tmp_path / "on", extra='\n[ui]\nlisten = "127.0.0.1:8081"\n'), environ)
+    off = load_config(write_config(tmp_path / "off"), environ)
+    for settings, url in ((on, "http://127.0.0.1:8081"), (off, None)):
+        daemon = compose(settings, detector=InProcessDetector)
+        try:
+            assert daemon.dispatchers.ui_url == url
+        finally:
+            daemon.store.close()
+
+
 def test_the_http_layer_touches_no_daemon_state() -> None:
     offenders = []
     for path in sorted(WEB.glob("*.py")):

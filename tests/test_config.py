@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.config import load_config
+from sentinel.config import load_config, secret_values
 from sentinel.errors import ErrorGroup
 from sentinel.model import Severity
 
@@ -80,7 +80,7 @@ BROKEN = [
     ("[server]\nmax_body_bytes = 10\n", ["server.max_body_bytes: must be between 1024 and 268435456, not 10"]),
     ("[server]\nprot = 1\n", ["server.prot: unknown key (allowed: host, max_body_bytes, port)"]),
     ("[serer]\n", ["serer: unknown key (allowed: channels, delivery, logging, maintenance, metrics, monitor, okta, "
-                   "rules, server, storage)"]),
+                   "rules, server, storage, ui)"]),
     ("server = 1\n", ["server: must be a table, not an integer"]),
     ('[okta]\nauth_header = "Bad Header"\n', ["okta.auth_header: 'Bad Header' is not a valid HTTP header name"]),
     ('[okta]\nallow_unauthenticated = "yes"\n', ["okta.allow_unauthenticated: must be true or false, not a string"]),
@@ -175,3 +175,29 @@ def test_check_missing_file(tmp_path: Path) -> None:
     r = run_cli("check", "--config", str(tmp_path / "nope.toml"))
     assert r.returncode == 1
     assert r.stderr.strip() == f"{tmp_path / 'nope.toml'}: no such file"
+
+
+def test_the_triage_page_needs_a_password(tmp_path: Path) -> None:
+    text = '[ui]\nlisten = "127.0.0.1:8081"\n'
+    assert problems(tmp_path, text) == [
+        "ui.listen: the triage page needs a password: set SENTINEL_UI_PASSWORD (or the systemd credential "
+        "ui-password), or remove [ui] listen"]
+    s = load(tmp_path, text, {"SENTINEL_UI_PASSWORD": "pw"})
+    assert s.ui.listen == "127.0.0.1:8081" and s.ui.password is not None and s.ui.password.reveal() == "pw"
+    assert "pw" in secret_values(s)  # masked in logs like every other secret
+    # Commands that read no secret do not need it.
+    assert load_config(tmp_path / "sentinel.toml", {}, resolve_secrets=False).ui.password is None
+
+
+def test_the_ui_password_comes_from_a_systemd_credential(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "ui-password").write_text("from-credential\n")
+    s = load(tmp_path, '[ui]\nlisten = "127.0.0.1:8081"\n', {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert s.ui.password is not None and s.ui.password.reveal() == "from-credential"
+
+
+def test_no_ui_section_means_no_page(tmp_path: Path) -> None:
+    s = load(tmp_path, "", {"SENTINEL_UI_PASSWORD": "pw"})
+    assert s.ui.listen is None and s.ui.password is None
+    assert problems(tmp_path, '[ui]\nlisten = "8081"\n') == ["ui.listen: must be 'host:port', not '8081'"]

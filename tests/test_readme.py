@@ -60,7 +60,8 @@ def test_every_shipped_rule_is_in_the_readme() -> None:
 def test_secret_variables_are_documented() -> None:
     for name in ("SENTINEL_OKTA_SECRET", "SENTINEL_OKTA_SECRET_PREVIOUS", "SENTINEL_METRICS_TOKEN",
                  "okta-secret", "okta-secret-previous", "metrics-token", "SENTINEL_OKTA_API_TOKEN",
-                 "SENTINEL_OKTA_API_PRIVATE_KEY", "okta-api-token", "okta-api-private-key"):
+                 "SENTINEL_OKTA_API_PRIVATE_KEY", "okta-api-token", "okta-api-private-key", "SENTINEL_UI_PASSWORD",
+                 "ui-password"):
         assert f"`{name}`" in README, name
 
 
@@ -93,3 +94,9 @@ def test_the_documented_defaults_are_the_settings_defaults() -> None:
     assert settings.delivery.retry_budget == Settings().delivery.retry_budget
     assert settings.channels["c"].min_severity.label == default("channels.NAME", "min_severity")
     assert EngineState().max_groups == default("rules", "max_groups")
+
+
+def test_the_pictures_the_readme_shows_exist() -> None:
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert "docs/img/ui-alerts.png" in pictures and "docs/img/ui-alert.png" in pictures
+    assert [p for p in pictures if not (ROOT / p).is_file()] == []

@@ -122,7 +122,7 @@ def test_optional_credentials_have_a_fallback_and_required_ones_do_not() -> None
     loaded = {v.split(":", 1)[0] for v in d["LoadCredential"]}
     fallback = {v.split(":", 1)[0] for v in d.get("SetCredential", [])}
     assert "okta-secret" not in fallback  # a missing Okta secret must fail the start
-    assert fallback == {"okta-secret-previous", "metrics-token"}
+    assert fallback == {"okta-secret-previous", "metrics-token", "ui-password"}  # ui: only with [ui] listen
     assert fallback <= loaded
 
 

@@ -76,6 +76,8 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
     metrics = Metrics()
     store = Store(settings.storage.path, clock=clock)
     dispatchers = Dispatchers(channels, settings.delivery, store, clock, metrics, settings.channels)
+    if settings.ui.listen is not None:  # a restart-only setting: reloads keep it
+        dispatchers.ui_url = f"http://{settings.ui.listen}"
 
     def on_report(report: DetectorReport) -> None:
         apply_report(metrics, report)
@@ -97,6 +99,7 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
         health.poll_state = lambda: poller.status.readiness(clock.now())
     reloader = Reloader(settings, reload_settings, detector=runner, dispatchers=dispatchers, monitor=monitor,
                         health=health, metrics=metrics, poller=poller)
+    reloader.rules = evaluator.ruleset.rules
     lifecycle = Lifecycle(store, health, runner, dispatchers, monitor, clock, poller)
     return Daemon(settings, clock, store, metrics, health, runner, dispatchers, monitor, intake, reloader, lifecycle,
                   poller)
@@ -124,3 +127,19 @@ def web_apps(daemon: Daemon) -> tuple[ASGIApp, Starlette | None]:
     hook = OktaHookEndpoint(daemon.intake, daemon.metrics, daemon.clock)
     app = create_app(hook, daemon.health, daemon.lifecycle, route if config.enabled and not separate else None)
     return app, create_metrics_app(route) if config.enabled and separate else None
+
+
+def ui_app(daemon: Daemon) -> Starlette | None:
+    """The triage page's app, for its own listener (``[ui] listen``); None when it is off."""
+    password = daemon.settings.ui.password
+    if daemon.settings.ui.listen is None or password is None:
+        return None
+    from sentinel.web.ui.app import create_ui_app
+    from sentinel.web.ui.sources import ReloadState, TriageSources
+
+    reloader, health = daemon.reloader, daemon.health
+    return create_ui_app(TriageSources(
+        password=password, store=daemon.store, clock=daemon.clock,
+        settings=lambda: reloader.settings, channels=lambda: daemon.dispatchers.channels,
+        rules=lambda: reloader.rules, ready_checks=health.ready_checks, queues=daemon.monitor.queues,
+        last_reload=lambda: ReloadState(reloader.last_reload_at, health.last_reload_ok)))

@@ -78,28 +78,35 @@ def _with_local_secret(settings: Settings, path: Path) -> Settings:
     return dataclasses.replace(settings, okta=dataclasses.replace(settings.okta, secrets=(secret,)))
 
 
-def _claim(settings: Settings) -> tuple[StoreLock, socket.socket, socket.socket | None]:
-    """Before anything starts: the store, then the ports. A second instance on the same store hears so
-    (with the first one's pid) even when its port is taken too; a taken port leaves nothing created."""
+def _claim(settings: Settings) -> tuple[StoreLock, socket.socket, socket.socket | None, socket.socket | None]:
+    """Before anything starts: the store, then the ports (main, metrics, triage page). A second instance on the
+    same store hears so (with the first one's pid) even when its port is taken too; a taken port leaves nothing
+    created."""
     lock = StoreLock(settings.storage.path)
     sockets: list[socket.socket] = []
+    metrics_socket = ui_socket = None
     try:
         lock.acquire(create=False)
         sockets.append(listen(settings.server.host, settings.server.port, "[server] host and port"))
         if settings.metrics.enabled and settings.metrics.listen:
             host, _, port = settings.metrics.listen.rpartition(":")
-            sockets.append(listen(host.strip("[]"), int(port), "[metrics] listen"))
+            metrics_socket = listen(host.strip("[]"), int(port), "[metrics] listen")
+            sockets.append(metrics_socket)
+        if settings.ui.listen:
+            host, _, port = settings.ui.listen.rpartition(":")
+            ui_socket = listen(host.strip("[]"), int(port), "[ui] listen")
+            sockets.append(ui_socket)
         lock.acquire()
     except InstanceClash as e:
         for sock in sockets:
             sock.close()
         lock.release()
         fail(str(e))
-    return lock, sockets[0], sockets[1] if len(sockets) > 1 else None
+    return lock, sockets[0], metrics_socket, ui_socket
 
 
 def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
-    _lock, main_socket, metrics_socket = _claim(settings)  # held for the life of the process; first: fail fast
+    _lock, main_socket, metrics_socket, ui_socket = _claim(settings)  # held for the process's life; first: fail fast
 
     from sentinel.cli.compose import compose
 
@@ -109,7 +116,7 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     except SentinelError as e:
         fail(error_lines(e))
 
-    server, metrics_server = _servers(settings, daemon, with_metrics=metrics_socket is not None)
+    server, metrics_server, ui_server = _servers(settings, daemon, with_metrics=metrics_socket is not None)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -127,12 +134,16 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
         if serving.done():  # start-up failed (store unusable): uvicorn has logged why
             await serving
             sys.exit(3)
-        extra = asyncio.create_task(metrics_server.serve(sockets=[metrics_socket]), name="metrics") \
-            if metrics_server is not None and metrics_socket is not None else None
+        extras = [(extra_server, asyncio.create_task(extra_server.serve(sockets=[sock]), name=name))
+                  for name, extra_server, sock in (("metrics", metrics_server, metrics_socket),
+                                                   ("ui", ui_server, ui_socket))
+                  if extra_server is not None and sock is not None]
         stop = asyncio.Event()
         watchdog = asyncio.create_task(systemd.watchdog(stop, daemon.lifecycle.healthy), name="watchdog")
         log.info("sentinel listening on http://%s:%d/hooks/okta (store %s)", settings.server.host,
                  settings.server.port, settings.storage.path)
+        if ui_server is not None:
+            log.info("triage page on http://%s/ui/", settings.ui.listen)
         started.set()
         try:
             log.info("address written to %s (for `sentinel demo`)", write_address(settings))
@@ -147,9 +158,9 @@ def _serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
             await serving
         finally:
             stop.set()
-            if metrics_server is not None and extra is not None:
-                metrics_server.should_exit = True
-                await extra
+            for extra_server, task in extras:
+                extra_server.should_exit = True
+                await task
             await watchdog
 
     # The loop uvicorn would pick itself (uvloop when installed): ``server.serve()`` inside a plain
@@ -169,15 +180,16 @@ def _start_logging(settings: Settings) -> None:
 
 
 def _servers(settings: Settings, daemon: Daemon, *,
-             with_metrics: bool) -> tuple[uvicorn.Server, uvicorn.Server | None]:
-    """The main listener's server and, with its own socket, the metrics listener's; one connection guard."""
+             with_metrics: bool) -> tuple[uvicorn.Server, uvicorn.Server | None, uvicorn.Server | None]:
+    """The main listener's server and, with their own sockets, the metrics listener's and the triage page's;
+    one connection guard."""
     import uvicorn
 
-    from sentinel.cli.compose import web_apps
+    from sentinel.cli.compose import ui_app, web_apps
     from sentinel.web.http_guard import MAX_CONNECTIONS, ConnectionGuard, connection_cap
 
     class QuietServer(uvicorn.Server):
-        """The metrics listener: the main server alone handles SIGTERM/SIGINT (the last handler
+        """The metrics listener and the triage page: the main server alone handles SIGTERM/SIGINT (the last handler
         installed would otherwise win, and the main server would never hear the signal)."""
 
         @contextlib.contextmanager
@@ -212,7 +224,12 @@ def _servers(settings: Settings, daemon: Daemon, *,
     if with_metrics and metrics_app is not None and settings.metrics.listen:
         host, _, port = settings.metrics.listen.rpartition(":")
         metrics_server = server_for(metrics_app, host.strip("[]"), int(port), QuietServer)
-    return server, metrics_server
+    triage = ui_app(daemon)
+    ui_server = None
+    if triage is not None and settings.ui.listen:
+        host, _, port = settings.ui.listen.rpartition(":")
+        ui_server = server_for(triage, host.strip("[]"), int(port), QuietServer)
+    return server, metrics_server, ui_server
 
 
 @click.command()

@@ -58,6 +58,10 @@ class Channel(Protocol):
         """The channel's destinations, masked."""
         ...
 
+    def formats(self) -> list[tuple[str, str]]:
+        """Each destination (masked) with the message format it gets: slack, email, pagerduty, text or log."""
+        ...
+
     async def send(self, alert: Alert) -> DeliveryOutcome: ...
 
     async def send_each(self, alert: Alert) -> list[tuple[str, DeliveryOutcome]]:
@@ -150,6 +154,9 @@ class AppriseChannel:
 
     def describe(self) -> list[str]:
         return [t.masked for t in self._targets]
+
+    def formats(self) -> list[tuple[str, str]]:
+        return [(t.masked, t.kind) for t in self._targets]
 
     async def send(self, alert: Alert) -> DeliveryOutcome:
         return await self._send_all(list(self._targets), alert, self._send_target)

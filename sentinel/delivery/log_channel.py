@@ -32,6 +32,9 @@ class LogChannel:
     def describe(self) -> list[str]:
         return [f"log://{self.path}"]
 
+    def formats(self) -> list[tuple[str, str]]:
+        return [(f"log://{self.path}", "log")]
+
     async def send(self, alert: Alert) -> DeliveryOutcome:
         record = log_record(alert, self.options)
         line = json.dumps(record, ensure_ascii=False, sort_keys=True)

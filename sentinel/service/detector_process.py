@@ -7,9 +7,9 @@ dispatchers. The two talk through the store otherwise: the child unpacks the inb
 alerts and rule state to the main database. If the child dies it is started again; nothing is lost,
 since everything it had not committed is still in the store.
 
-The child gets no secrets: the Okta secrets, the metrics token and the channel URLs are removed from
-its settings, and every variable that holds a secret from its environment. It runs only Sentinel's own
-code: ``python -P`` keeps the working directory off ``sys.path`` (``-m`` would put it first, so a folder
+The child gets no secrets: the Okta secrets, the metrics token, the UI password and the channel URLs are
+removed from its settings, and every variable that holds a secret from its environment. It runs only
+Sentinel's own code: ``python -P`` keeps the working directory off ``sys.path`` (``-m`` would put it first, so a folder
 named ``sentinel`` there would be imported instead).
 """
 
@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentinel.config import MetricsSettings, OktaSettings, Settings, secret_variables
+from sentinel.config import MetricsSettings, OktaSettings, Settings, UiSettings, secret_variables
 from sentinel.service.detector import DetectorReport
 
 if TYPE_CHECKING:
@@ -50,10 +50,11 @@ NICENESS = 5
 
 
 def child_settings(settings: Settings) -> Settings:
-    """What the child may know: no Okta secret, no metrics token, no channel URL (it only routes)."""
+    """What the child may know: no Okta secret, no metrics token, no UI password, no channel URL (it only
+    routes)."""
     channels = {name: dataclasses.replace(channel, urls=()) for name, channel in settings.channels.items()}
     return dataclasses.replace(settings, okta=OktaSettings(allow_unauthenticated=True), metrics=MetricsSettings(),
-                               channels=channels)
+                               ui=UiSettings(), channels=channels)
 
 
 def child_environment(secret_names: Collection[str], environ: Mapping[str, str] = os.environ) -> dict[str, str]:

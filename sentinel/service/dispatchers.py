@@ -28,6 +28,7 @@ class Dispatchers:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.dispatchers: list[Dispatcher] = []
+        self.ui_url: str | None = None  # the triage page ([ui] listen), linked from storm digests
 
     def use(self, channels: dict[str, Channel], delivery: DeliverySettings,
             channel_settings: Mapping[str, ChannelSettings] | None = None) -> None:
@@ -50,7 +51,7 @@ class Dispatchers:
             # A log channel is a record, not a person's inbox: never storm-controlled.
             storms={name: StormPolicy(c.storm_limit, c.storm_window) for name, c in self._channel_settings.items()
                     if c.kind != "log"},
-            send_resolved=[name for name, c in self._channel_settings.items() if c.send_resolved])
+            send_resolved=[name for name, c in self._channel_settings.items() if c.send_resolved], ui_url=self.ui_url)
 
     def wake(self) -> None:
         """New deliveries are committed."""

@@ -19,7 +19,7 @@ from sentinel.service.metrics import Metrics
 from sentinel.service.monitor import feed_alert, poll_alert
 from sentinel.service.poller import PollStatus
 from sentinel.service.waiting import wait_for_any
-from sentinel.store import Store
+from sentinel.store import MonitorSnapshot, Store
 
 log = logging.getLogger("sentinel.service")
 MONITOR_INTERVAL_SECONDS = 5.0
@@ -52,6 +52,10 @@ class Monitor:
         """The detector reported inbox rows up to ``upto`` in the main database."""
         self._unpacked_upto = max(self._unpacked_upto, upto)
 
+    async def queues(self) -> MonitorSnapshot:
+        """The queues' state now (for the triage page's health view)."""
+        return await self.store.monitor_snapshot(list(self.dispatchers.channels), self._unpacked_upto)
+
     def _route(self, alert: Alert) -> Sequence[str]:
         return route(alert, self.settings.channels)
 
@@ -68,7 +72,7 @@ class Monitor:
         now = self.clock.now()
         if not self.health.store_check_ok:  # keep sentinel_ready{check="store"} current without /readyz
             await self.health.check_store()
-        queues = await self.store.monitor_snapshot(list(self.dispatchers.channels), self._unpacked_upto)
+        queues = await self.queues()
         self.metrics.events_pending.set(queues.pending_events)
         self.metrics.inbox_pending.set(queues.inbox_waiting)
         self.metrics.detector_up.set(1 if self.detector.running() else 0)

@@ -7,12 +7,14 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sentinel import redaction
 from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
 from sentinel.errors import ErrorGroup, SentinelError
 from sentinel.rules.evaluator import RuleEvaluator
+from sentinel.rules.model import Rule
 from sentinel.rules.sources import polled_event_types
 from sentinel.service import systemd
 from sentinel.service.detector_runner import DetectorRunner
@@ -25,7 +27,7 @@ from sentinel.service.ruleset import log_lint, log_routing
 
 log = logging.getLogger("sentinel.service")
 # Settings a reload cannot change in a running process.
-RESTART_ONLY = ("server", "okta", "okta_api", "storage", "metrics")
+RESTART_ONLY = ("server", "okta", "okta_api", "storage", "metrics", "ui")
 
 
 class Reloader:
@@ -41,6 +43,8 @@ class Reloader:
         self._metrics = metrics
         self._poller = poller
         self._lock = asyncio.Lock()
+        self.rules: tuple[Rule, ...] = ()  # the rules in use (set by compose, then by each reload applied)
+        self.last_reload_at: datetime | None = None  # when a reload last finished, applied or not
 
     async def reload(self) -> bool:
         """Re-read config and rules; swap them in only if everything is valid. Never drops an event:
@@ -50,6 +54,7 @@ class Reloader:
             return False
         async with self._lock:
             systemd.reloading("reloading configuration and rules")
+            self.last_reload_at = datetime.now(UTC)
             try:
                 return await self._reload(self._reload_settings)
             except Exception:  # a bug or an input nothing foresaw: logged, and the daemon runs on
@@ -87,6 +92,7 @@ class Reloader:
         log_routing(settings, evaluator)
         await self._dispatchers.stop()
         self.settings = settings
+        self.rules = evaluator.ruleset.rules
         self._dispatchers.use(channels, settings.delivery, settings.channels)
         redaction.SECRETS.apply_staged()  # these settings are in use: mask their secrets, no older ones
         self._monitor.use(settings)

@@ -20,7 +20,7 @@ from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
 from sentinel.render.digest import HeldAlert
 from sentinel.silences import Silence
-from sentinel.store import alerts, deliveries, events, inbox, poll_cursor, resolve, retention, silences, storm
+from sentinel.store import alerts, deliveries, events, inbox, poll_cursor, resolve, retention, silences, storm, triage
 from sentinel.store.alerts import EvaluationResult
 from sentinel.store.appender import Appender
 from sentinel.store.cli_store import CliInbox, CliStore, open_for_cli, open_inbox_for_cli
@@ -30,11 +30,12 @@ from sentinel.store.events import IngestResult
 from sentinel.store.poll_cursor import PollCursor
 from sentinel.store.retention import Pruned
 from sentinel.store.schema import migrate
+from sentinel.store.triage import AlertFilter
 
 T = TypeVar("T")
 
-__all__ = ["CliInbox", "CliStore", "DueDelivery", "EvaluationResult", "IngestResult", "MonitorSnapshot", "PollCursor",
-           "Pruned", "Store", "connect", "open_for_cli", "open_inbox_for_cli"]
+__all__ = ["AlertFilter", "CliInbox", "CliStore", "DueDelivery", "EvaluationResult", "IngestResult", "MonitorSnapshot",
+           "PollCursor", "Pruned", "Store", "connect", "open_for_cli", "open_inbox_for_cli"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +229,34 @@ by SQLite's lock: see docs/architecture.md, "Store".
     async def expire_silence(self, silence_id: int, at: datetime) -> bool:
         return await self._write(lambda c: silences.expire_silence(c, silence_id, at),
                                  f"expiring silence {silence_id}")
+
+    # --- the triage page (sentinel/web/ui) ----------------------------------------------------------
+
+    async def triage_alerts(self, where: AlertFilter, limit: int = 200) -> list[dict[str, Any]]:
+        """Alerts newest first, with status and acknowledgement."""
+        return await self._read(lambda c: triage.list_alerts(c, where, limit), "listing alerts")
+
+    async def get_alert(self, alert_id: int) -> dict[str, Any] | None:
+        """One alert (its rendering context included), its status and acknowledgement; None: no such alert."""
+        def read(c: sqlite3.Connection) -> dict[str, Any] | None:
+            row = deliveries.get_alert(c, alert_id)
+            return None if row is None else {**row, **triage.alert_status(c, alert_id)}
+        return await self._read(read, "reading an alert")
+
+    async def acknowledge(self, alert_id: int, by: str, at: datetime) -> bool:
+        """Record who acknowledged the alert and when; False if unknown or already acknowledged."""
+        return await self._write(lambda c: triage.acknowledge(c, alert_id, by, at), "acknowledging an alert")
+
+    async def alert_counts_by_rule(self, since: datetime) -> dict[str, int]:
+        return await self._read(lambda c: triage.counts_by_rule(c, since), "counting alerts")
+
+    async def rule_activity(self, since: datetime) -> dict[str, tuple[str, int]]:
+        """Per rule that fired: (last fired, alerts since ``since``)."""
+        return await self._read(lambda c: triage.rule_activity(c, since), "reading rule activity")
+
+    async def deliveries_by_channel(self) -> dict[str, dict[str, int]]:
+        """Pending and dead deliveries per channel."""
+        return await self._read(triage.deliveries_by_channel, "counting deliveries")
 
     # --- the daemon's gauges ------------------------------------------------------------------------
 

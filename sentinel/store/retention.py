@@ -61,6 +61,7 @@ def prune_expired(conn: sqlite3.Connection, cutoff: datetime, chunk: int = PRUNE
     if alert_ids:
         marks = ",".join("?" * len(alert_ids))
         deliveries = conn.execute(f"DELETE FROM deliveries WHERE alert_id IN ({marks})", alert_ids).rowcount
+        conn.execute(f"DELETE FROM acknowledgements WHERE alert_id IN ({marks})", alert_ids)
         alerts = conn.execute(f"DELETE FROM alerts WHERE id IN ({marks})", alert_ids).rowcount
     return Pruned(events=events, quarantine=quarantine, alerts=alerts, deliveries=deliveries)
 

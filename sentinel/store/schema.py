@@ -97,6 +97,15 @@ def _v7_resolve_after(db: sqlite_utils.Database) -> None:
                "WHERE resolve_after IS NOT NULL AND resolved_at IS NULL")
 
 
+def _v8_acknowledgements(db: sqlite_utils.Database) -> None:
+    # Who acknowledged an alert on the triage page, and when (sentinel/store/triage.py).
+    db.table("acknowledgements").create(
+        {"alert_id": int, "acknowledged_by": str, "acknowledged_at": str},
+        pk="alert_id", not_null={"acknowledged_by", "acknowledged_at"},
+        foreign_keys=[("alert_id", "alerts", "id")],
+    )
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
@@ -105,6 +114,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (5, "silences; alerts silenced and resolved", _v5_on_call),
     (6, "storm digests", _v6_storm_digests),
     (7, "resolve_after kept with alerts", _v7_resolve_after),
+    (8, "acknowledgements", _v8_acknowledgements),
 )
 
 
