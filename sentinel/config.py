@@ -358,7 +358,7 @@ def _metrics(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve
 def _ui(r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], resolve_secrets: bool) -> UiSettings:
     get = r.section(doc, "ui")
     listen = get("listen")
-    password = _secret_from(UI_PASSWORD_ENV, UI_PASSWORD_CREDENTIAL, env)
+    password = secret_from(UI_PASSWORD_ENV, UI_PASSWORD_CREDENTIAL, env)
     if resolve_secrets and listen is not None and password is None:
         r.fail("ui.listen", f"the triage page needs a password: set {UI_PASSWORD_ENV} (or the systemd credential "
                             f"{UI_PASSWORD_CREDENTIAL}), or remove [ui] listen")

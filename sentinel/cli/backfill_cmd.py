@@ -1,24 +1,15 @@
-"""``sentinel backfill``: read a window of Okta's System Log into the store, beside a running daemon."""
+"""``sentinel backfill``: read a window of Okta's System Log into the store, beside a running daemon.
+
+The work is in :mod:`sentinel.cli.backfill_run`, imported when the command runs: the API client, the poller
+and the store would otherwise slow every other command's start."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 
-from sentinel.cli.common import config_option, echo, echo_json, error_lines, fail, load_settings
-from sentinel.cli.delivery_cmds import parse_since
-from sentinel.clock import SystemClock
-from sentinel.errors import SentinelError, StoreError
-from sentinel.model import format_timestamp
-from sentinel.okta_api import ApiError, SystemLogClient, load_api_credentials
-from sentinel.rules.evaluator import RuleEvaluator
-from sentinel.rules.sources import polled_event_types
-from sentinel.service.backfill import BackfillProgress, backfill
-from sentinel.service.poller import RETENTION, requestable_types
-from sentinel.store import CliInbox, open_inbox_for_cli
+from sentinel.cli.common import config_option
 
 
 @click.command("backfill")
@@ -31,49 +22,9 @@ def backfill_cmd(since_text: str, until_text: str | None, config_path: Path) -> 
     Bounded requests on `published`, the event types the rules read; the running daemon's detector
     evaluates the events, and any it already has (from the hook or the poller) are dropped on uuid.
     Progress goes to stderr; the totals to stdout as JSON."""
-    settings = load_settings(config_path, secrets=False)  # it sends nothing: channel secrets may be unset
-    api = settings.okta_api
-    if api is None:
-        fail(f"{config_path}: no [okta.api] table: back-filling needs the System Log API (see README)")
-    clock = SystemClock()
-    now = clock.now()
-    since = parse_since(since_text, now)
-    until = parse_since(until_text, now) if until_text else now
-    if since >= until:
-        fail(f"--since ({format_timestamp(since)}) must be before --until ({format_timestamp(until)})")
-    oldest = now - RETENTION + timedelta(minutes=1)
-    if since < oldest:
-        echo(f"backfill: Okta keeps 90 days; reading from {format_timestamp(oldest)}", err=True)
-        since = oldest
-    try:
-        credentials = load_api_credentials(api)
-        types = requestable_types(polled_event_types(RuleEvaluator.from_settings(settings.rules).ruleset))
-    except SentinelError as e:
-        fail(error_lines(e))
-    try:
-        inbox = open_inbox_for_cli(settings.storage.path)
-    except (FileNotFoundError, StoreError) as e:
-        fail(str(e))
-    try:
-        done = asyncio.run(_run(SystemLogClient(api, credentials, clock=clock), inbox, since, until, types, clock))
-    except (ApiError, StoreError) as e:
-        fail(f"backfill stopped: {e} (pages read so far are stored; run it again from there)")
-    finally:
-        inbox.close()
-    echo_json({"since": format_timestamp(since), "until": format_timestamp(until), "pages": done.pages,
-               "events": done.events, "event_types": list(types) if types is not None else "all"})
+    from sentinel.cli.backfill_run import run_backfill
 
-
-async def _run(client: SystemLogClient, inbox: CliInbox, since: datetime, until: datetime,
-               types: tuple[str, ...] | None, clock: SystemClock) -> BackfillProgress:
-    def progress(done: BackfillProgress) -> None:
-        newest = format_timestamp(done.newest) if done.newest else "-"
-        echo(f"backfill: {done.pages} pages, {done.events} events, up to {newest}", err=True)
-
-    try:
-        return await backfill(client, since, until, types, inbox.append_page, clock, progress)
-    finally:
-        await client.aclose()
+    run_backfill(since_text, until_text, config_path)
 
 
 def register(main: click.Group) -> None:
