@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from sentinel.model import Event, format_timestamp, parse_timestamp
 from sentinel.okta import Quarantined
 from sentinel.quarantine import record
@@ -46,8 +48,18 @@ def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Seque
     return IngestResult(new=new, duplicate=len(events) - new, quarantined=len(quarantined))
 
 
+# Reading an event back (a backlog past the detector's cache, a restart): msgspec builds the same objects
+# as json.loads in about half its time; a body it refuses (NaN, stored by the json.loads path) is read by
+# json.loads as before.
+_BODY = msgspec.json.Decoder()
+
+
 def _event_from_row(uuid: str, event_type: str, published: str, body: str) -> Event:
-    return Event(uuid=uuid, event_type=event_type, published=parse_timestamp(published), data=json.loads(body))
+    try:
+        data = _BODY.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        data = json.loads(body)
+    return Event(uuid=uuid, event_type=event_type, published=parse_timestamp(published), data=data)
 
 
 def pending_uuids(conn: sqlite3.Connection, limit: int) -> list[str]:
