@@ -151,6 +151,16 @@ def parse_delivery_with_json(body: bytes) -> Delivery:
 _ELEMENT = msgspec.json.Decoder()
 
 
+def decode_json(document: bytes | str) -> Any:
+    """One JSON document as json.loads reads it, decoded by msgspec when it can (the detector's decode,
+    shared with ``sentinel replay``); json.loads has the last word (NaN, lone surrogate escapes, integers
+    past Python's limit) and raises the same errors as before."""
+    try:
+        return _ELEMENT.decode(document)
+    except (msgspec.DecodeError, RecursionError):
+        return json.loads(document)
+
+
 def _parse_quickly(body: bytes) -> Delivery | None:
     """:func:`parse_delivery` for a well-formed UTF-8 body, each element decoded once by msgspec (no
     ``json.loads`` of the whole body, no second pass for each element's text); None for any body it is not

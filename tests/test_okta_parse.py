@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.errors import PayloadError
-from sentinel.okta import _load, check_delivery, parse_delivery, parse_delivery_with_json, verification_answer
+from sentinel.okta import (
+    _load,
+    check_delivery,
+    decode_json,
+    parse_delivery,
+    parse_delivery_with_json,
+    verification_answer,
+)
 from sentinel.rules.testing import event_from_dict
 
 
@@ -238,3 +245,16 @@ def test_fast_parse_agrees_with_json_loads_on_mutated_bodies(mutations: list[tup
         at %= len(body) + 1
         body[at:at + cut] = insert
     _same_either_way(bytes(body))
+
+
+@pytest.mark.parametrize("value", [*ODD_VALUES, "18446744073709551616", "1.0", "-0.0", '{"a":1,"a":[2]}'])
+def test_decode_json_reads_what_json_loads_reads(value: str) -> None:
+    """The decode replay shares with the detector: msgspec when it can, json.loads for the rest."""
+    def outcome(decode: object) -> str:
+        try:
+            return json.dumps(decode(value.encode("utf-8", "surrogatepass")))  # type: ignore[operator]
+        except ValueError as e:
+            return type(e).__name__
+        except RecursionError:
+            return "RecursionError"
+    assert outcome(decode_json) == outcome(json.loads)
