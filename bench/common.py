@@ -76,10 +76,12 @@ class Report:
             Path(path).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
 
 
-def arguments(doc: str | None) -> argparse.Namespace:
+def arguments(doc: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run (about a minute)")
     parser.add_argument("--json", metavar="FILE", help="also write the checked targets to FILE (for run_all)")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 

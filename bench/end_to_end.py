@@ -10,7 +10,7 @@ commit, the detector, the alert and its delivery row, the dispatcher, rendering 
 Baseline: the same capture server's answer time to a direct POST (the floor the network and the
 capture server add), printed for comparison.
 
-Target: p99 < 250 ms, and every alert delivered.
+Target: p99 <= 100 ms (issue 16; it was 250 ms), and every alert delivered.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from common import (
 )
 
 RATE = 100
+P99_TARGET_MS = 100  # issue 16
 HEADERS = {"Content-Type": "application/json", "Authorization": SECRET}
 
 
@@ -164,8 +165,8 @@ def main() -> None:
     ]))
     print(f"alerts sent {len(sent):,}, arrived {len(latencies):,}, missing {missing}, POST errors {errors}")
     print()
-    report.add("end-to-end p99 at 100 alerts/s", percentile(latencies, 99) if latencies else float("inf"), 250, "ms",
-               higher_is_better=False)
+    p99 = percentile(latencies, 99) if latencies else float("inf")
+    report.add("end-to-end p99 at 100 alerts/s", p99, P99_TARGET_MS, "ms", higher_is_better=False)
     report.add("end-to-end alerts missing or POST errors", float(missing + errors), 0, "", higher_is_better=False)
     report.write(args.json)
 

@@ -355,3 +355,61 @@ def test_what_rule_state_lets_go_is_logged_once_per_rule_and_interval_and_export
     for name, count in [("groups_evicted", 25), ("groups_expired", 1), ("entries_dropped", 9), ("match_errors", 1)]:
         assert f'sentinel_rule_{name}_total{{rule="spray"}} {count}.0' in exposed, name
     assert "sentinel_rule_state_groups_dropped 25.0" in exposed  # the gauge it always had
+
+
+class OrderRecorder(ScriptedEvaluator):
+    """Alerts on every event (ScriptedEvaluator) and records the order it saw them in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+
+    def evaluate(self, event: Event, now: datetime) -> list[Alert]:
+        self.order.append(event.uuid)
+        return super().evaluate(event, now)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_evaluating_as_unpacked_stores_and_alerts_exactly_as_the_pending_way(tmp_path: Path, fused: bool) -> None:
+    """unpack_once(evaluate=True) (nothing pending) must leave the store as unpack_once + run_once do:
+    the same events, all evaluated, each alert once, in the pending queue's order (published, uuid);
+    duplicates inside the batch and events stored before count as duplicates and are not evaluated."""
+    recorder = OrderRecorder()
+    bodies = [delivery(make_event("c", published="2026-01-01T00:00:03.000Z"),
+                       make_event("a", published="2026-01-01T00:00:01.000Z")),
+              delivery(make_event("b", published="2026-01-01T00:00:01.000Z"), make_event("old")),
+              delivery(make_event("a", published="2026-01-01T00:00:01.000Z"), extra=[{"uuid": 1}])]
+
+    async def scenario() -> tuple[list[DetectorReport], list[tuple[object, ...]]]:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        reports: list[DetectorReport] = []
+        try:
+            await store.ingest([parse_event(make_event("old"))], [], NOW)
+            detector = Detector(store, recorder, lambda a: ["log"], FixedClock(NOW), on_report=reports.append)
+            await detector.load_state()
+            assert await detector.run_once() == 1  # "old": stored and pending before
+            recorder.order.clear()
+            reports.clear()
+            for body in bodies:
+                await store.receive(body, NOW)
+            assert await detector.unpack_once(evaluate=fused) == 3
+            while await detector.run_once():
+                pass
+        finally:
+            store.close()
+        conn = sqlite3.connect(tmp_path / "s.db")
+        rows = conn.execute("SELECT uuid, evaluated_at IS NOT NULL FROM events ORDER BY uuid").fetchall()
+        rows += conn.execute("SELECT key, count FROM alerts ORDER BY key").fetchall()
+        rows += conn.execute("SELECT count(*) FROM deliveries").fetchall()
+        conn.close()
+        return reports, rows
+
+    reports, rows = asyncio.run(scenario())
+    assert recorder.order == ["a", "b", "c"]
+    assert rows == [("a", 1), ("b", 1), ("c", 1), ("old", 1), ("r:a", 1), ("r:b", 1), ("r:c", 1), ("r:old", 1), (4,)]
+    assert sum(r.received for r in reports) == 3
+    assert sum(r.duplicate for r in reports) == 2
+    assert sum(r.quarantined for r in reports) == 1
+    assert sum(r.evaluated for r in reports) == 3
+    assert len([a for r in reports for a in r.alerts]) == 3

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.errors import PayloadError
-from sentinel.okta import _load, check_delivery, parse_delivery, verification_answer
+from sentinel.okta import (
+    _load,
+    check_delivery,
+    decode_json,
+    parse_delivery,
+    parse_delivery_with_json,
+    verification_answer,
+)
 from sentinel.rules.testing import event_from_dict
 
 
@@ -195,3 +202,59 @@ def test_a_rule_test_event_is_checked_as_intake_checks_one(event: dict[str, obje
     assert reason.endswith(q.reason)
     with pytest.raises(ValueError, match=re.escape(reason)):
         event_from_dict(event)
+
+
+# --- parse_delivery's fast path (msgspec per element) against the json.loads path -----------------------
+
+def _outcome(parse: object, body: bytes) -> object:
+    """Everything a parse yields, typed: json.dumps tells 1 from 1.0 and keeps key order (and NaN)."""
+    try:
+        delivery = parse(body)  # type: ignore[operator]
+    except PayloadError as e:
+        return f"error at {e.location}: {e.message}"
+    return ([(e.uuid, e.event_type, e.published, json.dumps(e.data, ensure_ascii=False),
+              json.dumps(json.loads(e.source), ensure_ascii=False) if e.source is not None else None)
+             for e in delivery.events],
+            [(q.path, q.reason, q.raw) for q in delivery.quarantined])
+
+
+def _same_either_way(body: bytes) -> None:
+    assert _outcome(parse_delivery, body) == _outcome(parse_delivery_with_json, body)
+
+
+def test_the_docs_sample_parses_the_same_either_way() -> None:
+    _same_either_way((DATA / "envelope.json").read_bytes())
+
+
+@pytest.mark.parametrize("value", [*ODD_VALUES, "9223372036854775807", "9223372036854775808", "-9223372036854775809",
+                                   "18446744073709551616", '"1234567890123456789012"', "1.0", "1e300", "-0.0",
+                                   '{"a":[1,{"b":null}]}', r'"caf\u00e9 \ud83d\ude00"'])
+def test_fast_parse_agrees_with_json_loads_on_odd_values(value: str) -> None:
+    event = json.dumps(make_event("odd-1"))[:-1] + ', "x": ' + value + "}"
+    _same_either_way(('{"data":{"events":[' + event + "," + json.dumps(make_event("odd-2")) + "]}}").encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=3), MUTATION_BYTES),
+                min_size=1, max_size=4))
+def test_fast_parse_agrees_with_json_loads_on_mutated_bodies(mutations: list[tuple[int, int, bytes]]) -> None:
+    body = bytearray(json.dumps({"data": {"events": [make_event("m-1", x=[1, 2.5, None, "\u00e9"]),
+                                                      make_event("m-1"), {"n": 1}]}},
+                                ensure_ascii=False).encode("utf-8"))
+    for at, cut, insert in mutations:
+        at %= len(body) + 1
+        body[at:at + cut] = insert
+    _same_either_way(bytes(body))
+
+
+@pytest.mark.parametrize("value", [*ODD_VALUES, "18446744073709551616", "1.0", "-0.0", '{"a":1,"a":[2]}'])
+def test_decode_json_reads_what_json_loads_reads(value: str) -> None:
+    """The decode replay shares with the detector: msgspec when it can, json.loads for the rest."""
+    def outcome(decode: object) -> str:
+        try:
+            return json.dumps(decode(value.encode("utf-8", "surrogatepass")))  # type: ignore[operator]
+        except ValueError as e:
+            return type(e).__name__
+        except RecursionError:
+            return "RecursionError"
+    assert outcome(decode_json) == outcome(json.loads)

@@ -234,3 +234,18 @@ def test_a_store_made_with_our_old_migrations_table_opens_upgraded_without_loss_
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'migrations'").fetchone() == (0,)
     assert current_version(conn) == MIGRATIONS[-1][0]
     assert migrate(conn, "later") == []
+
+
+def test_events_read_back_are_the_objects_they_were_stored_as(tmp_path: Path) -> None:
+    """Read back with msgspec, or json.loads for what msgspec refuses (NaN, which the json.loads path of
+    parse_delivery keeps): the same values and types as stored, in the same key order."""
+    from sentinel.okta import parse_delivery
+
+    body = (b'{"data":{"events":[' + json.dumps(make_event("rb-1", n=[1, 1.0, 2**70, None, "caf\u00e9"])).encode()
+            + b"," + json.dumps(make_event("rb-2", x=float("nan"))).encode() + b"]}}")
+    stored = parse_delivery(body).events
+    conn = connect(tmp_path / "s.db")
+    migrate(conn, "2026-01-01T00:00:00.000000Z")
+    ingest(conn, stored, (), datetime.now(UTC))
+    back = {e.uuid: e for e in pending_events(conn, 10)}
+    assert [json.dumps(back[e.uuid].data) for e in stored] == [json.dumps(e.data) for e in stored]

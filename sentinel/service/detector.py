@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -25,10 +25,11 @@ from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.service.silencing import Silencer
 from sentinel.service.waiting import wait_for_any
 from sentinel.silences import Silence
-from sentinel.store import IngestResult, Pruned, Store
+from sentinel.store import EvaluationResult, IngestResult, Pruned, Store
 
 log = logging.getLogger("sentinel.detector")
 BATCH_SIZE = 500
+FUSED = True  # evaluate deliveries as they are unpacked when nothing is pending (see unpack_once)
 # Parsed events kept for the detector (a few MB); under a backlog the rest are read from the store.
 PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
@@ -163,14 +164,29 @@ class Detector:
         if report and self.on_report is not None:
             self.on_report(report)
 
-    async def unpack_once(self) -> int:
-        """Move one batch of deliveries from the inbox into events. Returns how many deliveries."""
+    async def unpack_once(self, evaluate: bool = False) -> int:
+        """Move one batch of deliveries from the inbox into events. Returns how many deliveries.
+
+        ``evaluate``: nothing is pending (the caller just emptied the queue), so the batch's new events
+        are evaluated first and stored already evaluated, with their alerts and state, in one transaction
+        (each event written once instead of pending and then marked: issue 16). If the store refuses that
+        transaction the batch goes the pending way, after the engine's state is reloaded."""
         after = self._unpacked_upto
         rows = await self.store.waiting_deliveries(after)
         if not rows:
             return 0
         deliveries = [(received_at, _unpack(row_id, body)) for row_id, received_at, body in rows]
         last_id = rows[-1][0]
+        if evaluate:
+            try:
+                await self._unpack_evaluated(rows, deliveries, last_id)
+                return len(rows)
+            except STORE_FAILURES:
+                raise
+            except Exception:
+                log.warning("detector: storing %d deliveries already evaluated failed; stored pending instead",
+                            len(rows), exc_info=True)
+                await self.load_state()  # the engine ran ahead of what was stored
         try:
             results = await self.store.record_unpacked(last_id, deliveries)
         except STORE_FAILURES:
@@ -181,12 +197,46 @@ class Detector:
             results = [await self._record_alone(row, deliveries, i) for i, row in enumerate(rows)]
         self._unpacked_upto = last_id
         report = DetectorReport(unpacked_upto=last_id)
+        self._count_unpacked(report, rows, deliveries, results, offer=True)
+        self._report(report)
+        return len(rows)
+
+    async def _unpack_evaluated(self, rows: list[tuple[int, str, bytes]], deliveries: list[tuple[str, Delivery]],
+                                last_id: int) -> None:
+        stored = await self.store.stored_uuids([e.uuid for _, d in deliveries for e in d.events])
+        fresh: list[Event] = []
+        for _, delivery in deliveries:
+            for event in delivery.events:
+                if event.uuid not in stored:  # what INSERT OR IGNORE will take: the first copy of each
+                    stored.add(event.uuid)
+                    fresh.append(event)
+        fresh.sort(key=lambda e: (e.published, e.uuid))  # the pending queue's order
+        started = self.clock.monotonic()
+        now = self.clock.now()
+        report = DetectorReport(unpacked_upto=last_id)
+        alerts, changes, deleted = self._evaluate(fresh, now, report)
+        silenced = await self.silencer.silenced(alerts, fresh, now)
+        try:
+            results, evaluation = await self.store.record_unpacked_evaluated(
+                last_id, deliveries, len(fresh), alerts, self.route, changes, deleted, now, silenced)
+        except StoreError:
+            self._report(report)
+            await self.load_state()
+            raise
+        self._unpacked_upto = last_id
+        report.evaluation_seconds.append(self.clock.monotonic() - started)
+        self._evaluated(report, evaluation, alerts, silenced)
+        self._count_unpacked(report, rows, deliveries, results, offer=False)
+        self._report(report)
+
+    def _count_unpacked(self, report: DetectorReport, rows: list[tuple[int, str, bytes]],
+                        deliveries: list[tuple[str, Delivery]], results: list[IngestResult], offer: bool) -> None:
         now = self.clock.now()
         for (row_id, received_at, _), (_, delivery), result in zip(rows, deliveries, results, strict=True):
             report.received += result.new
             report.duplicate += result.duplicate
             report.quarantined += result.quarantined
-            if result.all_new:
+            if offer and result.all_new:
                 # The detector evaluates exactly what was stored; with a duplicate in the batch the
                 # stored copy may differ from this one, so it is read back instead.
                 self._offer(delivery.events)
@@ -197,8 +247,6 @@ class Detector:
                     "after it was stored%s", row_id, len(delivery.events) + result.quarantined, result.new,
                     result.duplicate, result.quarantined, waited_ms,
                     f"; quarantined {summary(delivery.quarantined)}" if delivery.quarantined else "")
-        self._report(report)
-        return len(rows)
 
     async def _record_alone(self, row: tuple[int, str, bytes],
                             deliveries: list[tuple[str, Delivery]], index: int) -> IngestResult:
@@ -279,21 +327,10 @@ class Detector:
         fetched = await self.store.events_by_uuid(missing) if missing else {}
         events = [e for e in (self._parsed.pop(u, None) or fetched.get(u) for u in uuids) if e is not None]
         started = self.clock.monotonic()
-        evaluator, route = self.evaluator, self.route
+        route = self.route
         now = self.clock.now()
-        alerts: list[Alert] = []
         report = DetectorReport()
-        for event in events:
-            try:
-                alerts.extend(evaluator.evaluate(event, now))
-            except Exception:
-                # One event must never stop detection for all the others (a poison pill): it is
-                # marked evaluated, and the log names it so `sentinel replay` can reproduce the bug.
-                report.errors += 1
-                log.exception("detector: evaluating event %s (%s) failed; skipped", event.uuid, event.event_type)
-        changes, deleted = evaluator.take_changes()
-        report.rule_state_counts = evaluator.take_rule_counts()
-        self._rule_state_log.add(report.rule_state_counts, self.clock.monotonic())
+        alerts, changes, deleted = self._evaluate(events, now, report)
         uuids = [e.uuid for e in events]
         silenced = await self.silencer.silenced(alerts, events, now)
         try:
@@ -317,9 +354,33 @@ class Detector:
                 await self.load_state()
                 raise
         report.evaluation_seconds.append(self.clock.monotonic() - started)
+        self._evaluated(report, result, alerts, silenced)
+        self._report(report)
+        return len(events)
+
+    def _evaluate(self, events: Sequence[Event], now: datetime,
+                  report: DetectorReport) -> tuple[list[Alert], dict[str, str], set[str]]:
+        """The engine over ``events``: their alerts and the rule-state changes to store with them."""
+        evaluator = self.evaluator
+        alerts: list[Alert] = []
+        for event in events:
+            try:
+                alerts.extend(evaluator.evaluate(event, now))
+            except Exception:
+                # One event must never stop detection for all the others (a poison pill): it is
+                # marked evaluated, and the log names it so `sentinel replay` can reproduce the bug.
+                report.errors += 1
+                log.exception("detector: evaluating event %s (%s) failed; skipped", event.uuid, event.event_type)
+        changes, deleted = evaluator.take_changes()
+        report.rule_state_counts = evaluator.take_rule_counts()
+        self._rule_state_log.add(report.rule_state_counts, self.clock.monotonic())
+        return alerts, changes, deleted
+
+    def _evaluated(self, report: DetectorReport, result: EvaluationResult, alerts: Sequence[Alert],
+                   silenced: Mapping[str, str]) -> None:
         report.evaluated = result.evaluated
-        report.groups = evaluator.group_count
-        report.dropped = evaluator.dropped_groups
+        report.groups = self.evaluator.group_count
+        report.dropped = self.evaluator.dropped_groups
         if result.new_alerts:
             new_keys = set(result.new_keys)
             made = {a.key: a for a in alerts if a.key in new_keys}.values()
@@ -328,8 +389,6 @@ class Detector:
             report.new_alert_ids = list(result.new_alerts)
             log.info("evaluated %d events: %d new alerts (%d silenced), %d updated", result.evaluated,
                      len(result.new_alerts), len(result.silenced), result.updated_alerts)
-        self._report(report)
-        return len(events)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; a batch in progress is finished first."""
@@ -340,7 +399,9 @@ class Detector:
                 # Evaluate what is pending before unpacking more: under a backlog, unpacking ahead
                 # would push parsed events out of the cache and make them be read back.
                 evaluated = await self.run_once()
-                unpacked = await self.unpack_once() if evaluated < BATCH_SIZE else 0
+                # Fewer than a batch evaluated: the queue is empty, so the next deliveries can be
+                # evaluated as they are stored.
+                unpacked = await self.unpack_once(evaluate=FUSED) if evaluated < BATCH_SIZE else 0
                 pruned = await self.prune_once() + await self.expire_once()
             except StoreError as e:
                 log.error("detector: %s; retrying in %.0f s", e, RETRY_AFTER_FAILURE_SECONDS)

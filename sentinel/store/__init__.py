@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.clock import Clock, SystemClock
+from sentinel.errors import RecordRejected
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined
 from sentinel.render.digest import HeldAlert
@@ -124,6 +125,29 @@ by SQLite's lock: see docs/architecture.md, "Store".
         generation = self.inbox_generation
         return await self._write(lambda c: inbox.record_unpacked(c, generation, last_id, unpacked),
                                  "storing unpacked deliveries")
+
+    async def record_unpacked_evaluated(
+            self, last_id: int, unpacked: Sequence[tuple[str, Delivery]], evaluated: int,
+            new_alerts: Sequence[Alert], route: Callable[[Alert], Sequence[str]], state_changes: Mapping[str, str],
+            state_deleted: Iterable[str], at: datetime,
+            silenced: Mapping[str, str] | None = None) -> tuple[list[IngestResult], EvaluationResult]:
+        """One transaction: unpacked deliveries whose ``evaluated`` new events were evaluated before being
+        stored (they are stored evaluated, never pending), their alerts (``silenced`` as in
+        :meth:`record_evaluation`) and rule-state changes, and the inbox cursor. Raises RecordRejected,
+        rolling it all back, if the store did not take exactly those events as new (then nothing of it
+        happened: the caller goes the pending way)."""
+        generation = self.inbox_generation
+
+        def write(c: sqlite3.Connection) -> tuple[list[IngestResult], EvaluationResult]:
+            results = inbox.record_unpacked(c, generation, last_id, unpacked, at)
+            if sum(r.new for r in results) != evaluated:
+                raise RecordRejected("the events stored are not the ones evaluated")
+            result = alerts.record_evaluation(c, [], new_alerts, route, state_changes, state_deleted, at, silenced)
+            return results, replace(result, evaluated=evaluated)
+        return await self._write(write, "storing and recording evaluated deliveries")
+
+    async def stored_uuids(self, uuids: Sequence[str]) -> set[str]:
+        return await self._read(lambda c: events.stored_uuids(c, uuids), "reading stored uuids")
 
     async def ingest(self, new_events: Sequence[Event], quarantined: Sequence[Quarantined],
                      received_at: datetime) -> IngestResult:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from sentinel.model import parse_timestamp
@@ -113,9 +114,11 @@ def set_unpacked_upto(main: sqlite3.Connection, inbox_generation: str, last_id: 
 
 
 def record_unpacked(main: sqlite3.Connection, inbox_generation: str, last_id: int,
-                    deliveries: Sequence[tuple[str, Delivery]]) -> list[IngestResult]:
+                    deliveries: Sequence[tuple[str, Delivery]], evaluated_at: datetime | None = None,
+                    ) -> list[IngestResult]:
     """Store the events and quarantined elements of unpacked deliveries and move the cursor past them,
-    in one transaction of the main database (the caller's job)."""
-    results = [ingest(main, d.events, d.quarantined, parse_timestamp(received_at)) for received_at, d in deliveries]
+    in one transaction of the main database (the caller's job); ``evaluated_at``: see events.ingest."""
+    results = [ingest(main, d.events, d.quarantined, parse_timestamp(received_at), evaluated_at)
+               for received_at, d in deliveries]
     set_unpacked_upto(main, inbox_generation, last_id)
     return results
