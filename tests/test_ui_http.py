@@ -252,8 +252,13 @@ def test_rules_and_health_pages(ui: Ui) -> None:
     assert "okta-user-reported-suspicious-activity" in rules and "user.account.report_suspicious_activity_by" in rules
     row = rules[rules.index("okta-user-reported-suspicious-activity</a>"):]
     assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</td>\s*<td>1</td>\s*<td>yes</td>", row)
+    # The feed that brings each rule its events: without [okta.api], a hook rule is "hook" and a rule on
+    # types no hook delivers is "poll" (it sees nothing until the poller runs).
+    assert re.search(r"okta-user-reported-suspicious-activity</a></td>\s*<td>.*?</td>\s*<td>hook</td>", rules)
+    assert re.search(r"okta-network-zone-changed</a></td>\s*<td>.*?</td>\s*<td>poll</td>", rules)
     health = ui.client.get("/ui/health", auth=("x", PASSWORD)).text
     assert "detector backlog" in health and "<td>log</td>" in health
+    assert "<th>System Log poller</th><td>off (no [okta.api] table)</td>" in health
 
 
 def test_the_real_daemon_serves_the_page_on_its_own_port_only(tmp_path: Path) -> None:

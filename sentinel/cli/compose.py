@@ -142,4 +142,5 @@ def ui_app(daemon: Daemon) -> Starlette | None:
         password=password, store=daemon.store, clock=daemon.clock,
         settings=lambda: reloader.settings, channels=lambda: daemon.dispatchers.channels,
         rules=lambda: reloader.rules, ready_checks=health.ready_checks, queues=daemon.monitor.queues,
-        last_reload=lambda: ReloadState(reloader.last_reload_at, health.last_reload_ok)))
+        last_reload=lambda: ReloadState(reloader.last_reload_at, health.last_reload_ok),
+        poll_state=health.poll_readiness))

@@ -15,6 +15,7 @@ from starlette.templating import Jinja2Templates
 from sentinel.delivery.apprise_channel import render_options
 from sentinel.model import Severity, parse_timestamp
 from sentinel.rules.durations import duration_seconds
+from sentinel.rules.sources import rule_source
 from sentinel.store import AlertFilter
 from sentinel.store.deliveries import alert_from_row
 from sentinel.store.triage import STATUSES
@@ -112,7 +113,9 @@ class Pages:
     async def rules(self, request: Request, user: str) -> Response:
         now = self.sources.clock.now()
         activity = await self.sources.store.rule_activity(now - timedelta(days=7))
-        rows = [{"id": r.id, "severity": r.severity.label, "source": ", ".join(r.event_types),
+        polling = self.sources.settings().okta_api is not None
+        rows = [{"id": r.id, "severity": r.severity.label, "source": rule_source(r, polling),
+                 "event_types": ", ".join(r.event_types),
                  "last_fired": activity.get(r.id, (None, 0))[0], "week": activity.get(r.id, (None, 0))[1],
                  "enabled": r.enabled} for r in sorted(self.sources.rules(), key=lambda r: r.id)]
         return self.page(request, "rules.html", user, rules=rows)
@@ -124,4 +127,5 @@ class Pages:
         channels.update({name: counts for name, counts in per_channel.items() if name not in channels})
         last_hook = max((t for t in (queues.last_received, queues.last_in_inbox) if t), default=None)
         return self.page(request, "health.html", user, checks=self.sources.ready_checks(), queues=queues,
-                         last_hook=last_hook, channels=channels, reload=self.sources.last_reload())
+                         last_hook=last_hook, poll=self.sources.poll_state(), channels=channels,
+                         reload=self.sources.last_reload())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sentinel.clock import Clock
 from sentinel.config import Settings
@@ -32,3 +33,6 @@ class TriageSources:
     ready_checks: Callable[[], Mapping[str, bool]]
     queues: Callable[[], Awaitable[MonitorSnapshot]]
     last_reload: Callable[[], ReloadState]
+    # The System Log poller's state as /readyz shows it (status, last_success, lag_seconds, last_error);
+    # None without [okta.api].
+    poll_state: Callable[[], Mapping[str, Any] | None] = lambda: None
