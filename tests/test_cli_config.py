@@ -74,6 +74,7 @@ def store_with_an_alert(tmp_path: Path) -> Iterator[Daemon]:
     daemon.stop()
 
 
+@pytest.mark.proof
 def test_commands_without_secrets_work_with_a_channel_secret_unset(store_with_an_alert: Daemon,
                                                                    tmp_path: Path) -> None:
     config = str(store_with_an_alert.config)
@@ -94,6 +95,7 @@ def test_commands_without_secrets_work_with_a_channel_secret_unset(store_with_an
     assert "test-lock" in runner.invoke(main, ["alerts", "--config", config], env={VAR: None}).output
 
 
+@pytest.mark.proof
 def test_serve_and_check_still_fail_clearly_on_a_missing_channel_secret(tmp_path: Path) -> None:
     config = write_config(tmp_path, extra=CHANNEL)
     missing = f"{config}: channels.hook.urls[0]: ${{{VAR}}} is not set"

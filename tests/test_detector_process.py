@@ -108,6 +108,7 @@ def test_the_detector_imports_nothing_from_the_working_directory(tmp_path: Path)
     assert not marker.exists(), f"planted code ran: {marker.read_text()}"
 
 
+@pytest.mark.proof
 def test_a_killed_detector_is_restarted_and_nothing_is_lost_meanwhile(ruled: Daemon) -> None:
     db = ruled.config.parent / "state" / "sentinel.db"
     first = detector_of(ruled)

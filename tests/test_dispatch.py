@@ -222,6 +222,7 @@ def test_a_fallback_that_already_got_the_alert_still_gets_the_dead_report(
                       "[CRITICAL] Undelivered to pager: Super administrator granted"]
 
 
+@pytest.mark.proof
 def test_a_sent_mark_that_meets_the_detectors_lock_is_retried_and_the_alert_never_sent_twice(
         tmp_path: Path, server: CaptureServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two processes write the main database: the detector (events, alerts) and the daemon's dispatchers

@@ -39,6 +39,7 @@ def test_a_second_daemon_on_the_same_store_exits_at_once_naming_the_first(daemon
     assert stored(daemon.config.parent / "state" / "sentinel.db") == ["after-clash"]
 
 
+@pytest.mark.proof
 def test_a_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -55,6 +56,7 @@ def test_a_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()
 
 
+@pytest.mark.proof
 def test_the_lock_dies_with_its_holder_even_by_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "state" / "sentinel.db"
     holder = subprocess.Popen(

@@ -306,6 +306,7 @@ def test_store_locked_answers_503_then_recovers(daemon: Daemon) -> None:
     assert httpx.get(f"{daemon.url}/readyz").status_code == 200
 
 
+@pytest.mark.proof
 def test_sigkill_right_after_204_loses_nothing_and_event_is_evaluated_after_restart(tmp_path: Path) -> None:
     d = Daemon(write_config(tmp_path)).start()
     # Keep the detector from evaluating before the kill: hold the reader out with no lock needed —

@@ -24,6 +24,7 @@ def test_alert_reaches_the_log_channel(ruled: Daemon) -> None:
     assert wait_for(lambda: alert_rules(ruled.config.parent) == ["test-lock"])
 
 
+@pytest.mark.proof
 def test_sighup_with_valid_rules_swaps_them_in(ruled: Daemon) -> None:
     folder = ruled.config.parent
     assert ruled.post(envelope(make_event("s-1", "user.session.start"))).status_code == 204
@@ -43,6 +44,7 @@ def test_sighup_with_valid_rules_swaps_them_in(ruled: Daemon) -> None:
     assert httpx.get(f"{ruled.url}/readyz").json()["last_reload"] == "ok"
 
 
+@pytest.mark.proof
 def test_sighup_with_broken_rules_keeps_the_old_set_and_says_why(ruled: Daemon) -> None:
     folder = ruled.config.parent
     (folder / "rules" / "broken.toml").write_text('id = "b"\ntitle = "t"\nseverity = "urgent"\n')
@@ -80,6 +82,7 @@ def test_sigterm_stops_cleanly_and_keeps_everything(ruled: Daemon) -> None:
     assert wait_for(lambda: stored(db, "SELECT count(*) FROM deliveries WHERE status != 'sent'") == [0])
 
 
+@pytest.mark.proof
 def test_systemd_notify_protocol(tmp_path: Path) -> None:
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -120,6 +123,7 @@ def test_systemd_notify_protocol(tmp_path: Path) -> None:
     assert sum(m.startswith("WATCHDOG=1") for m in messages) >= 1
 
 
+@pytest.mark.proof
 def test_metrics_count_what_happens(ruled: Daemon) -> None:
     ruled.post(envelope(make_event("m-1", "user.account.lock"), make_event("m-2")))
     ruled.post(envelope(make_event("m-1", "user.account.lock")))

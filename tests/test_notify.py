@@ -123,6 +123,7 @@ def test_email_arrives_with_subject_text_and_html_bodies() -> None:
     assert 'href="https://acme-admin.okta.com/report/system_log_2?search=f1e2d3c4' in html
 
 
+@pytest.mark.proof
 def test_500_is_retried_with_backoff_then_delivered(server: CaptureServer) -> None:
     retry, sleeps = policy(attempts=3)
     channel = AppriseChannel("slack", [SLACK], policy=retry)
@@ -133,6 +134,7 @@ def test_500_is_retried_with_backoff_then_delivered(server: CaptureServer) -> No
     assert len(sleeps.slept) == 2 and 1 <= sleeps.slept[0] <= 2 and 2 <= sleeps.slept[1] <= 3
 
 
+@pytest.mark.proof
 def test_500_forever_is_a_retryable_failure_value_and_only_failed_urls_are_retried(
         server: CaptureServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)

@@ -233,6 +233,7 @@ def test_new_rules_start_a_new_polling_request_for_their_types(rig: Rig, fake: F
     assert cursor is not None and cursor.event_types is None
 
 
+@pytest.mark.proof
 def test_a_bad_token_is_logged_once_with_what_to_fix_retried_slowly_counted_and_shown_tersely(
         tmp_path: Path, fake: FakeOkta, clock: FixedClock, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:

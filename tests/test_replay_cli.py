@@ -216,6 +216,7 @@ def test_replay_that_reads_no_event_fails_clearly(tmp_path, content):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.proof
 def test_replay_shows_a_progress_bar_only_on_a_terminal(tmp_path):
     import os
     import pty

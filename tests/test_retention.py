@@ -94,6 +94,7 @@ def body(size: int) -> dict[str, str]:
     return {"displayMessage": os.urandom(size // 2).hex()}
 
 
+@pytest.mark.proof
 def test_only_evaluated_events_and_fully_delivered_alerts_go_and_the_file_shrinks(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
 

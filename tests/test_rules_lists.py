@@ -228,6 +228,7 @@ def test_a_txt_file_named_as_a_path_is_a_list(tmp_path: Path) -> None:
 # --- reload: SIGHUP re-reads the lists with the rules -------------------------------------------------
 
 
+@pytest.mark.proof
 def test_sighup_picks_up_a_changed_list(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     rules_folder(tmp_path)
