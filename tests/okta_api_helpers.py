@@ -58,9 +58,10 @@ def ssws(token: str = TOKEN) -> ApiCredentials:
 def make_client(fake: FakeOkta, clock: SimClock, credentials: ApiCredentials | None = None,
                 statuses: list[int] | None = None, **settings: Any) -> SystemLogClient:
     give_up = settings.pop("give_up_after", 300.0)
+    request_lock = settings.pop("request_lock", None)
     return SystemLogClient(api_settings(fake, **settings), credentials or ssws(), clock=clock,
                            on_response=statuses.append if statuses is not None else None, sleep=clock.sleep,
-                           give_up_after=give_up)
+                           give_up_after=give_up, request_lock=request_lock)
 
 
 def run(client: SystemLogClient, work: Callable[[SystemLogClient], Awaitable[T]]) -> T:

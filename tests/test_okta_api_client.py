@@ -293,6 +293,41 @@ def test_only_one_request_is_ever_in_flight(fake, clock):
     assert len(pages) == 5 and in_flight[1] == 1
 
 
+def test_clients_sharing_a_request_lock_never_overlap_requests(fake, clock, tmp_path):
+    """The daemon's poller and a `sentinel backfill` beside it are two processes with a client each; the lock
+    file makes them take turns. Two clients here, each with its own open of the file, as two processes."""
+    fake.add(events_at(ago(clock, minutes=5), 3))
+    lock = tmp_path / "sentinel.db.okta-api.lock"
+    clients = [make_client(fake, clock, request_lock=lock) for _ in range(2)]
+    url = clients[0].first_url(ago(clock, hours=1))
+    in_flight: list[int] = [0, 0]
+
+    def counting(original):
+        async def get(*args, **kwargs):
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+            try:
+                await asyncio.sleep(0.02)
+                return await original(*args, **kwargs)
+            finally:
+                in_flight[0] -= 1
+        return get
+
+    for c in clients:
+        c._http.get = counting(c._http.get)  # type: ignore[method-assign]
+
+    async def both() -> list[LogPage]:
+        try:
+            return list(await asyncio.gather(*(c.get_page(url) for c in clients for _ in range(3))))
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    pages = asyncio.run(both())
+    assert len(pages) == 6 and in_flight[1] == 1
+    assert lock.stat().st_mode & 0o777 == 0o600
+
+
 class ElsewhereOkta(FakeOkta):
     """Hands out a next link to another host, as a compromised or misconfigured proxy could."""
 

@@ -11,7 +11,7 @@ from sentinel.cli.delivery_cmds import parse_since
 from sentinel.clock import SystemClock
 from sentinel.errors import SentinelError, StoreError
 from sentinel.model import format_timestamp
-from sentinel.okta_api import ApiError, SystemLogClient, load_api_credentials
+from sentinel.okta_api import ApiError, SystemLogClient, load_api_credentials, request_lock_path
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.sources import polled_event_types
 from sentinel.service.backfill import BackfillProgress, backfill
@@ -44,7 +44,8 @@ def run_backfill(since_text: str, until_text: str | None, config_path: Path) -> 
     except (FileNotFoundError, StoreError) as e:
         fail(str(e))
     try:
-        done = asyncio.run(_run(SystemLogClient(api, credentials, clock=clock), inbox, since, until, types, clock))
+        client = SystemLogClient(api, credentials, clock=clock, request_lock=request_lock_path(settings.storage.path))
+        done = asyncio.run(_run(client, inbox, since, until, types, clock))
     except (ApiError, StoreError) as e:
         fail(f"backfill stopped: {e} (pages read so far are stored; run it again from there)")
     finally:

@@ -17,7 +17,7 @@ from sentinel import redaction
 from sentinel.clock import Clock, SystemClock
 from sentinel.config import Settings, secret_values
 from sentinel.delivery.apprise_channel import build_channels
-from sentinel.okta_api import SystemLogClient, load_api_credentials
+from sentinel.okta_api import SystemLogClient, load_api_credentials, request_lock_path
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.sources import polled_event_types
 from sentinel.service.detector import DetectorReport, apply_report
@@ -114,7 +114,7 @@ def _poller(settings: Settings, evaluator: RuleEvaluator, store: Store, metrics:
         return None
     credentials = load_api_credentials(api)
     redaction.SECRETS.keep(credentials.secret_values())  # restart-only: no reload replaces it
-    client = SystemLogClient(api, credentials, clock=clock,
+    client = SystemLogClient(api, credentials, clock=clock, request_lock=request_lock_path(settings.storage.path),
                              on_response=lambda status: metrics.poll_requests.labels(str(status)).inc())
     return Poller(api, client, store, metrics, clock, polled_event_types(evaluator.ruleset), wake_detector)
 

@@ -3,18 +3,23 @@
 Polling requests (no ``until``, ascending) and bounded ones (``since`` + ``until``); the ``rel="next"`` link
 handed back verbatim; rate limits read from ``X-Rate-Limit-*`` and the response's ``Date``; 429, 5xx and
 network errors retried with tenacity; 401/403 → :class:`AuthFailed`, 400 on a cursor →
-:class:`CursorRejected`. Never more than one request in flight.
+:class:`CursorRejected`. Never more than one request in flight, across processes too when given a
+``request_lock`` file: the daemon's poller and a ``sentinel backfill`` beside it take turns (flock).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -71,6 +76,11 @@ def event_type_filter(event_types: Sequence[str]) -> str:
     return filter_expression(list(dict.fromkeys(event_types)))
 
 
+def request_lock_path(store_path: Path) -> Path:
+    """The lock file every System Log client of one store takes turns on (beside the store, as private)."""
+    return store_path.with_name(store_path.name + ".okta-api.lock")
+
+
 class SystemLogClient:
     """``give_up_after``: seconds of retrying (429, 5xx, network) before ``get_page`` raises ApiError; 0
     makes exactly one attempt (``sentinel check --probe``)."""
@@ -78,8 +88,9 @@ class SystemLogClient:
     def __init__(self, settings: OktaApiSettings, credentials: ApiCredentials, *,
                  clock: Clock | None = None, on_response: Callable[[int], None] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 give_up_after: float = GIVE_UP_AFTER) -> None:
+                 give_up_after: float = GIVE_UP_AFTER, request_lock: Path | None = None) -> None:
         self._settings = settings
+        self._request_lock = request_lock
         self._credentials = credentials
         self._clock = clock or SystemClock()
         self._on_response = on_response or (lambda status: None)
@@ -167,6 +178,25 @@ class SystemLogClient:
         return self._page(url, response)
 
     async def _get(self, url: str) -> httpx.Response:
+        async with self._one_in_flight():
+            return await self._get_now(url)
+
+    @contextlib.asynccontextmanager
+    async def _one_in_flight(self) -> AsyncIterator[None]:
+        """The org's concurrency limit counts every request: with ``request_lock``, other processes' clients
+        of the same store (a ``sentinel backfill`` beside the daemon) wait for this request, and it for
+        theirs. An flock is released when its file is closed, however the process ends."""
+        if self._request_lock is None:
+            yield
+            return
+        fd = os.open(self._request_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    async def _get_now(self, url: str) -> httpx.Response:
         if self._tokens is not None:
             authorization = await self._tokens.authorization(self._http, self._on_response)
         else:
