@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -20,12 +19,14 @@ from sentinel.errors import PayloadError, RecordRejected, StoreError
 from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
 from sentinel.quarantine import summary
-from sentinel.service.metrics import Metrics
+from sentinel.service.detector_report import DetectorReport, apply_report
 from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.service.silencing import Silencer
 from sentinel.service.waiting import wait_for_any
 from sentinel.silences import Silence
 from sentinel.store import EvaluationResult, IngestResult, Pruned, Store
+
+__all__ = ["Detector", "DetectorReport", "Evaluator", "apply_report", "sweep_interval"]
 
 log = logging.getLogger("sentinel.detector")
 BATCH_SIZE = 500
@@ -49,51 +50,6 @@ def sweep_interval(retention_period: timedelta) -> float:
 # about one delivery (RecordRejected, or a bug) is that delivery's problem, and it is quarantined.
 STORE_FAILURES = (StoreError,)
 MAX_REASON_CHARS = 500
-
-
-@dataclass
-class DetectorReport:
-    """What one pass did, for metrics and for waking the dispatchers. Plain data: it crosses processes."""
-
-    received: int = 0
-    duplicate: int = 0
-    quarantined: int = 0
-    evaluated: int = 0
-    errors: int = 0
-    evaluation_seconds: list[float] = field(default_factory=list)
-    groups: int | None = None
-    dropped: int | None = None
-    alerts: list[tuple[str, str]] = field(default_factory=list)  # (rule id, severity) of each new alert
-    # (kind, rule id) → what rule state let go in this pass (sentinel.engine_state's kinds).
-    rule_state_counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    new_alert_ids: list[int] = field(default_factory=list)
-    silenced: list[tuple[str, str]] = field(default_factory=list)  # (rule id, severity) of each new silenced alert
-    unpacked_upto: int | None = None  # inbox rows up to this id are in the main database now
-
-    def __bool__(self) -> bool:
-        return self != DetectorReport()
-
-
-def apply_report(metrics: Metrics, report: DetectorReport) -> None:
-    metrics.events_received.inc(report.received)
-    metrics.events_duplicate.inc(report.duplicate)
-    metrics.events_quarantined.inc(report.quarantined)
-    metrics.events_evaluated.inc(report.evaluated)
-    metrics.evaluation_errors.inc(report.errors)
-    for seconds in report.evaluation_seconds:
-        metrics.evaluation_seconds.observe(seconds)
-    if report.groups is not None:
-        metrics.rule_state_groups.set(report.groups)
-    if report.dropped is not None:
-        metrics.rule_state_dropped.set(report.dropped)
-    for rule_id, severity in report.alerts:
-        metrics.alerts.labels(rule_id, severity).inc()
-    for rule_id, severity in report.silenced:
-        metrics.alerts_silenced.labels(rule_id, severity).inc()
-    for (kind, rule_id), count in report.rule_state_counts.items():
-        counter = metrics.rule_state_counts.get(kind)
-        if counter is not None:
-            counter.labels(rule_id).inc(count)
 
 
 class Evaluator(Protocol):
