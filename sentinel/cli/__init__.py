@@ -15,9 +15,9 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so each module can import ``main`` without a cycle.
-    from sentinel.cli import backfill_cmd, delivery_cmds, replay_cmd, rules_cmds, serve_cmds, silence_cmds
+    from sentinel.cli import backfill_cmd, check_cmd, delivery_cmds, replay_cmd, rules_cmds, serve_cmds, silence_cmds
 
-    for module in (serve_cmds, rules_cmds, replay_cmd, delivery_cmds, silence_cmds, backfill_cmd):
+    for module in (serve_cmds, check_cmd, rules_cmds, replay_cmd, delivery_cmds, silence_cmds, backfill_cmd):
         module.register(main)
 
 

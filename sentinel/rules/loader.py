@@ -18,12 +18,15 @@ from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.first_seen import parse_first_seen
 from sentinel.rules.inline_tests import parse_tests
 from sentinel.rules.lists import NamedList, list_text_files, names_used, read_text_list, read_toml_lists
-from sentinel.rules.model import Rule, RuleSet, Sequence, Threshold
+from sentinel.rules.model import Rule, RuleSet, Sequence
 from sentinel.rules.prefilter import required_text, without_implied_event_type
 from sentinel.rules.problems import Problems as _Problems
 from sentinel.rules.problems import severity as _severity
 from sentinel.rules.sequence_spec import parse_sequence
 from sentinel.rules.templates import Template
+from sentinel.rules.threshold_spec import THRESHOLD_KEYS, THROTTLE_KEYS, parse_threshold, parse_throttle
+
+__all__ = ["RULE_KEYS", "THRESHOLD_KEYS", "THROTTLE_KEYS", "load_rules", "rule_files"]
 
 RULE_KEYS: Mapping[str, str] = {
     "id": "stable identifier, unique across all loaded files",
@@ -52,9 +55,6 @@ RULE_KEYS: Mapping[str, str] = {
                      "gets a resolve",
     "tests": "inline test cases",
 }
-THRESHOLD_KEYS = ("count", "window", "distinct")
-MAX_DISTINCT_FIELDS = 4
-THROTTLE_KEYS = ("period",)
 SEVERITY_WHEN_KEYS = ("condition", "severity")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")  # Sigma's values
 
@@ -220,8 +220,8 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     matcher, selections, declared = _detection(table, where, problems, lists, event_types)
     severity_when = _severity_when(table, where, selections, declared, problems)
     group_by = _group_by(table, where, problems)
-    threshold = _threshold(table.get("threshold"), where + "threshold", problems)
-    throttle = _throttle(table.get("throttle"), where + "throttle", problems)
+    threshold = parse_threshold(table.get("threshold"), where + "threshold", problems)
+    throttle = parse_throttle(table.get("throttle"), where + "throttle", problems)
     first_seen = parse_first_seen(table.get("first_seen"), where + "first_seen", problems)
     for other in ("threshold", "throttle", "sequence"):
         if "first_seen" in table and other in table:
@@ -360,50 +360,3 @@ def _group_by(table: Mapping[str, Any], where: str, problems: _Problems) -> tupl
         except ConditionError as error:
             problems.add(f"{where}group_by[{position}]", error.message)
     return tuple(paths)
-
-
-def _threshold(spec: object, key: str, problems: _Problems) -> Threshold | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, dict):
-        problems.add(key, "must be a table with count and window")
-        return None
-    for extra in (k for k in spec if k not in THRESHOLD_KEYS):
-        problems.add(f"{key}.{extra}", f"unknown field (known: {', '.join(THRESHOLD_KEYS)})")
-    count = spec.get("count")
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
-        problems.add(key + ".count", "must be a whole number from 1 to 100000")
-        count = None
-    try:
-        window = parse_duration(spec.get("window"))
-    except ValueError as error:
-        problems.add(key + ".window", str(error))
-        window = None
-    distinct: list[FieldPath] = []
-    raw = spec.get("distinct")
-    texts = raw if isinstance(raw, list) else [] if raw is None else [raw]
-    if isinstance(raw, list) and not 1 <= len(raw) <= MAX_DISTINCT_FIELDS:
-        problems.add(key + ".distinct", f"a list of 1 to {MAX_DISTINCT_FIELDS} field paths")
-    for position, text in enumerate(texts):
-        try:
-            distinct.append(FieldPath.parse(text))
-        except ConditionError as error:
-            problems.add(key + (f".distinct[{position}]" if isinstance(raw, list) else ".distinct"), error.message)
-    if count is None or window is None:
-        return None
-    return Threshold(count, window, distinct[0] if distinct else None, tuple(distinct[1:]))
-
-
-def _throttle(spec: object, key: str, problems: _Problems) -> int | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, dict):
-        problems.add(key, "must be a table with period")
-        return None
-    for extra in (k for k in spec if k not in THROTTLE_KEYS):
-        problems.add(f"{key}.{extra}", "unknown field (known: period)")
-    try:
-        return parse_duration(spec.get("period"))
-    except ValueError as error:
-        problems.add(key + ".period", str(error))
-        return None
