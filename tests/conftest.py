@@ -30,6 +30,36 @@ from sentinel.rules.model import Rule
 __all__ = ["WaitTimeout", "inbox_backlog", "inbox_received", "settled"]
 
 DATA = Path(__file__).parent / "data"
+# Two threshold rules as a [[rules]] family: brute force on one user (3 failures in 10 minutes) and a spray
+# from one IP (3 distinct users in 10 minutes).
+THRESHOLD_RULES = """
+[[rules]]
+id = "brute"
+title = "Brute force on {actor.alternateId}"
+severity = "high"
+event_types = ["user.session.start"]
+condition = "failed"
+group_by = ["actor.alternateId"]
+[rules.detection.failed]
+"outcome.result" = "FAILURE"
+[rules.threshold]
+count = 3
+window = "10m"
+
+[[rules]]
+id = "spray"
+title = "Spray from {client.ipAddress}"
+severity = "high"
+event_types = ["user.session.start"]
+condition = "failed"
+group_by = ["client.ipAddress"]
+[rules.detection.failed]
+"outcome.result" = "FAILURE"
+[rules.threshold]
+count = 3
+window = "10m"
+distinct = "actor.alternateId"
+"""
 
 
 def rule_by_id(rules: Iterable[Rule], rule_id: str) -> Rule | None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import THRESHOLD_RULES
 
 from sentinel.model import Alert, Event, Severity
 from sentinel.rules import RuleSet, load_rules
@@ -16,7 +17,7 @@ from sentinel.rules.engine import EngineState, evaluate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
-RULES = """
+RULES = ("""
 [[rules]]
 id = "lock"
 title = "Locked {actor.alternateId}"
@@ -25,33 +26,9 @@ event_types = ["user.account.lock"]
 runbook = "call the user"
 channels = ["slack"]
 
-[[rules]]
-id = "brute"
-title = "Brute force on {actor.alternateId}"
-severity = "high"
-event_types = ["user.session.start"]
-condition = "failed"
-group_by = ["actor.alternateId"]
-[rules.detection.failed]
-"outcome.result" = "FAILURE"
-[rules.threshold]
-count = 3
-window = "10m"
-
-[[rules]]
-id = "spray"
-title = "Spray from {client.ipAddress}"
-severity = "high"
-event_types = ["user.session.start"]
-condition = "failed"
-group_by = ["client.ipAddress"]
-[rules.detection.failed]
-"outcome.result" = "FAILURE"
-[rules.threshold]
-count = 3
-window = "10m"
-distinct = "actor.alternateId"
-
+"""
+    + THRESHOLD_RULES
+    + """
 [[rules]]
 id = "report"
 title = "Report by {actor.alternateId}"
@@ -66,7 +43,7 @@ id = "prefixed"
 title = "Privilege change"
 severity = "info"
 event_types = ["user.account.privilege.*"]
-"""
+""")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_event, spray_rule
+from conftest import THRESHOLD_RULES, make_event, spray_rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
@@ -38,34 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATENESS = timedelta(minutes=15)  # the default allowance
 
-RULES = """
-[[rules]]
-id = "brute"
-title = "Brute force on {actor.alternateId}"
-severity = "high"
-event_types = ["user.session.start"]
-condition = "failed"
-group_by = ["actor.alternateId"]
-[rules.detection.failed]
-"outcome.result" = "FAILURE"
-[rules.threshold]
-count = 3
-window = "10m"
-
-[[rules]]
-id = "spray"
-title = "Spray from {client.ipAddress}"
-severity = "high"
-event_types = ["user.session.start"]
-condition = "failed"
-group_by = ["client.ipAddress"]
-[rules.detection.failed]
-"outcome.result" = "FAILURE"
-[rules.threshold]
-count = 3
-window = "10m"
-distinct = "actor.alternateId"
-
+RULES = ("""
+"""
+    + THRESHOLD_RULES
+    + """
 [[rules]]
 id = "lock"
 title = "Locked {actor.alternateId}"
@@ -80,7 +56,7 @@ event_types = ["user.account.lock"]
 group_by = ["actor.alternateId"]
 [rules.throttle]
 period = "1m"
-"""
+""")
 
 
 @pytest.fixture(scope="module")
