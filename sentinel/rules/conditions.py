@@ -201,7 +201,7 @@ def _list_predicates(name: str, names: object, options: Options, key: str,
 
 def _compiled(name: str, operand: object, options: Options) -> tuple[Predicate, ...]:
     compile_operator = OPERATORS[name].compile
-    if options.all and isinstance(operand, list) and len(operand) > 1:
+    if options.all and isinstance(operand, list) and len(operand) > 1 and not OPERATORS[name].whole_list:
         single = replace(options, all=False)
         return tuple(compile_operator(o, single) for o in operand)
     return (compile_operator(operand, options),)
@@ -213,7 +213,7 @@ def _predicates(name: str, operand: object, options: Options, key: str) -> tuple
     try:
         return _compiled(name, operand, options)
     except ValueError as error:
-        if not isinstance(operand, list) or len(operand) < 2:
+        if not isinstance(operand, list) or len(operand) < 2 or OPERATORS[name].whole_list:
             raise ConditionError(str(error), key) from None
     # A list with a bad value: name each bad one by its position.
     problems = []

@@ -311,8 +311,10 @@ def _detection(table: Mapping[str, Any], where: str, problems: _Problems, lists:
                 problems.add(each.key, each.message)
     condition = table.get("condition")
     if condition is None:
-        # No condition: every event of the rule's types matches; selections may still drive severity_when.
-        if detection and "severity_when" not in table and "sequence" not in table:
+        # No condition: every event of the rule's types matches; selections may still drive severity_when
+        # or a measure's where.
+        measured = isinstance(table.get("threshold"), dict) and "measures" in table["threshold"]
+        if detection and "severity_when" not in table and "sequence" not in table and not measured:
             problems.add(where + "condition", "is required when the rule has selections")
             return None, selections, declared
         return _match_all, selections, declared

@@ -332,6 +332,8 @@ class Operator:
     # "value": predicate per value; "exists": on presence; "field": compares with another field path;
     # "list": equals, with the operand naming lists (resolved by the condition layer).
     kind: str = "value"
+    # The operand list is one value (hour_between's [from, until]), not alternatives to try one by one.
+    whole_list: bool = False
 
 
 OPERATORS: Mapping[str, Operator] = {
@@ -351,7 +353,8 @@ OPERATORS: Mapping[str, Operator] = {
         Operator("lte", _compile_comparison("lte", lambda a, b: a <= b), "number less than or equal"),
         Operator("exists", compile_not_applicable, "the field is present and not null", kind="exists"),
         Operator("equals_field", compile_not_applicable, "equal to another field of the event", kind="field"),
-        Operator("hour_between", compile_hour_between, "a timestamp's local time of day is in [from, until)"),
+        Operator("hour_between", compile_hour_between, "a timestamp's local time of day is in [from, until)",
+                 whole_list=True),
         Operator("weekday_in", compile_weekday_in, "a timestamp's local weekday is one of these"),
     )
 }
