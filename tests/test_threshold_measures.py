@@ -189,13 +189,13 @@ def test_where_selects_the_events_of_a_measure_and_first_last_order_them(tmp_pat
         addresses = { distinct = "client.ipAddress" }
     """
     ruleset = load(tmp_path, text)
-    session = {"authenticationContext": {"rootSessionId": "idx1"}}
-    start = event(0, ip="198.51.100.1", event_type="user.session.start", **session)
-    replay = event(60, ip="203.0.113.9", event_type="policy.evaluate_sign_on", **session)
+    session = {"rootSessionId": "idx1"}
+    start = event(0, ip="198.51.100.1", event_type="user.session.start", authenticationContext=session)
+    replay = event(60, ip="203.0.113.9", event_type="policy.evaluate_sign_on", authenticationContext=session)
     assert len(run(ruleset, [start, replay])) == 1
     # a sign-on evaluation from elsewhere before the session started: not a replay of it
-    early = event(0, ip="203.0.113.9", event_type="policy.evaluate_sign_on", **session)
-    late_start = event(60, ip="198.51.100.1", event_type="user.session.start", **session)
+    early = event(0, ip="203.0.113.9", event_type="policy.evaluate_sign_on", authenticationContext=session)
+    late_start = event(60, ip="198.51.100.1", event_type="user.session.start", authenticationContext=session)
     assert run(ruleset, [early, late_start]) == []
 
 

@@ -5,6 +5,7 @@ the loader's errors; a rule with them on the pure engine."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from sentinel.rules.engine import EngineState, evaluate
 from sentinel.rules.field_paths import ConditionError
 
 
-def matches(spec: dict[str, object], published: object) -> bool:
+def matches(spec: Mapping[str, object], published: object) -> bool:
     return compile_selection({"published": spec})({"published": published})
 
 

@@ -107,7 +107,7 @@ def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedLi
     negate_table = negate and sum(1 for k in spec if k in OPERATORS) > 1
     if negate_table:
         negate = False
-    zone = UTC
+    zone: tzinfo = UTC
     if "timezone" in spec:
         try:
             zone = _zone(spec)

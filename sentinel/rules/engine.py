@@ -36,6 +36,7 @@ from sentinel.rules.engine_state import (
     to_micros,
 )
 from sentinel.rules.model import Rule, RuleSet
+from sentinel.rules.threshold_entries import drop_range, forget_repeats, full_window, value_counts
 from sentinel.rules.values import as_text
 
 __all__ = ["EngineState", "alert_key", "evaluate", "group_key_of"]
@@ -281,13 +282,13 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
                                episode)
     entries: list[list[Any]] = group["entries"]
     if counts_distinct:
-        values = _value_counts(group)
+        values = value_counts(group)
         values[distinct] = values.get(distinct, 0) + 1
     bisect.insort(entries, [micros, event.uuid, distinct], key=_by_time if measured else None)
     # Keep what a late event (no older than the horizon) could still complete a window with.
-    _drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
+    drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
     if counts_distinct and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
-        state.tally(DROPPED_ENTRIES, rule.id, _forget_repeats(group))
+        state.tally(DROPPED_ENTRIES, rule.id, forget_repeats(group))
     measured_values: dict[str, float | None] = {}
     if measured is not None:
         if len(entries) > MAX_MEASURED_ENTRIES:
@@ -298,7 +299,7 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
         if counts_distinct and len(group["values"]) < threshold.count:
             found, held = None, len(group["values"])  # too few values in the whole group: no window to look for
         else:
-            found, held = _full_window(entries, micros, window, threshold.count, counts_distinct=counts_distinct)
+            found, held = full_window(entries, micros, window, threshold.count, counts_distinct=counts_distinct)
         progress = held / threshold.count
     group["progress"] = round(min(progress, 1.0), 4)  # what eviction spares (engine_state)
     if found is None:
@@ -313,7 +314,7 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     record = _episode(entries[low:high], event, data, micros, counts_distinct=counts_distinct)
     if measured is not None:
         record["measures"] = measured_values  # the window that met the when, as it met it
-    _drop_range(group, low, high)
+    drop_range(group, low, high)
     group["progress"] = 0.0
     bisect.insort(episodes, record, key=lambda e: e["start"])
     _set_expires(group, window, hold)
@@ -341,70 +342,3 @@ def _set_expires(group: dict[str, Any], window: int, hold: int) -> None:
     if group["entries"]:
         ends.append(group["entries"][-1][0] + window + hold)
     group["expires"] = max(ends, default=group["seen"] + window + hold)
-
-
-def _full_window(entries: list[list[Any]], micros: int, window: int, count: int, *,
-                 counts_distinct: bool) -> tuple[tuple[int, int] | None, int]:
-    """The earliest window of ``window`` micros holding the event at ``micros`` with ``count`` entries (or
-    distinct values) as a slice (low, high) of ``entries``, and the most any such window holds.
-
-    Only windows holding the new event need checking: any other was checked when its last entry came."""
-    low = bisect.bisect_left(entries, [micros - window])
-    high = bisect.bisect_left(entries, [micros + window + 1])
-    reach = len({entry[2] for entry in entries[low:high]}) if counts_distinct else high - low
-    if reach < count:
-        return None, reach  # not even the two windows' span together holds enough
-    best = 0
-    seen: dict[Any, int] = {}
-    end = low
-    for first in range(low, high):
-        start = entries[first][0]
-        if start > micros:
-            break
-        while end < high and entries[end][0] <= start + window:
-            seen[entries[end][2]] = seen.get(entries[end][2], 0) + 1
-            end += 1
-        held = len(seen) if counts_distinct else end - first
-        if start + window >= micros:
-            best = max(best, held)
-            if held >= count:
-                return (first, end), held
-        left = seen.pop(entries[first][2]) - 1
-        if left:
-            seen[entries[first][2]] = left
-    return None, best
-
-
-def _value_counts(group: dict[str, Any]) -> dict[str, int]:
-    """How often each value occurs among a distinct-count group's pending entries (kept in step with
-    them, so a check costs no pass over the entries; rebuilt for records stored without it)."""
-    values: dict[str, int] | None = group.get("values")
-    if values is None:
-        values = group["values"] = {}
-        for entry in group["entries"]:
-            if entry[2] is not None:
-                values[entry[2]] = values.get(entry[2], 0) + 1
-    return values
-
-
-def _drop_range(group: dict[str, Any], low: int, high: int) -> None:
-    entries = group["entries"]
-    values = group.get("values")
-    if values is not None:
-        for entry in entries[low:high]:
-            left = values.pop(entry[2], 0) - 1
-            if left > 0:
-                values[entry[2]] = left
-    del entries[low:high]
-
-
-def _forget_repeats(group: dict[str, Any]) -> int:
-    """Keep only the newest entry of each value (all a distinct count needs). Returns how many went."""
-    entries = group["entries"]
-    newest: dict[str, list[Any]] = {}
-    for entry in entries:  # in time order: a later entry of a value replaces the earlier one
-        newest[entry[2]] = entry
-    forgotten = len(entries) - len(newest)
-    entries[:] = sorted(newest.values())
-    group["values"] = dict.fromkeys(newest, 1)
-    return forgotten

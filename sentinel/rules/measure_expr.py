@@ -39,7 +39,7 @@ class Expr:
     def is_bool(self) -> bool:
         return self.op in _COMPARISONS or self.op in _KEYWORDS
 
-    def evaluate(self, values: Mapping[str, float]) -> Value:
+    def evaluate(self, values: Mapping[str, float | None]) -> Value:
         op = self.op
         if op == "num":
             return self.number
@@ -67,7 +67,7 @@ class Expr:
             return None if right == 0 else _finite(left / right)
         return _finite(left + right if op == "+" else left - right if op == "-" else left * right)
 
-    def holds(self, values: Mapping[str, float]) -> bool:
+    def holds(self, values: Mapping[str, float | None]) -> bool:
         """Whether the expression is true for these measure values (undefined is not true)."""
         return self.evaluate(values) is True
 

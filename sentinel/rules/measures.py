@@ -158,7 +158,8 @@ def first_window(threshold: Threshold, entries: list[list[Any]], micros: int, wi
 
 def _progress(when: Expr, values: Mapping[str, float | None]) -> float:
     parts = when.children if when.op == "and" else (when,)
-    return sum(1 for part in parts if part.holds(values)) / len(parts) * 0.99  # met in full is firing
+    met = [part for part in parts if part.holds(values)]
+    return len(met) / len(parts) * 0.99  # met in full is firing
 
 
 def shown(threshold: Threshold, values: Mapping[str, Any]) -> list[tuple[str, float | None]]:
