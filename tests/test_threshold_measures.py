@@ -326,3 +326,14 @@ def test_rules_check_prints_each_problem_and_accepts_a_good_rule(tmp_path):
     result = run_cli("rules", "check", str(rule))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1 rules OK\n"
+
+
+@pytest.mark.parametrize("text", [
+    "few * 100 / users >= 80", "a - (b - c) > 1", "a / (b * c) > 1", "-(a + b) > 1 or not (a > 1 and b > 1)",
+    "(a + b) * c > 1 and a != 2", "a - b - c == 0.5",
+])
+def test_the_when_as_the_alert_writes_it_parses_back_to_the_same_test(text):
+    names = ["a", "b", "c", "few", "users"]
+    parsed = parse_when(text, names)
+    assert parse_when(parsed.text(), names) == parsed
+    assert parsed.text() == text

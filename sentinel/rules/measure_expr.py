@@ -89,15 +89,23 @@ class Expr:
             return "-" + _wrapped(self.children[0], self)
         if self.op == "not":
             return "not " + _wrapped(self.children[0], self)
-        inner = f" {self.op} ".join(_wrapped(child, self) for child in self.children)
-        return inner
+        if self.op in _ARITHMETIC:  # a right operand of - or / keeps its parentheses at the same precedence
+            left, right = self.children
+            return f"{_wrapped(left, self)} {self.op} {_wrapped(right, self, self.op in ('-', '/'))}"
+        return f" {self.op} ".join(_wrapped(child, self) for child in self.children)
 
 
-def _wrapped(child: Expr, parent: Expr) -> str:
-    arithmetic = ("+", "-", "*", "/", "neg")
-    needs = (child.op in ("and", "or") and child.op != parent.op) or (
-        child.op in arithmetic[:4] and parent.op in arithmetic
-        and not (child.op in ("*", "/") and parent.op in ("+", "-")))
+_ARITHMETIC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _wrapped(child: Expr, parent: Expr, right: bool = False) -> str:
+    if child.op in ("and", "or"):
+        needs = child.op != parent.op
+    elif child.op in _ARITHMETIC and (parent.op in _ARITHMETIC or parent.op == "neg"):
+        mine, theirs = _ARITHMETIC[child.op], _ARITHMETIC.get(parent.op, 3)
+        needs = mine < theirs or (right and mine == theirs)
+    else:
+        needs = False
     return f"({child.text()})" if needs else child.text()
 
 
