@@ -58,8 +58,8 @@ def test_constructs_are_read_from_the_language():
 
 def test_the_gaps_left_are_named_and_the_new_constructs_are_read_from_this_build():
     text = ledger.build(ledger.CATALOG)
-    assert "| chronicle | Okta User Login Out Of Hours | single | yes | selection (equals), hour_between / weekday_in |" \
-        in text
+    row = "| chronicle | Okta User Login Out Of Hours | single | yes | selection (equals), hour_between / weekday_in |"
+    assert row in text
     assert "| elastic | Potential Okta Password Spray (Single Source) | agg | yes |" in text
     gaps = text.split("## Gaps", 1)[1].split("## Ledger", 1)[0]
     assert "arithmetic" not in gaps and "time-of-day" not in gaps

@@ -284,17 +284,18 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     if counts_distinct:
         values = value_counts(group)
         values[distinct] = values.get(distinct, 0) + 1
-    bisect.insort(entries, [micros, event.uuid, distinct], key=_by_time if measured else None)
+    entry = [micros, event.uuid, distinct]
+    bisect.insort(entries, entry, key=_by_time if measured else None)
     # Keep what a late event (no older than the horizon) could still complete a window with.
     drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
     if counts_distinct and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
         state.tally(DROPPED_ENTRIES, rule.id, forget_repeats(group))
     measured_values: dict[str, float | None] = {}
     if measured is not None:
-        if len(entries) > MAX_MEASURED_ENTRIES:
-            state.tally(DROPPED_ENTRIES, rule.id, len(entries) - MAX_MEASURED_ENTRIES)
-            del entries[:len(entries) - MAX_MEASURED_ENTRIES]
-        found, measured_values, progress = measures.first_window(threshold, entries, micros, window)
+        forgotten = measures.keep_at_most(threshold, entries, entry, MAX_MEASURED_ENTRIES, state.scratch, state_key)
+        state.tally(DROPPED_ENTRIES, rule.id, forgotten)
+        found, measured_values, progress = measures.first_window(threshold, entries, entry, window, state.scratch,
+                                                                 state_key)
     else:
         if counts_distinct and len(group["values"]) < threshold.count:
             found, held = None, len(group["values"])  # too few values in the whole group: no window to look for

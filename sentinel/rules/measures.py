@@ -127,13 +127,60 @@ class _Tally:
         return out
 
 
-def first_window(threshold: Threshold, entries: list[list[Any]], micros: int, window: int
-                 ) -> tuple[tuple[int, int] | None, dict[str, float | None], float]:
-    """The oldest window ending at an entry between ``micros`` and ``micros + window`` whose ``when`` holds:
-    its slice (low, high) of ``entries`` and its measures; else None, the last window's measures, and the
-    share of ``when``'s top-level ``and`` parts the closest window met (its progress, for eviction)."""
+class _Running:
+    """The tally of the window ending at a group's newest entry, kept between events (EngineState.scratch)
+    so an event that comes in order costs the entries it adds and evicts, not a pass over the window."""
+
+    def __init__(self, threshold: Threshold, tally: _Tally, entries: list[list[Any]], low: int) -> None:
+        self.threshold, self.tally, self.size = threshold, tally, len(entries) - low
+        self.first, self.last = _identity(entries[low]), _identity(entries[-1])
+
+    def follows(self, threshold: Threshold, entries: list[list[Any]], new: list[Any]) -> bool:
+        """Whether ``new`` was appended after exactly the entries this tally ended with (no entry of its
+        window inserted, dropped or fired since: their identities would not line up)."""
+        return (threshold is self.threshold and len(entries) > self.size and entries[-1] is new
+                and _identity(entries[-2]) == self.last and _identity(entries[-1 - self.size]) == self.first)
+
+
+def keep_at_most(threshold: Threshold, entries: list[list[Any]], new: list[Any], limit: int,
+                 scratch: dict[str, Any], key: str) -> int:
+    """Forget the oldest entries past ``limit`` (returns how many), taking them out of the running tally
+    too, so a flood that keeps a group at its bound still goes the cheap way."""
+    excess = len(entries) - limit
+    if excess <= 0:
+        return 0
+    running = scratch.get(key)
+    if isinstance(running, _Running) and running.follows(threshold, entries, new):
+        start = len(entries) - 1 - running.size  # the running window's first entry
+        for entry in entries[start:excess]:
+            running.tally.add(entry, -1)
+            running.size -= 1
+        del entries[:excess]
+        if running.size:
+            running.first = _identity(entries[-1 - running.size])
+        else:
+            del scratch[key]
+    else:
+        del entries[:excess]
+    return excess
+
+
+def _identity(entry: list[Any]) -> tuple[int, str]:
+    return entry[0], entry[1]
+
+
+def first_window(threshold: Threshold, entries: list[list[Any]], new: list[Any], window: int,
+                 scratch: dict[str, Any], key: str) -> tuple[tuple[int, int] | None, dict[str, float | None], float]:
+    """The oldest window ending at an entry between the ``new`` entry's time and ``window`` after it whose
+    ``when`` holds: its slice (low, high) of ``entries`` and its measures; else None, the last window's
+    measures, and the share of ``when``'s top-level ``and`` parts the closest window met (its progress, for
+    eviction). ``scratch[key]`` keeps the newest window's tally for the next event of the group."""
     when = threshold.when
     assert when is not None
+    running = scratch.pop(key, None)
+    if isinstance(running, _Running) and running.follows(threshold, entries, new):
+        return _next(running, entries, window, scratch, key)
+    micros = new[0]
     first_end = bisect.bisect_left(entries, [micros])
     last_end = bisect.bisect_left(entries, [micros + window + 1])
     tally = _Tally(threshold.measures)
@@ -153,7 +200,27 @@ def first_window(threshold: Threshold, entries: list[list[Any]], micros: int, wi
         if when.holds(values):
             return (low, end + 1), values, 1.0
         progress = max(progress, _progress(when, values))
+    if last_end == len(entries) and last_end > first_end:
+        scratch[key] = _Running(threshold, tally, entries, low)
     return None, values, progress
+
+
+def _next(running: _Running, entries: list[list[Any]], window: int, scratch: dict[str, Any], key: str
+          ) -> tuple[tuple[int, int] | None, dict[str, float | None], float]:
+    """The window ending at the entry just appended, from the tally of the one before it."""
+    when = running.threshold.when
+    assert when is not None
+    tally, new = running.tally, entries[-1]
+    tally.add(new, 1)
+    low = len(entries) - 1 - running.size
+    while entries[low][0] < new[0] - window:
+        tally.add(entries[low], -1)
+        low += 1
+    values = tally.values()
+    if when.holds(values):
+        return (low, len(entries)), values, 1.0  # the window fires: its entries go, and the tally with them
+    scratch[key] = _Running(running.threshold, tally, entries, low)
+    return None, values, _progress(when, values)
 
 
 def _progress(when: Expr, values: Mapping[str, float | None]) -> float:
