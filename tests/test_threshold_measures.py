@@ -387,3 +387,26 @@ def test_a_flood_costs_the_entries_it_adds_not_a_pass_over_the_window(tmp_path):
     finally:
         measures._Tally.add = original  # type: ignore[method-assign]
     assert touched <= 100 * 3
+
+
+def test_the_stored_context_gives_back_the_test_and_the_measures(tmp_path):
+    from sentinel.alert_context import AlertContext
+
+    [alert] = latest(run(spray(tmp_path, "failures >= 4 and failures / users <= 2"), spread(2, 2))).values()
+    again = AlertContext.from_dict(alert.context.as_dict())
+    assert again == alert.context
+    assert again.measures == (("failures", "4"), ("users", "2"), ("failures / users", "2"))
+    assert AlertContext.from_dict({"when": 3, "measures": ["x"]}).measures == ()  # junk in a stored row
+
+
+@pytest.mark.parametrize("when", [
+    "(" * 200 + "failures > 1" + ")" * 200, "not " * 200 + "failures > 1", "- " * 200 + "failures > 1",
+    "failures > 1 and " * 80 + "users > 1",
+])
+def test_a_hostile_when_is_a_load_error_or_a_test_never_a_crash(tmp_path, when):
+    try:
+        ruleset = spray(tmp_path, when)
+    except ErrorGroup as error:
+        assert all("threshold.when" in str(e) for e in error.errors)
+        return
+    run(ruleset, spread(3, 3))
