@@ -410,3 +410,33 @@ def test_a_hostile_when_is_a_load_error_or_a_test_never_a_crash(tmp_path, when):
         assert all("threshold.when" in str(e) for e in error.errors)
         return
     run(ruleset, spread(3, 3))
+
+
+def test_the_docs_examples_load_and_the_first_fires(tmp_path):
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")
+    section = docs.split("### Measures: ratios and several counts", 1)[1].split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in section.split("```toml\n")[1:]]
+    assert len(blocks) == 4
+    (tmp_path / "rule.toml").write_text(blocks[0], encoding="utf-8")
+    ruleset = load_rules([tmp_path])
+    failures = [event(i * 10.0, user=f"user{i % 12}", outcome={"result": "FAILURE", "reason": "INVALID_CREDENTIALS"})
+                for i in range(24)]
+    [alert] = latest(run(ruleset, failures)).values()
+    assert dict(alert.context.measures)["failures / users"] == "1.67"
+    header = SPRAY.split("[threshold]", 1)[0] + (
+        '[detection.push]\neventType = "system.push.send_factor_verify_push"\n'
+        '[detection.accepted]\n"outcome.result" = "SUCCESS"\n[detection.denied]\n"outcome.result" = "FAILURE"\n')
+    for block in blocks[1:]:
+        (tmp_path / "rule.toml").write_text(header + block, encoding="utf-8")
+        [rule] = load_rules([tmp_path]).rules
+        assert rule.threshold is not None and rule.threshold.when is not None
+
+
+def test_long_values_are_counted_apart_and_kept_short(tmp_path):
+    ruleset = spray(tmp_path, "users >= 3")
+    state = EngineState()
+    long_a, long_b = "a" * 5000 + "@example.com", "a" * 5000 + "@example.org"  # the same first 5000 characters
+    assert run(ruleset, [event(0, long_a), event(10, long_b)], state) == []
+    [group] = state.groups.values()
+    assert all(len(value) <= 48 for _, _, values in group["entries"] for value in values if isinstance(value, str))
+    assert run(ruleset, [event(20, "short@example.com")], state)

@@ -14,6 +14,7 @@ and removes them on the left, so the cost is linear in the entries the windows h
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,9 @@ from sentinel.rules.model import Measure, Threshold
 from sentinel.rules.values import as_number, as_text
 
 MICROS = 1_000_000
-MAX_VALUE_CHARS = 256
+# A counted value longer than this is kept as a digest: a measure counts values, never shows them, and a
+# group keeps up to 2000 events, each with a value per measure.
+MAX_VALUE_CHARS = 48
 _ONE_EACH = ("count", "span", "first", "last")
 
 
@@ -57,8 +60,11 @@ def _joined(measure: Measure, data: Mapping[str, Any]) -> str | None:
         text = as_text(values[0]) if values else None
         if text is None:
             return None  # an event missing any of the fields is not counted
-        parts.append(text[:MAX_VALUE_CHARS])
-    return " / ".join(parts)
+        parts.append(text)
+    joined = " / ".join(parts)
+    if len(joined) <= MAX_VALUE_CHARS:
+        return joined
+    return "#" + hashlib.blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class _Tally:
