@@ -251,7 +251,7 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     window = threshold.window_seconds * MICROS
     hold = (rule.throttle_seconds or threshold.window_seconds) * MICROS
     distinct: Any = None  # the distinct value; with measures, what the event adds to each
-    measured = measures.signature(threshold) if threshold.measures else None
+    measured = threshold.signature if threshold.measures else None
     if measured is not None:
         distinct = measures.entry_values(threshold, data)
     elif threshold.distinct is not None:

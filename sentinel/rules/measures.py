@@ -30,10 +30,10 @@ MAX_VALUE_CHARS = 48
 _ONE_EACH = ("count", "span", "first", "last")
 
 
-def signature(threshold: Threshold) -> str:
+def signature(measures: tuple[Measure, ...]) -> str:
     """Names and kinds of the measures: a group record kept under another list starts afresh (its entries'
-    values would land in the wrong measures)."""
-    return ";".join(f"{m.name}:{m.text}" for m in threshold.measures)
+    values would land in the wrong measures). Made at load (``Threshold.signature``)."""
+    return ";".join(f"{m.name}:{m.text}" for m in measures)
 
 
 def entry_values(threshold: Threshold, data: Mapping[str, Any]) -> list[Any]:
@@ -203,9 +203,10 @@ def first_window(threshold: Threshold, entries: list[list[Any]], new: list[Any],
             tally.add(entries[low], -1)
             low += 1
         values = tally.values()
-        if when.holds(values):
+        met = _met(when, values)
+        if met == 1.0:
             return (low, end + 1), values, 1.0
-        progress = max(progress, _progress(when, values))
+        progress = max(progress, met)
     if last_end == len(entries) and last_end > first_end:
         scratch[key] = _Running(threshold, tally, entries, low)
     return None, values, progress
@@ -223,16 +224,19 @@ def _next(running: _Running, entries: list[list[Any]], window: int, scratch: dic
         tally.add(entries[low], -1)
         low += 1
     values = tally.values()
-    if when.holds(values):
+    met = _met(when, values)
+    if met == 1.0:
         return (low, len(entries)), values, 1.0  # the window fires: its entries go, and the tally with them
     scratch[key] = _Running(running.threshold, tally, entries, low)
-    return None, values, _progress(when, values)
+    return None, values, met
 
 
-def _progress(when: Expr, values: Mapping[str, float | None]) -> float:
+def _met(when: Expr, values: Mapping[str, float | None]) -> float:
+    """1.0 if ``when`` holds; else the share of its top-level ``and`` parts that hold, just under 1 (the
+    group's progress toward firing, which eviction spares)."""
     parts = when.children if when.op == "and" else (when,)
-    met = [part for part in parts if part.holds(values)]
-    return len(met) / len(parts) * 0.99  # met in full is firing
+    held = sum(1 for part in parts if part.evaluate(values) is True)
+    return 1.0 if held == len(parts) else held / len(parts) * 0.99
 
 
 def shown(threshold: Threshold, values: Mapping[str, Any]) -> list[tuple[str, float | None]]:

@@ -56,6 +56,7 @@ class Threshold:
     distinct_with: tuple[FieldPath, ...] = ()
     measures: tuple[Measure, ...] = ()
     when: Expr | None = field(default=None, compare=False)
+    signature: str = ""  # the measures' names and kinds (measures.signature): what a group record was kept for
 
     @property
     def distinct_text(self) -> str | None:

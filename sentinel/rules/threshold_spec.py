@@ -10,6 +10,7 @@ from sentinel.rules.conditions import Matcher
 from sentinel.rules.durations import parse_duration
 from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.measure_expr import parse_when
+from sentinel.rules.measures import signature
 from sentinel.rules.model import MEASURE_KINDS, Measure, Threshold
 from sentinel.rules.problems import Problems
 
@@ -103,7 +104,7 @@ def _measured(spec: Mapping[str, object], key: str, window: int | None, problems
             problems.add(key + ".when", str(error))
     if len(problems.errors) > before or window is None or when is None:
         return None
-    return Threshold(1, window, measures=tuple(measures), when=when)
+    return Threshold(1, window, measures=tuple(measures), when=when, signature=signature(tuple(measures)))
 
 
 def _measure(name: str, table: object, key: str, problems: Problems, selections: Mapping[str, Matcher],
