@@ -291,6 +291,7 @@ def problems(folder: Path, text: str) -> list[str]:
     ("failures >= 20 &&", "", "threshold.when: unexpected '&&' at character 16"),
     ("failures", "", "threshold.when: 'failures' is a number, not a test: compare it, e.g. 'failures >= 10'"),
     ("2 <= users <= 8", "", "threshold.when: chained comparison: write 'a <= x and x <= b', not '<=' at character 12"),
+    ("1 > 0", "", "threshold.when: names no measure: it would hold for every window or for none"),
     ("failures >= 1", 'bad = { count = true, where = "nope" }\n',
      "threshold.measures.bad.where: condition names unknown selection 'nope'"),
     ("failures >= 1", 'bad = { count = true, distinct = "a" }\n',

@@ -149,6 +149,8 @@ def parse_when(text: object, measures: Sequence[str]) -> Expr:
         known = ", ".join(measures) or "none"
         raise ValueError(f"unknown measure{'s' if len(set(parser.unknown)) > 1 else ''} {names} "
                          f"(measures: {known})")
+    if not parser.named:
+        raise ValueError("names no measure: it would hold for every window or for none")
     if not tree.is_bool:
         raise ValueError(f"{text.strip()!r} is a number, not a test: compare it, e.g. '{text.strip()} >= 10'")
     return tree
@@ -159,6 +161,7 @@ class _Parser:
         self.tokens, self.measures, self.text = tokens, measures, text
         self.position = 0
         self.unknown: list[str] = []
+        self.named = False
 
     def peek(self) -> str | None:
         return self.tokens[self.position][0] if self.position < len(self.tokens) else None
@@ -271,6 +274,7 @@ class _Parser:
             if token in _KEYWORDS:
                 self.fail("unexpected")
             self.take()
+            self.named = True
             if token not in self.measures:
                 self.unknown.append(token)
             return Expr("ref", name=token)
