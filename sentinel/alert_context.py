@@ -129,6 +129,10 @@ class AlertContext:
     distinct_values: tuple[str, ...] = ()  # the first of them, in the order seen
     throttle_seconds: int | None = None
     steps: tuple[StepEvents, ...] = ()  # sequence rules only: each step's events, in step order
+    # Measured thresholds only: the test that fired, and (name, value as text) of each measure of the window
+    # that met it, then of each compound arithmetic in the test ("failures / users", "2.58")
+    when: str = ""
+    measures: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, with the keys stored alerts have always had (optional ones only when set)."""
@@ -167,6 +171,8 @@ class AlertContext:
             out["author"] = self.author
         if self.steps:
             out["sequence_steps"] = [s.as_dict() for s in self.steps]
+        if self.when:
+            out.update(when=self.when, measures=dict(self.measures))
         return out
 
     @classmethod
@@ -206,7 +212,15 @@ class AlertContext:
             distinct_values=_texts(raw.get("distinct_values")),
             throttle_seconds=_int(raw.get("throttle_seconds")),
             steps=_steps(raw.get("sequence_steps")),
+            when=_text(raw.get("when")) or "",
+            measures=_pairs(raw.get("measures")),
         )
+
+
+def _pairs(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, Mapping):
+        return ()
+    return tuple((str(k), v) for k, v in ((k, _text(v)) for k, v in raw.items()) if v is not None)
 
 
 def _steps(raw: Any) -> tuple[StepEvents, ...]:

@@ -11,7 +11,8 @@ from sentinel.rules.values import as_number, as_text, decode_java_map, decode_js
 
 
 def compiled(name: str, operand: object, **options: bool):
-    return OPERATORS[name].compile(operand, Options(**options))
+    return OPERATORS[name].compile(operand, Options(ignore_case=options.get("ignore_case", False),
+                                                    all=options.get("all", False)))
 
 
 @pytest.mark.parametrize(

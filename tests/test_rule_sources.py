@@ -186,8 +186,9 @@ def test_rules_check_warns_about_hook_eligibility_only_without_the_poller(pollin
     shipped = run_cli("rules", "check", "--config", str(ROOT / "sentinel.toml"))
     assert shipped.returncode == 0, shipped.stderr
     warned = {line.split(": ")[2] for line in shipped.stderr.splitlines() if "needs System Log polling" in line}
-    # Sigma's policy rule also reads policy.lifecycle.delete, which no hook delivers, beside types one does.
-    assert warned == POLL_ONLY | {"1667a172-ed4c-463c-9969-efd92195319a"}
+    # Sigma's policy rule also reads policy.lifecycle.delete, which no hook delivers, beside types one does;
+    # okta-mfa-push-exhaustion likewise system.push.send_factor_verify_push beside user.authentication.auth_via_mfa.
+    assert warned == POLL_ONLY | {"1667a172-ed4c-463c-9969-efd92195319a", "okta-mfa-push-exhaustion"}
     polled = run_cli("rules", "check", "--config", str(polling_config))
     assert polled.returncode == 0, polled.stderr
     assert "event hook" not in polled.stderr and polled.stdout.strip().endswith("rules OK")

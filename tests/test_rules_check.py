@@ -61,8 +61,8 @@ def test_every_problem_inside_one_field_and_one_list_is_named(tmp_path: Path) ->
         """) == [
         "detection.sel.\"a..b\": bad field path 'a..b' at ''",
         "detection.sel.\"a..b\".contians: unknown operator 'contians' (known: equals, in_list, contains, "
-        "startswith, endswith, glob, regex, cidr, gt, gte, lt, lte, exists, equals_field; modifiers: ignore_case, "
-        "all, not, case_sensitive)",
+        "startswith, endswith, glob, regex, cidr, gt, gte, lt, lte, exists, equals_field, hour_between, "
+        "weekday_in; modifiers: ignore_case, all, not, case_sensitive, timezone)",
         "detection.sel.\"a..b\".not: not must be true or false",
         "detection.sel.\"a..b\".regex[1]: bad regex '(': missing ): (",
         "detection.sel.\"a..b\".regex[2]: bad regex '[': missing ]: [",

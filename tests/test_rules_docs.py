@@ -10,6 +10,7 @@ from sentinel.rules.inline_tests import TEST_KEYS
 from sentinel.rules.loader import RULE_KEYS, THRESHOLD_KEYS, THROTTLE_KEYS
 from sentinel.rules.operators import MODIFIERS, OPERATORS
 from sentinel.rules.sequence_spec import SEQUENCE_KEYS, STEP_KEYS
+from sentinel.rules.threshold_spec import MEASURE_KEYS
 
 DOCS = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")
 
@@ -27,7 +28,8 @@ def test_every_modifier_is_documented():
 
 
 def test_every_rule_field_is_documented():
-    keys = [*RULE_KEYS, *THRESHOLD_KEYS, *THROTTLE_KEYS, *FIRST_SEEN_KEYS, *SEQUENCE_KEYS, *STEP_KEYS, *TEST_KEYS]
+    keys = [*RULE_KEYS, *THRESHOLD_KEYS, *MEASURE_KEYS, *THROTTLE_KEYS, *FIRST_SEEN_KEYS, *SEQUENCE_KEYS, *STEP_KEYS,
+            *TEST_KEYS]
     assert [key for key in keys if not documented(key)] == []
 
 

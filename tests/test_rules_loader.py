@@ -31,8 +31,8 @@ BROKEN = {
         'id = "b"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\ncondition = "sel"\n'
         '[detection.sel]\n"outcome.result" = { contians = "FAIL" }\n',
         ["detection.sel.\"outcome.result\".contians: unknown operator 'contians' (known: equals, in_list, contains, "
-         "startswith, endswith, glob, regex, cidr, gt, gte, lt, lte, exists, equals_field; modifiers: "
-         "ignore_case, all, not, case_sensitive)"],
+         "startswith, endswith, glob, regex, cidr, gt, gte, lt, lte, exists, equals_field, hour_between, "
+         "weekday_in; modifiers: ignore_case, all, not, case_sensitive, timezone)"],
     ),
     "bad-regex.toml": (
         'id = "c"\ntitle = "t"\nseverity = "low"\nevent_types = ["x.y"]\ncondition = "sel"\n'

@@ -149,6 +149,8 @@ class Facts:
     author: str = ""  # the rule's author (Sigma's licence asks messages based on its rules to keep it)
     # Sequence alerts: one line per step, in step order ("1 denied: 3 events, 12:00:00 to 12:02:00 UTC").
     steps: tuple[str, ...] = ()
+    # Measured thresholds: "failures 31, users 12, failures / users 2.58" (the window that met the test).
+    measures: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows, in reading order, skipping empty values."""
@@ -166,6 +168,7 @@ class Facts:
             ("Event uuid", self.uuid),
             ("Threshold", self.threshold),
             ("Distinct values", self.distinct),
+            ("Measures", self.measures),
             ("Sequence", "; ".join(self.steps)),
             ("Description", self.description),
             ("ATT&CK", "; ".join(label for label, _ in self.attack)),
@@ -262,7 +265,9 @@ def _threshold(alert: Alert, ctx: AlertContext) -> str:
     text = (f"{alert.count} event{'s' if alert.count != 1 else ''}" + (f" within {window}" if window else "")
             + (f" for {group}" if group else "")
             + f" (first {_when(alert.first_seen)}, last {_when(alert.last_seen)})")
-    if ctx.threshold is not None:
+    if ctx.when:
+        text += f"; the rule fires when {clean(ctx.when, 300)}" + (f" within {window}" if window else "")
+    elif ctx.threshold is not None:
         counted = f"distinct {clean(ctx.distinct_field, 120)}" if ctx.distinct_field else "events"
         text += f"; the rule fires at {ctx.threshold} {counted}" + (f" within {window}" if window else "")
     if hold:
@@ -346,4 +351,5 @@ def facts(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> Facts:
         falsepositives="; ".join(p for p in (clean(x, 200) for x in ctx.falsepositives[:5]) if p),
         author=clean(ctx.author, 200),
         steps=_steps(ctx, alert.last_seen),
+        measures=", ".join(f"{clean(name, 80)} {clean(value, 40)}" for name, value in ctx.measures[:12]),
     )

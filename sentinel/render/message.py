@@ -222,7 +222,8 @@ def pagerduty_message(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) ->
     f = facts(alert, options)
     title = subject(f)[:200]
     body = " ".join(p for p in (f.sentence, f"{f.threshold}." if f.threshold else "",
-                                f"Distinct values: {f.distinct}." if f.distinct else "") if p)
+                                f"Distinct values: {f.distinct}." if f.distinct else "",
+                                f"Measures: {f.measures}." if f.measures else "") if p)
     room = PAGERDUTY_SUMMARY_LIMIT - len(title) - 2
     if len(body) > room:
         body = body[: room - 1] + "…"
@@ -284,6 +285,8 @@ def log_record(alert: Alert, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
         record["attack"] = [{"name": label, "url": url} for label, url in f.attack]
     if f.steps:
         record["sequence"] = list(f.steps)
+    if f.measures:
+        record["measures"] = f.measures
     if f.distinct:
         record.update(distinct=f.distinct, distinct_field=f.distinct_field, distinct_count=f.distinct_count,
                       distinct_values=list(f.distinct_values))

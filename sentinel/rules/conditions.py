@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sentinel.rules.case import contradiction, folds_case
 from sentinel.rules.field_paths import ConditionError, FieldPath
 from sentinel.rules.lists import NamedList, resolve
-from sentinel.rules.operators import MODIFIERS, OPERATORS, Options, Predicate
+from sentinel.rules.operators import MODIFIERS, OPERATORS, TIME_OPERATORS, Options, Predicate
 from sentinel.rules.values import as_text
 
 EventData = Mapping[str, Any]
@@ -94,7 +96,8 @@ def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedLi
         problems.extend(ConditionError(f"unknown operator {name!r} (known: {', '.join(OPERATORS)}; "
                                        f"modifiers: {', '.join(MODIFIERS)})", name) for name in unknown)
         problems.extend(ConditionError(f"{modifier} must be true or false", modifier)
-                        for modifier in MODIFIERS if modifier in spec and not isinstance(spec[modifier], bool))
+                        for modifier in MODIFIERS if modifier in spec and not isinstance(spec[modifier], bool)
+                        and modifier != "timezone")
         if not unknown and not any(name in OPERATORS for name in spec):
             problems.append(ConditionError("names no operator"))
     if (clash := contradiction(spec)) is not None:
@@ -104,10 +107,16 @@ def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedLi
     negate_table = negate and sum(1 for k in spec if k in OPERATORS) > 1
     if negate_table:
         negate = False
+    zone: tzinfo = UTC
+    if "timezone" in spec:
+        try:
+            zone = _zone(spec)
+        except ConditionError as error:
+            problems.append(error)
     tests: list[FieldTest] = []
     for name in (k for k in spec if k in OPERATORS):
         try:
-            options = Options(ignore_case=folds_case(name, spec), all=spec.get("all") is True)
+            options = Options(ignore_case=folds_case(name, spec), all=spec.get("all") is True, timezone=zone)
             test = _operator_test(path, name, spec[name], options, negate, name if keyed else "", lists)
         except ConditionError as error:
             problems.append(error)
@@ -119,6 +128,22 @@ def compile_field_test(path_text: str, spec: object, lists: Mapping[str, NamedLi
     if negate_table:
         return [NegatedTable(tuple(tests))]
     return list(tests)
+
+
+def _zone(spec: Mapping[str, object]) -> tzinfo:
+    """The ``timezone`` modifier's zone, read when the rule loads (zoneinfo reads the tz database then;
+    the predicates only convert times with it)."""
+    name = spec["timezone"]
+    if not any(op in TIME_OPERATORS for op in spec):
+        raise ConditionError(f"timezone applies to {' and '.join(sorted(TIME_OPERATORS))} only", "timezone")
+    if not isinstance(name, str) or not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise ConditionError(f"timezone must be an IANA zone name such as \"Europe/Paris\", got {name!r}",
+                             "timezone")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConditionError(f"unknown time zone {name!r} (an IANA name such as \"America/New_York\")",
+                             "timezone") from None
 
 
 def _operator_test(path: FieldPath | None, name: str, operand: object, options: Options, negate: bool,
@@ -160,7 +185,7 @@ def _list_predicates(name: str, names: object, options: Options, key: str,
         return _compiled(name, values, options)
     except ValueError:
         pass
-    compile_operator, single = OPERATORS[name].compile, Options(ignore_case=options.ignore_case)
+    compile_operator, single = OPERATORS[name].compile, replace(options, all=False)
     problems = []
     for each in named:
         for value, place in zip(each.values, each.places, strict=True):
@@ -176,19 +201,19 @@ def _list_predicates(name: str, names: object, options: Options, key: str,
 
 def _compiled(name: str, operand: object, options: Options) -> tuple[Predicate, ...]:
     compile_operator = OPERATORS[name].compile
-    if options.all and isinstance(operand, list) and len(operand) > 1:
-        single = Options(ignore_case=options.ignore_case)
+    if options.all and isinstance(operand, list) and len(operand) > 1 and not OPERATORS[name].whole_list:
+        single = replace(options, all=False)
         return tuple(compile_operator(o, single) for o in operand)
     return (compile_operator(operand, options),)
 
 
 def _predicates(name: str, operand: object, options: Options, key: str) -> tuple[Predicate, ...]:
     compile_operator = OPERATORS[name].compile
-    single = Options(ignore_case=options.ignore_case)
+    single = replace(options, all=False)
     try:
         return _compiled(name, operand, options)
     except ValueError as error:
-        if not isinstance(operand, list) or len(operand) < 2:
+        if not isinstance(operand, list) or len(operand) < 2 or OPERATORS[name].whole_list:
             raise ConditionError(str(error), key) from None
     # A list with a bad value: name each bad one by its position.
     problems = []

@@ -6,6 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sentinel.alert_context import AlertContext, Party, Sample, StepEvents
+from sentinel.model import format_timestamp
+from sentinel.rules.engine_state import from_micros
+from sentinel.rules.measures import shown
 from sentinel.rules.model import Rule
 from sentinel.rules.values import as_text
 
@@ -107,7 +110,31 @@ def alert_context(
         if distinct is not None else (),
         throttle_seconds=rule.throttle_seconds,
         steps=tuple(s for s in map(StepEvents.from_dict, record.get("steps", ())) if s is not None),
+        when=threshold.when.text() if threshold is not None and threshold.when is not None else "",
+        measures=_measures(rule, record.get("measures")),
     )
+
+
+def _measures(rule: Rule, values: Any) -> tuple[tuple[str, str], ...]:
+    """Each measure's value as the alert states it: a whole number plainly, else two decimals; the time
+    of a ``first``/``last`` measure as UTC; an undefined one (a division by zero) as "undefined"."""
+    threshold = rule.threshold
+    if threshold is None or not threshold.measures or not isinstance(values, Mapping):
+        return ()
+    times = {m.name for m in threshold.measures if m.kind in ("first", "last")}
+    out = []
+    for name, value in shown(threshold, values):
+        if value is None:
+            text = "undefined"
+        elif name in times:
+            try:
+                text = format_timestamp(from_micros(int(value * 1_000_000)))
+            except (OverflowError, ValueError):
+                text = "undefined"
+        else:
+            text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.2f}"
+        out.append((name, text))
+    return tuple(out)
 
 
 def _samples(raw: Iterable[Any]) -> tuple[Sample, ...]:

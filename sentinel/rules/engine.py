@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.rules import first_seen, sequence
+from sentinel.rules import first_seen, measures, sequence
 from sentinel.rules.context import alert_context, short_event
 from sentinel.rules.engine_state import (
     DROPPED_ENTRIES,
@@ -36,6 +36,7 @@ from sentinel.rules.engine_state import (
     to_micros,
 )
 from sentinel.rules.model import Rule, RuleSet
+from sentinel.rules.threshold_entries import drop_range, forget_repeats, full_window, value_counts
 from sentinel.rules.values import as_text
 
 __all__ = ["EngineState", "alert_key", "evaluate", "group_key_of"]
@@ -48,6 +49,9 @@ MAX_ALERT_UUIDS = 100
 MAX_SAMPLES = 5
 MAX_DISTINCT_KEPT = 100
 MAX_GROUP_VALUE_CHARS = 256
+# A measured group (threshold measures) keeps at most this many pending events, forgetting the oldest
+# (counted): its when may never hold, so, unlike a count, reaching a number does not empty it.
+MAX_MEASURED_ENTRIES = 2_000
 # Alerted windows a group remembers so late events fold into them (only those a late event can reach).
 MAX_EPISODES = 16
 
@@ -199,10 +203,13 @@ def _first_seen(rule: Rule, event: Event, data: Mapping[str, Any], micros: int,
     return _make_alert(rule, event, data, key, group_key, record)
 
 
-def _own(record: dict[str, Any] | None, marker: str) -> dict[str, Any] | None:
+def _own(record: dict[str, Any] | None, marker: str, measured: str | None = None) -> dict[str, Any] | None:
     """The group's record if it is of this kind (a reload may turn a first-seen rule into a threshold rule
-    under the same id: its old record then starts afresh rather than raising on every event)."""
-    return record if record is not None and marker in record else None
+    under the same id, or change a threshold's measures: its old record then starts afresh rather than
+    raising on every event or counting into the wrong measure)."""
+    if record is None or marker not in record or record.get("measured") != measured:
+        return None
+    return record
 
 
 def _distinct_value(rule: Rule, data: Mapping[str, Any]) -> str | None:
@@ -220,7 +227,7 @@ def _distinct_value(rule: Rule, data: Mapping[str, Any]) -> str | None:
 def _episode(members: list[list[Any]], event: Event, data: Mapping[str, Any], micros: int, *,
              counts_distinct: bool) -> dict[str, Any]:
     """The record of a threshold met by ``members`` (the group's entries, oldest first) at ``event``."""
-    distinct_values = list(dict.fromkeys(e[2] for e in members))
+    distinct_values = list(dict.fromkeys(e[2] for e in members)) if counts_distinct else []
     return {
         "start": members[0][0],
         "first": members[0][0],
@@ -243,14 +250,21 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
         return None
     window = threshold.window_seconds * MICROS
     hold = (rule.throttle_seconds or threshold.window_seconds) * MICROS
-    distinct = None
-    if threshold.distinct is not None:
+    distinct: Any = None  # the distinct value; with measures, what the event adds to each
+    measured = threshold.signature if threshold.measures else None
+    if measured is not None:
+        distinct = measures.entry_values(threshold, data)
+    elif threshold.distinct is not None:
         distinct = _distinct_value(rule, data)
         if distinct is None:
             return None  # nothing to count distinctly
+    counts_distinct = threshold.distinct is not None
     group_key = group_key_of(rule, data)
     state_key = f"{rule.id}/{group_key}"
-    group = _own(state.group(state_key), "entries") or {"entries": [], "episodes": [], "seen": micros, "expires": 0}
+    group = _own(state.group(state_key), "entries", measured) or {
+        "entries": [], "episodes": [], "seen": micros, "expires": 0}
+    if measured is not None:
+        group["measured"] = measured
     group["seen"] = max(group["seen"], micros)
     episodes = _episodes(group)
     # An episode a late event can no longer fold into is done with.
@@ -258,7 +272,7 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     for episode in episodes:
         if episode["start"] - window <= micros < episode["start"] + hold:
             _fold(episode, event, data, micros)
-            if distinct is not None and distinct not in episode["distinct"]:
+            if counts_distinct and distinct not in episode["distinct"]:
                 episode["distinct_count"] += 1
                 if len(episode["distinct"]) < MAX_DISTINCT_KEPT:
                     episode["distinct"].append(distinct)
@@ -267,19 +281,28 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
             return _make_alert(rule, event, data, alert_key(rule.id, group_key, episode["start"]), group_key,
                                episode)
     entries: list[list[Any]] = group["entries"]
-    if distinct is not None:
-        values = _value_counts(group)
+    if counts_distinct:
+        values = value_counts(group)
         values[distinct] = values.get(distinct, 0) + 1
-    bisect.insort(entries, [micros, event.uuid, distinct])
+    entry = [micros, event.uuid, distinct]
+    bisect.insort(entries, entry, key=_by_time if measured else None)
     # Keep what a late event (no older than the horizon) could still complete a window with.
-    _drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
-    if distinct is not None and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
-        state.tally(DROPPED_ENTRIES, rule.id, _forget_repeats(group))
-    if distinct is not None and len(group["values"]) < threshold.count:
-        found, held = None, len(group["values"])  # too few values in the whole group: no window to look for
+    drop_range(group, 0, bisect.bisect_left(entries, [state.horizon - window]))
+    if counts_distinct and len(entries) > max(EXACT_DISTINCT_ENTRIES, 2 * threshold.count):
+        state.tally(DROPPED_ENTRIES, rule.id, forget_repeats(group))
+    measured_values: dict[str, float | None] = {}
+    if measured is not None:
+        forgotten = measures.keep_at_most(threshold, entries, entry, MAX_MEASURED_ENTRIES, state.scratch, state_key)
+        state.tally(DROPPED_ENTRIES, rule.id, forgotten)
+        found, measured_values, progress = measures.first_window(threshold, entries, entry, window, state.scratch,
+                                                                 state_key)
     else:
-        found, held = _full_window(entries, micros, window, threshold.count, counts_distinct=distinct is not None)
-    group["progress"] = round(min(held / threshold.count, 1.0), 4)  # what eviction spares (engine_state)
+        if counts_distinct and len(group["values"]) < threshold.count:
+            found, held = None, len(group["values"])  # too few values in the whole group: no window to look for
+        else:
+            found, held = full_window(entries, micros, window, threshold.count, counts_distinct=counts_distinct)
+        progress = held / threshold.count
+    group["progress"] = round(min(progress, 1.0), 4)  # what eviction spares (engine_state)
     if found is None:
         _set_expires(group, window, hold)
         state.put(state_key, group)
@@ -289,13 +312,19 @@ def _threshold(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, s
     low, high = found
     start = entries[low][0]
     high = max(high, bisect.bisect_left(entries, [start + hold]))
-    record = _episode(entries[low:high], event, data, micros, counts_distinct=distinct is not None)
-    _drop_range(group, low, high)
+    record = _episode(entries[low:high], event, data, micros, counts_distinct=counts_distinct)
+    if measured is not None:
+        record["measures"] = measured_values  # the window that met the when, as it met it
+    drop_range(group, low, high)
     group["progress"] = 0.0
     bisect.insort(episodes, record, key=lambda e: e["start"])
     _set_expires(group, window, hold)
     state.put(state_key, group)
     return _make_alert(rule, event, data, alert_key(rule.id, group_key, record["start"]), group_key, record)
+
+
+def _by_time(entry: list[Any]) -> tuple[int, str]:
+    return entry[0], entry[1]
 
 
 def _episodes(group: dict[str, Any]) -> list[dict[str, Any]]:
@@ -314,70 +343,3 @@ def _set_expires(group: dict[str, Any], window: int, hold: int) -> None:
     if group["entries"]:
         ends.append(group["entries"][-1][0] + window + hold)
     group["expires"] = max(ends, default=group["seen"] + window + hold)
-
-
-def _full_window(entries: list[list[Any]], micros: int, window: int, count: int, *,
-                 counts_distinct: bool) -> tuple[tuple[int, int] | None, int]:
-    """The earliest window of ``window`` micros holding the event at ``micros`` with ``count`` entries (or
-    distinct values) as a slice (low, high) of ``entries``, and the most any such window holds.
-
-    Only windows holding the new event need checking: any other was checked when its last entry came."""
-    low = bisect.bisect_left(entries, [micros - window])
-    high = bisect.bisect_left(entries, [micros + window + 1])
-    reach = len({entry[2] for entry in entries[low:high]}) if counts_distinct else high - low
-    if reach < count:
-        return None, reach  # not even the two windows' span together holds enough
-    best = 0
-    seen: dict[Any, int] = {}
-    end = low
-    for first in range(low, high):
-        start = entries[first][0]
-        if start > micros:
-            break
-        while end < high and entries[end][0] <= start + window:
-            seen[entries[end][2]] = seen.get(entries[end][2], 0) + 1
-            end += 1
-        held = len(seen) if counts_distinct else end - first
-        if start + window >= micros:
-            best = max(best, held)
-            if held >= count:
-                return (first, end), held
-        left = seen.pop(entries[first][2]) - 1
-        if left:
-            seen[entries[first][2]] = left
-    return None, best
-
-
-def _value_counts(group: dict[str, Any]) -> dict[str, int]:
-    """How often each value occurs among a distinct-count group's pending entries (kept in step with
-    them, so a check costs no pass over the entries; rebuilt for records stored without it)."""
-    values: dict[str, int] | None = group.get("values")
-    if values is None:
-        values = group["values"] = {}
-        for entry in group["entries"]:
-            if entry[2] is not None:
-                values[entry[2]] = values.get(entry[2], 0) + 1
-    return values
-
-
-def _drop_range(group: dict[str, Any], low: int, high: int) -> None:
-    entries = group["entries"]
-    values = group.get("values")
-    if values is not None:
-        for entry in entries[low:high]:
-            left = values.pop(entry[2], 0) - 1
-            if left > 0:
-                values[entry[2]] = left
-    del entries[low:high]
-
-
-def _forget_repeats(group: dict[str, Any]) -> int:
-    """Keep only the newest entry of each value (all a distinct count needs). Returns how many went."""
-    entries = group["entries"]
-    newest: dict[str, list[Any]] = {}
-    for entry in entries:  # in time order: a later entry of a value replaces the earlier one
-        newest[entry[2]] = entry
-    forgotten = len(entries) - len(newest)
-    entries[:] = sorted(newest.values())
-    group["values"] = dict.fromkeys(newest, 1)
-    return forgotten

@@ -74,6 +74,9 @@ class EngineState:
         # (deadline micros, group key) of sequences waiting for an absent step: a heap, rebuilt from the
         # groups' "pending" records on restore; an entry whose group or record is gone is skipped.
         self.deadlines: list[tuple[int, str]] = []
+        # Group key → what a rule may keep beside its record to save work (a measured threshold's running
+        # tally); never saved, rebuilt from the record when missing, dropped with the group.
+        self.scratch: dict[str, Any] = {}
 
     @property
     def group_count(self) -> int:
@@ -174,6 +177,7 @@ class EngineState:
 
     def _remove(self, key: str) -> None:
         del self.groups[key]
+        self.scratch.pop(key, None)
         del self._tiers[self._tier_of.pop(key)][key]
         self._deleted.add(key)
         self._changed.discard(key)

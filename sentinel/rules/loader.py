@@ -47,7 +47,7 @@ RULE_KEYS: Mapping[str, str] = {
     "condition": "boolean expression over the selections",
     "severity_when": "severity by condition, first match wins",
     "group_by": "fields that key thresholds and throttling",
-    "threshold": "count / distinct count in a window",
+    "threshold": "count / distinct count in a window, or named measures and a when over them",
     "throttle": "one alert per group per period",
     "first_seen": "alert on a value tuple new for the group within a lookback",
     "sequence": "ordered steps joined on group_by (instead of condition / threshold)",
@@ -220,7 +220,7 @@ def _build_rule(table: Mapping[str, Any], where: str, file: Path, problems: _Pro
     matcher, selections, declared = _detection(table, where, problems, lists, event_types)
     severity_when = _severity_when(table, where, selections, declared, problems)
     group_by = _group_by(table, where, problems)
-    threshold = parse_threshold(table.get("threshold"), where + "threshold", problems)
+    threshold = parse_threshold(table.get("threshold"), where + "threshold", problems, selections, declared)
     throttle = parse_throttle(table.get("throttle"), where + "throttle", problems)
     first_seen = parse_first_seen(table.get("first_seen"), where + "first_seen", problems)
     for other in ("threshold", "throttle", "sequence"):
@@ -311,8 +311,10 @@ def _detection(table: Mapping[str, Any], where: str, problems: _Problems, lists:
                 problems.add(each.key, each.message)
     condition = table.get("condition")
     if condition is None:
-        # No condition: every event of the rule's types matches; selections may still drive severity_when.
-        if detection and "severity_when" not in table and "sequence" not in table:
+        # No condition: every event of the rule's types matches; selections may still drive severity_when
+        # or a measure's where.
+        measured = isinstance(table.get("threshold"), dict) and "measures" in table["threshold"]
+        if detection and "severity_when" not in table and "sequence" not in table and not measured:
             problems.add(where + "condition", "is required when the rule has selections")
             return None, selections, declared
         return _match_all, selections, declared

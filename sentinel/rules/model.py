@@ -10,13 +10,43 @@ from sentinel.model import Severity
 from sentinel.rules.conditions import Matcher
 from sentinel.rules.field_paths import FieldPath
 from sentinel.rules.lists import NamedList
+from sentinel.rules.measure_expr import Expr
 from sentinel.rules.prefilter import Prefilter
 from sentinel.rules.templates import Template
 
 
 @dataclass(frozen=True, slots=True)
+class Measure:
+    """One named figure of a threshold's window (``[threshold.measures]``), over the events the rule reads
+    that ``where`` holds for: ``count`` them, count ``distinct`` values of ``fields`` (only values with
+    ``per_value`` events, if set), ``sum`` a number, the most events one value has (``max_per``), the
+    seconds from the first to the last (``span``), or the event time of the ``first`` or ``last``."""
+
+    name: str
+    kind: str  # one of MEASURE_KINDS
+    fields: tuple[FieldPath, ...] = ()
+    where: Matcher | None = field(default=None, repr=False, compare=False)
+    where_text: str = ""
+    per_value: tuple[int, int] | None = None
+
+    @property
+    def text(self) -> str:
+        """How the alert describes it: ``distinct actor.alternateId where failed``."""
+        paths = ", ".join(p.text for p in self.fields)
+        what = f"{self.kind} {paths}" if paths else self.kind
+        if self.per_value is not None:
+            low, high = self.per_value
+            what += f" with {low} to {high} events each"
+        return what + (f" where {self.where_text}" if self.where_text else "")
+
+
+MEASURE_KINDS = ("count", "distinct", "sum", "max_per", "span", "first", "last")
+
+
+@dataclass(frozen=True, slots=True)
 class Threshold:
-    """Alert when ``count`` matching events (or distinct values of ``distinct``) fall in ``window_seconds``."""
+    """Alert when ``count`` matching events (or distinct values of ``distinct``) fall in ``window_seconds``;
+    with ``measures``, when ``when`` holds for the measures of a window instead."""
 
     count: int
     window_seconds: int
@@ -24,6 +54,9 @@ class Threshold:
     # Further fields counted with ``distinct`` as one combination (``distinct = [a, b]``): two events differ
     # when any of the fields differs, so a count of 2 means "a second value of a, or of b".
     distinct_with: tuple[FieldPath, ...] = ()
+    measures: tuple[Measure, ...] = ()
+    when: Expr | None = field(default=None, compare=False)
+    signature: str = ""  # the measures' names and kinds (measures.signature): what a group record was kept for
 
     @property
     def distinct_text(self) -> str | None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import re2
 
+from sentinel.model import parse_timestamp
 from sentinel.rules.values import as_bool, as_number, as_text
 
 Predicate = Callable[[Any], bool]
@@ -28,6 +30,8 @@ class Options:
 
     ignore_case: bool = False
     all: bool = False  # every listed operand must match (default: any one of them)
+    # The zone hour_between and weekday_in read a timestamp in (``timezone``, resolved by the loader)
+    timezone: tzinfo = UTC
 
 
 # --- operand checks -----------------------------------------------------------------------------------------
@@ -249,6 +253,69 @@ def _comparer(compare: Callable[[float, float], bool], limit: float) -> Predicat
     return compare_number
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _local(value: Any, zone: tzinfo) -> datetime | None:
+    """A timestamp value (Okta's ISO-8601 text, as ``published``) in ``zone``; None if it is not one."""
+    try:
+        moment = value if isinstance(value, datetime) else parse_timestamp(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(zone)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _minute_of_day(text: object) -> int:
+    if not isinstance(text, str) or len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+        raise ValueError(f"expects times as \"HH:MM\", got {text!r}")
+    hours, minutes = int(text[:2]), int(text[3:])
+    if hours > 24 or minutes > 59 or (hours == 24 and minutes):
+        raise ValueError(f"no such time of day: {text!r}")
+    return hours * 60 + minutes
+
+
+def compile_hour_between(operand: object, options: Options) -> Predicate:
+    """``["18:00", "07:00"]``: from the first time (included) to the second (not included), wrapping past
+    midnight when the second is earlier, on the local clock of ``timezone``."""
+    if not isinstance(operand, list) or len(operand) != 2:
+        raise ValueError('expects ["HH:MM", "HH:MM"]: from (included) and until (not included)')
+    start, end = _minute_of_day(operand[0]), _minute_of_day(operand[1])
+    if start % 1440 == end % 1440:
+        raise ValueError("from and until are the same time: that is the whole day (leave the test out)")
+    zone = options.timezone
+
+    def in_hours(value: Any) -> bool:
+        moment = _local(value, zone)
+        if moment is None:
+            return False
+        minute = moment.hour * 60 + moment.minute
+        return start <= minute < end if start < end else minute >= start or minute < end
+
+    return in_hours
+
+
+def compile_weekday_in(operand: object, options: Options) -> Predicate:
+    days = set()
+    for name in _operands(operand):
+        text = name.strip().lower() if isinstance(name, str) else ""
+        if text in WEEKDAYS:
+            days.add(WEEKDAYS.index(text))
+        elif text in _FULL_WEEKDAYS:
+            days.add(_FULL_WEEKDAYS.index(text))
+        else:
+            raise ValueError(f"expects weekdays ({', '.join(WEEKDAYS)}), got {name!r}")
+    frozen, zone = frozenset(days), options.timezone
+
+    def on_days(value: Any) -> bool:
+        moment = _local(value, zone)
+        return moment is not None and moment.weekday() in frozen
+
+    return on_days
+
+
 def compile_not_applicable(operand: object, options: Options) -> Predicate:
     """Placeholder for operators the condition layer evaluates itself (exists, equals_field)."""
     raise NotImplementedError
@@ -265,6 +332,8 @@ class Operator:
     # "value": predicate per value; "exists": on presence; "field": compares with another field path;
     # "list": equals, with the operand naming lists (resolved by the condition layer).
     kind: str = "value"
+    # The operand list is one value (hour_between's [from, until]), not alternatives to try one by one.
+    whole_list: bool = False
 
 
 OPERATORS: Mapping[str, Operator] = {
@@ -284,6 +353,9 @@ OPERATORS: Mapping[str, Operator] = {
         Operator("lte", _compile_comparison("lte", lambda a, b: a <= b), "number less than or equal"),
         Operator("exists", compile_not_applicable, "the field is present and not null", kind="exists"),
         Operator("equals_field", compile_not_applicable, "equal to another field of the event", kind="field"),
+        Operator("hour_between", compile_hour_between, "a timestamp's local time of day is in [from, until)",
+                 whole_list=True),
+        Operator("weekday_in", compile_weekday_in, "a timestamp's local weekday is one of these"),
     )
 }
 
@@ -293,4 +365,6 @@ MODIFIERS: Mapping[str, str] = {
     "all": "every listed value must match (default: any one)",
     "not": "negate the field test (a missing field then matches)",
     "case_sensitive": "compare text case-sensitively (opts out of the default)",
+    "timezone": "IANA time zone hour_between and weekday_in read the time in (default UTC)",
 }
+TIME_OPERATORS = frozenset({"hour_between", "weekday_in"})
