@@ -42,6 +42,19 @@ def parse_timestamp(text: str) -> datetime:
 
     Raises ValueError for anything else. A timestamp without a zone is taken as UTC, as Okta's are.
     """
+    # Okta's own form (``2024-01-01T12:34:56.789Z``, every event's ``published``) by fromisoformat alone,
+    # which reads its Z as UTC: the general path's regex, replace and conversion cost 10x as much. What
+    # fromisoformat refuses here goes the general path (tests/test_decode_fast_paths.py compares both).
+    if type(text) is str and len(text) == 24 and text[23] == "Z":
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return _parse_timestamp_generally(text)
+
+
+def _parse_timestamp_generally(text: str) -> datetime:
+    """:func:`parse_timestamp` for every form (the definition; tests compare the fast path with it)."""
     if not isinstance(text, str) or not 10 <= len(text) <= 40:
         raise ValueError("not an ISO-8601 timestamp")
     cleaned = _FRACTION.sub(r"\1", text.strip(), count=1)  # fromisoformat takes at most 6 digits
