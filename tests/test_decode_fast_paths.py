@@ -3,10 +3,11 @@ canonical timestamps, and events whose body is decoded only when something reads
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ from hypothesis import strategies as st
 from test_okta_parse import MUTATION_BYTES
 
 from sentinel import okta
+from sentinel.clock import FixedClock
 from sentinel.errors import PayloadError
-from sentinel.model import _parse_timestamp_generally, parse_timestamp
+from sentinel.model import Alert, Severity, _parse_timestamp_generally, parse_timestamp
 from sentinel.okta import decode_json, event_quickly, parse_delivery, parse_delivery_with_json, parse_event
 from sentinel.rules import load_rules
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.rules.replay_input import ReadReport, read_events
+from sentinel.service.silencing import Silencer
+from sentinel.silences import Silence
+from sentinel.store import Store
 
 
 def _timestamp_outcome(parse: object, text: str) -> object:
@@ -225,3 +230,25 @@ def test_replay_reads_json_lines_through_the_fast_path_as_before() -> None:
                                                   ("inside-both-1", both["data"]["events"][0]), ("row-1", row["body"])]
     assert events[0].decode is not None  # the fast path's event, decoded when read
     assert (report.events, report.skipped, len(problems)) == (4, 1, 1)
+
+
+def test_the_silencer_reads_each_events_body_once(decodes: list[str], tmp_path: Path) -> None:
+    """A threshold alert comes again with each event it folds in, carrying the uuids of up to 100 events:
+    with bodies decoded at each read, the silencer must read each one once, not once per alert."""
+    events = parse_delivery(json.dumps(envelope(*[make_event(f"s-{i}") for i in range(20)])).encode()).events
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    alerts = [Alert(f"k-{n}", "brute", Severity.HIGH, "t", "s", "g", now, now, n + 1,
+                    tuple(e.uuid for e in events[:n + 1])) for n in range(20)]
+    window = Silence(None, "brute", (("actor.alternateId", "alice@example.com"),), now, now + timedelta(hours=1),
+                     "sentinel.toml", "maintenance test", now)
+
+    async def scenario() -> dict[str, str]:
+        store = Store(tmp_path / "s.db")
+        store.start(now)
+        try:
+            return await Silencer(store, FixedClock(now), lambda _: [window]).silenced(alerts, events, now)
+        finally:
+            store.close()
+
+    assert asyncio.run(scenario()) == {a.key: "maintenance test" for a in alerts}
+    assert sorted(decodes) == sorted(e.source or "" for e in events)
