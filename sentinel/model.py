@@ -79,7 +79,7 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-# ``Event.data`` of an event whose body is decoded on first use (``Event.later``).
+# What the ``data`` slot holds for an event whose body is decoded at each read (``Event.later``).
 LATER: Mapping[str, Any] = MappingProxyType({})
 
 

@@ -194,7 +194,7 @@ def _parse_quickly(body: bytes) -> Delivery | None:
 
 def event_quickly(document: bytes) -> Event | None:
     """One JSON document that is an Okta event with good key fields, as :func:`parse_delivery` reads an
-    element: its body decoded on first use. None for anything else, or anything it is not sure of (the
+    element: its body decoded when read. None for anything else, or anything it is not sure of (the
     caller decodes it whole, :func:`decode_json`, and checks it with :func:`parse_event`). What
     ``sentinel replay`` shares with the detector (issue 16)."""
     try:
@@ -212,14 +212,14 @@ class _KeyFields(msgspec.Struct):
 
 # An element's key fields, typed: the rest of it is skipped (checked, not decoded), 8x cheaper than decoding it.
 _KEY_FIELDS = msgspec.json.Decoder(_KeyFields)
-# Decoding an element on first use happens deeper in the stack than unpacking: only elements too shallow to
+# Decoding an element when read happens deeper in the stack than unpacking: only elements too shallow to
 # meet the recursion limit there are left for later (an Okta event nests about 5 deep, 10-30 brackets).
 _LATER_MAX_BRACKETS = 256
 
 
 def _event_quickly(element: msgspec.Raw | bytes, source: str) -> Event | None:
     """The event of one element (already checked as JSON by :func:`_elements_quickly`) from its key fields
-    alone, its body decoded on first use by :func:`decode_json` (the same objects the eager decode builds).
+    alone, its body decoded when read, by :func:`decode_json` (the same objects the eager decode builds).
     None for anything :func:`parse_event` must look at (a field missing, not text, empty, too long, a time
     it must parse), or whose decoding later could go otherwise than now: an integer too long for Python
     (the element is quarantined) or nesting near the recursion limit. The caller then decodes it all."""
