@@ -59,7 +59,11 @@ MAX_EPISODES = 16
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
     """Run every enabled rule for ``event.event_type`` over the event; mutate and return ``state``."""
     rules: Sequence[Rule] = ruleset.rules_for(event.event_type)
-    data = event.data if type(event.data) is dict else dict(event.data)
+    if not rules and not state.deadlines:  # before reading the body: one no rule reads is never decoded
+        return [], state
+    data = event.data
+    if type(data) is not dict:
+        data = dict(data)
     if rules and ruleset.has_prefilters:  # rules on every type skip events their required field rules out
         rules = [r for r in rules if r.prefilter is None or r.prefilter.admits(data)]
     if not rules and not state.deadlines:

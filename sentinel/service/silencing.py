@@ -8,8 +8,9 @@ the matching itself is pure (sentinel.silences)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sentinel.clock import Clock
 from sentinel.errors import StoreError
@@ -56,9 +57,19 @@ class Silencer:
         wanted = {u for a in alerts for u in a.event_uuids if u not in known}
         if wanted and any(s.matchers for s in silences):
             known.update(await self.store.events_by_uuid(sorted(wanted)))
+        # Each event's body read once: Event.data decodes it at each read, and a threshold alert comes again
+        # with each event it folds in, carrying up to 100 event uuids.
+        bodies: dict[str, Mapping[str, Any]] = {}
+
+        def body(uuid: str) -> Mapping[str, Any]:
+            found = bodies.get(uuid)
+            if found is None:
+                found = bodies[uuid] = known[uuid].data
+            return found
+
         silenced: dict[str, str] = {}
         for alert in alerts:
-            data = [known[u].data for u in alert.event_uuids if u in known]
+            data = [body(u) for u in alert.event_uuids if u in known]
             found = silencing(silences, alert, data, now)
             if found is not None:
                 silenced[alert.key] = found.label
