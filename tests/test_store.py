@@ -14,7 +14,7 @@ from conftest import make_event
 from sentinel.okta import parse_event
 from sentinel.store import Store
 from sentinel.store.database import connect
-from sentinel.store.events import ingest, pending_events
+from sentinel.store.events import ingest, last_received, pending_events
 from sentinel.store.schema import MIGRATIONS, current_version, migrate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -87,6 +87,12 @@ def test_upgrade_from_version_2_keeps_data_and_pending_order(tmp_path: Path) -> 
     plan = " ".join(str(r) for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT uuid FROM events WHERE evaluated_at IS NULL ORDER BY published, uuid"))
     assert "TEMP B-TREE" not in plan.upper()
+    # Migration 9: no index on received_at any more (each insert paid for it); what used it reads the
+    # table in rowid order instead (tests/test_retention.py).
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                          "AND tbl_name = 'events' AND sql IS NOT NULL")}
+    assert indexes == {"events_pending", "events_type_published"}
+    assert last_received(conn) == "2026-01-01T00:00:00.000000Z"
 
 
 def test_cli_refuses_a_missing_database(tmp_path: Path) -> None:

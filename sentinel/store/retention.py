@@ -45,9 +45,12 @@ def prune_expired(conn: sqlite3.Connection, cutoff: datetime, chunk: int = PRUNE
     """Delete up to ``chunk`` expired events, quarantined elements and alerts (with their deliveries),
     oldest first. Run inside the writer's transaction."""
     stamp = format_timestamp(cutoff)
+    # Rowid order is the order events were stored (received_at order, bar a clock stepped back): the
+    # oldest ``chunk`` evaluated events are the window, and those of them past the cutoff go. A window
+    # with nothing expired ends the sweep after reading ``chunk`` rows, not the whole table.
     events = conn.execute(
-        "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE received_at < ? "
-        "AND evaluated_at IS NOT NULL ORDER BY received_at LIMIT ?)", (stamp, chunk)).rowcount
+        "DELETE FROM events WHERE rowid IN (SELECT id FROM (SELECT rowid AS id, received_at FROM events "
+        "WHERE evaluated_at IS NOT NULL ORDER BY rowid LIMIT ?) WHERE received_at < ?)", (chunk, stamp)).rowcount
     quarantine = conn.execute(
         "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < ? ORDER BY id LIMIT ?)",
         (stamp, chunk)).rowcount

@@ -106,6 +106,13 @@ def _v8_acknowledgements(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v9_no_received_index(db: sqlite_utils.Database) -> None:
+    # Events are stored in received order, so rowid order is received order: retention and the newest
+    # received_at read it from the table itself. The index cost every insert about a microsecond
+    # (docs/benchmarks.md, "Detector pace").
+    db.execute("DROP INDEX IF EXISTS events_received")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
@@ -115,6 +122,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (6, "storm digests", _v6_storm_digests),
     (7, "resolve_after kept with alerts", _v7_resolve_after),
     (8, "acknowledgements", _v8_acknowledgements),
+    (9, "events found in received order by rowid, not an index", _v9_no_received_index),
 )
 
 
