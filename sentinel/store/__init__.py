@@ -30,7 +30,7 @@ from sentinel.store.deliveries import DueDelivery
 from sentinel.store.events import IngestResult
 from sentinel.store.poll_cursor import PollCursor
 from sentinel.store.retention import Pruned
-from sentinel.store.schema import migrate
+from sentinel.store.schema import migrate, prepare_new_store
 from sentinel.store.triage import AlertFilter
 
 T = TypeVar("T")
@@ -83,7 +83,7 @@ by SQLite's lock: see docs/architecture.md, "Store".
             if self.intake:
                 conn = connect(self.path)
                 try:
-                    retention.use_incremental_vacuum(conn)  # a new store only: before its first table
+                    prepare_new_store(conn)  # a new store only: before its first table
                     applied = migrate(conn, format_timestamp(now))
                 finally:
                     conn.close()

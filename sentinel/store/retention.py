@@ -83,12 +83,19 @@ def reclaim_space(conn: sqlite3.Connection, pages: int = RECLAIM_PAGES) -> int:
     return count
 
 
-def use_incremental_vacuum(conn: sqlite3.Connection) -> bool:
-    """A new, empty database: make it able to give freed pages back (``reclaim_space``). SQLite allows
-    this only before the first table exists; the VACUUM it needs is instant on an empty file. Outside a
-    transaction. Returns True when it was turned on."""
+def use_incremental_vacuum(conn: sqlite3.Connection, page_size: int | None = None) -> bool:
+    """A new, empty database: make it able to give freed pages back (``reclaim_space``), and give it
+    ``page_size`` if set. SQLite allows both only before the first table exists, and a page size only
+    outside WAL mode; the VACUUM they need is instant on an empty file. Outside a transaction. Returns
+    True when the file was new."""
     if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         return False
+    wal = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if page_size is not None:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute(f"PRAGMA page_size={int(page_size)}")
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("VACUUM")
+    if page_size is not None and wal:
+        conn.execute("PRAGMA journal_mode=WAL")
     return True
