@@ -34,7 +34,7 @@ from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.store import connect, inbox
 from sentinel.store.alerts import record_evaluation
 from sentinel.store.events import ingest, pending_events, pending_uuids
-from sentinel.store.schema import migrate
+from sentinel.store.schema import migrate, prepare_new_store
 
 INTAKE = "intake"
 DETECTOR = "detector"
@@ -100,6 +100,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
                            for _ in range(3))))
         parsed = [parse_delivery(b) for b in bodies]
         conn = connect(Path(tmp) / "sentinel.db")
+        prepare_new_store(conn)  # as the daemon makes a new store (its page size)
         migrate(conn, stamp)
 
         def insert_all() -> None:
@@ -141,6 +142,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
         # The candidate next step, measured (not counted): events evaluated before they are stored, so
         # each is inserted once, already evaluated, instead of inserted pending and then marked.
         fused = connect(Path(tmp) / "sentinel-fused.db")
+        prepare_new_store(fused)
         migrate(fused, stamp)
         received = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -294,6 +294,33 @@ def test_pruning_drops_only_unpacked_deliveries(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == [3, 4]
 
 
+def test_pruning_the_inbox_does_not_write_out_what_it_deletes(tmp_path: Path) -> None:
+    # With secure_delete on (some SQLite builds' default), each deleted body was overwritten with zeros:
+    # as many bytes written to the WAL (and copied again by the checkpoint) as intake had appended.
+    big = [make_event(f"b{i}", displayMessage="x" * 20_000) for i in range(50)]
+
+    async def scenario() -> tuple[int, int]:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        try:
+            for event in big:
+                await store.receive(delivery(event), NOW)
+            await store.checkpoint_inbox()  # the WAL starts over with the pruner's first write
+            while await store.prune_inbox(len(big)):
+                pass
+            remaining = await store._read_inbox(lambda c: c.execute("SELECT count(*) FROM received").fetchone()[0])
+            # (busy, frames in the WAL, frames checkpointed): the frames are the pages pruning wrote.
+            frames = await store._read_inbox(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+            page_size = await store._read_inbox(lambda c: c.execute("PRAGMA page_size").fetchone()[0])
+            return remaining, frames * page_size
+        finally:
+            store.close()
+
+    remaining, written = asyncio.run(scenario())
+    assert remaining == 0
+    assert written < len(big) * 20_000 / 4, written  # the bodies were 1 MB: a fraction of that is written
+
+
 
 def failure(uuid: str, ip: str, user: str = "alice@example.com", at: datetime = NOW) -> Event:
     return parse_event(make_event(uuid, published=at.isoformat().replace("+00:00", "Z"), client={"ipAddress": ip},

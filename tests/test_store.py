@@ -14,8 +14,8 @@ from conftest import make_event
 from sentinel.okta import parse_event
 from sentinel.store import Store
 from sentinel.store.database import connect
-from sentinel.store.events import ingest, pending_events
-from sentinel.store.schema import MIGRATIONS, current_version, migrate
+from sentinel.store.events import ingest, last_received, pending_events
+from sentinel.store.schema import MIGRATIONS, PAGE_SIZE, current_version, migrate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -87,6 +87,12 @@ def test_upgrade_from_version_2_keeps_data_and_pending_order(tmp_path: Path) -> 
     plan = " ".join(str(r) for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT uuid FROM events WHERE evaluated_at IS NULL ORDER BY published, uuid"))
     assert "TEMP B-TREE" not in plan.upper()
+    # Migration 9: no index on received_at any more (each insert paid for it); what used it reads the
+    # table in rowid order instead (tests/test_retention.py).
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                          "AND tbl_name = 'events' AND sql IS NOT NULL")}
+    assert indexes == {"events_pending", "events_type_published"}
+    assert last_received(conn) == "2026-01-01T00:00:00.000000Z"
 
 
 def test_cli_refuses_a_missing_database(tmp_path: Path) -> None:
@@ -249,3 +255,25 @@ def test_events_read_back_are_the_objects_they_were_stored_as(tmp_path: Path) ->
     ingest(conn, stored, (), datetime.now(UTC))
     back = {e.uuid: e for e in pending_events(conn, 10)}
     assert [json.dumps(back[e.uuid].data) for e in stored] == [json.dumps(e.data) for e in stored]
+
+
+def test_a_new_store_has_16_kb_pages_and_one_made_before_keeps_its_own(tmp_path: Path) -> None:
+    # Events of 1-3 KB fill 16 KB pages several at a time; 4 KB pages held one each, half empty.
+    old = tmp_path / "old.db"
+    conn = connect(old)  # a store made before: 4 KB pages, already migrated
+    migrate(conn, "t0")
+    conn.close()
+    for path, page_size in ((tmp_path / "new.db", PAGE_SIZE), (old, 4096)):
+        store = Store(path)
+        store.start(NOW)
+        try:
+            asyncio.run(store.ingest([parse_event(make_event("e-1"))], [], NOW))
+        finally:
+            store.close()
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA page_size").fetchone() == (page_size,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT uuid FROM events").fetchall() == [("e-1",)]
+        conn.close()
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental: retention gives pages back

@@ -93,6 +93,7 @@ class Detector:
         self._unpacked_upto = 0
         self._pruned_upto = 0
         self._last_prune = float("-inf")
+        self._last_checkpoint = float("-inf")
         self._rule_state_log = RuleStateLog(log)
 
     def wake(self) -> None:
@@ -234,7 +235,11 @@ class Detector:
         upto = self._unpacked_upto
         try:
             deleted = await self.store.prune_inbox(upto)
-            await self.store.checkpoint_inbox()
+            # Once a second while chunks remain, and once the last is deleted: a checkpoint after every
+            # chunk copied and synced the same freed pages again each time.
+            if deleted == 0 or now - self._last_checkpoint >= PRUNE_INTERVAL_SECONDS:
+                self._last_checkpoint = now
+                await self.store.checkpoint_inbox()
         except (StoreError, RecordRejected) as e:  # housekeeping: try again later
             log.warning("inbox: pruning failed: %s", e)
             return 0

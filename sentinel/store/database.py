@@ -75,9 +75,11 @@ class _Job:
 class Writer:
     """The single thread that owns the write connection."""
 
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, secure_delete: str | None = None) -> None:
+        """``secure_delete``: this connection's ``PRAGMA secure_delete`` (None: the SQLite build's default)."""
         self._path = path
         self._durable = durable
+        self._secure_delete = secure_delete
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         # Jobs submitted during one turn of an event loop, handed to the thread together at its end:
         # one thread wake-up (and GIL hand-over) per turn instead of one per request.
@@ -92,6 +94,8 @@ class Writer:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             # nor a checkpoint after a commit: whoever owns the file decides when (inbox.checkpoint)
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        if self._secure_delete is not None:
+            self._conn.execute(f"PRAGMA secure_delete={self._secure_delete}")
         self._thread.start()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], what: str = "write") -> T:

@@ -35,8 +35,13 @@ def ingest(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Seque
     """Store events (``INSERT OR IGNORE`` on uuid, so Okta's re-deliveries add nothing) and the quarantined
     elements of one delivery, as one quarantine record (sentinel/quarantine.py). ``evaluated_at``: the
     events were evaluated before being stored (in the same transaction as their alerts), not pending."""
-    received = format_timestamp(received_at)
-    evaluated = format_timestamp(evaluated_at) if evaluated_at is not None else None
+    return store_delivery(conn, events, quarantined, format_timestamp(received_at),
+                          format_timestamp(evaluated_at) if evaluated_at is not None else None)
+
+
+def store_delivery(conn: sqlite3.Connection, events: Sequence[Event], quarantined: Sequence[Quarantined],
+                   received: str, evaluated: str | None) -> IngestResult:
+    """:func:`ingest` with the times as stored text already (the inbox keeps ``received_at`` so)."""
     before = conn.total_changes
     conn.executemany(_INSERT_EVENT, [(e.uuid, e.event_type, format_timestamp(e.published), received, evaluated,
                                       e.source if e.source is not None else
@@ -117,7 +122,8 @@ def pending_summary(conn: sqlite3.Connection) -> tuple[int, str | None]:
 
 
 def last_received(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT max(received_at) FROM events").fetchone()
+    """When the newest event was stored: the last row's (rowid order is stored order; no index needed)."""
+    row = conn.execute("SELECT received_at FROM events ORDER BY rowid DESC LIMIT 1").fetchone()
     return row[0] if row else None
 
 

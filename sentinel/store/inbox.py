@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from sentinel.model import parse_timestamp
+from sentinel.model import format_timestamp
 from sentinel.okta import Delivery
 from sentinel.store import poll_cursor
-from sentinel.store.events import IngestResult, ingest
+from sentinel.store.events import IngestResult, store_delivery
 
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
 UNPACK_MAX_ROWS = 500
@@ -118,7 +118,8 @@ def record_unpacked(main: sqlite3.Connection, inbox_generation: str, last_id: in
                     ) -> list[IngestResult]:
     """Store the events and quarantined elements of unpacked deliveries and move the cursor past them,
     in one transaction of the main database (the caller's job); ``evaluated_at``: see events.ingest."""
-    results = [ingest(main, d.events, d.quarantined, parse_timestamp(received_at), evaluated_at)
-               for received_at, d in deliveries]
+    # received_at is the inbox's stored text already (format_timestamp's): stored as it is.
+    evaluated = format_timestamp(evaluated_at) if evaluated_at is not None else None
+    results = [store_delivery(main, d.events, d.quarantined, received_at, evaluated) for received_at, d in deliveries]
     set_unpacked_upto(main, inbox_generation, last_id)
     return results

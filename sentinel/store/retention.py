@@ -45,9 +45,12 @@ def prune_expired(conn: sqlite3.Connection, cutoff: datetime, chunk: int = PRUNE
     """Delete up to ``chunk`` expired events, quarantined elements and alerts (with their deliveries),
     oldest first. Run inside the writer's transaction."""
     stamp = format_timestamp(cutoff)
+    # Rowid order is the order events were stored (received_at order, bar a clock stepped back): the
+    # oldest ``chunk`` evaluated events are the window, and those of them past the cutoff go. A window
+    # with nothing expired ends the sweep after reading ``chunk`` rows, not the whole table.
     events = conn.execute(
-        "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE received_at < ? "
-        "AND evaluated_at IS NOT NULL ORDER BY received_at LIMIT ?)", (stamp, chunk)).rowcount
+        "DELETE FROM events WHERE rowid IN (SELECT id FROM (SELECT rowid AS id, received_at FROM events "
+        "WHERE evaluated_at IS NOT NULL ORDER BY rowid LIMIT ?) WHERE received_at < ?)", (chunk, stamp)).rowcount
     quarantine = conn.execute(
         "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < ? ORDER BY id LIMIT ?)",
         (stamp, chunk)).rowcount
@@ -80,12 +83,19 @@ def reclaim_space(conn: sqlite3.Connection, pages: int = RECLAIM_PAGES) -> int:
     return count
 
 
-def use_incremental_vacuum(conn: sqlite3.Connection) -> bool:
-    """A new, empty database: make it able to give freed pages back (``reclaim_space``). SQLite allows
-    this only before the first table exists; the VACUUM it needs is instant on an empty file. Outside a
-    transaction. Returns True when it was turned on."""
+def use_incremental_vacuum(conn: sqlite3.Connection, page_size: int | None = None) -> bool:
+    """A new, empty database: make it able to give freed pages back (``reclaim_space``), and give it
+    ``page_size`` if set. SQLite allows both only before the first table exists, and a page size only
+    outside WAL mode; the VACUUM they need is instant on an empty file. Outside a transaction. Returns
+    True when the file was new."""
     if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         return False
+    wal = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if page_size is not None:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute(f"PRAGMA page_size={int(page_size)}")
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("VACUUM")
+    if page_size is not None and wal:
+        conn.execute("PRAGMA journal_mode=WAL")
     return True

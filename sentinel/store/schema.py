@@ -13,6 +13,8 @@ from collections.abc import Callable
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from sentinel.store import retention
+
 
 def _v1_events(db: sqlite_utils.Database) -> None:
     db.table("events").create(
@@ -106,6 +108,13 @@ def _v8_acknowledgements(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v9_no_received_index(db: sqlite_utils.Database) -> None:
+    # Events are stored in received order, so rowid order is received order: retention and the newest
+    # received_at read it from the table itself. The index cost every insert about a microsecond
+    # (docs/benchmarks.md, "Detector pace").
+    db.execute("DROP INDEX IF EXISTS events_received")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
@@ -115,7 +124,22 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (6, "storm digests", _v6_storm_digests),
     (7, "resolve_after kept with alerts", _v7_resolve_after),
     (8, "acknowledgements", _v8_acknowledgements),
+    (9, "events found in received order by rowid, not an index", _v9_no_received_index),
 )
+
+
+# A new store's page size. Events are ~1-3 KB of text each: with 4 KB pages most hold one event and
+# half a page is written (and stored) for nothing; 16 KB pages hold several, about halving the bytes
+# each event costs the WAL, the checkpoint and the disk (docs/benchmarks.md, "Detector pace"). A store
+# made before keeps its 4 KB pages (SQLite changes a page size only by rewriting the file: VACUUM,
+# outside WAL mode, with the daemon stopped).
+PAGE_SIZE = 16_384
+
+
+def prepare_new_store(conn: sqlite3.Connection) -> bool:
+    """A new, empty file: its page size and incremental auto-vacuum, which only an empty file can take.
+    Before :func:`migrate`; outside a transaction. Returns True when the file was new."""
+    return retention.use_incremental_vacuum(conn, PAGE_SIZE)
 
 
 MIGRATION_SET = "sentinel"
