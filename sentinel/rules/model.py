@@ -11,6 +11,7 @@ from sentinel.rules.conditions import Matcher
 from sentinel.rules.field_paths import FieldPath
 from sentinel.rules.lists import NamedList
 from sentinel.rules.prefilter import Prefilter
+from sentinel.rules.prefilter_index import PrefilterIndex
 from sentinel.rules.templates import Template
 
 
@@ -168,7 +169,11 @@ class RuleSet:
                     self._exact.setdefault(pattern, []).append(rule)
         self._memo: dict[str, tuple[Rule, ...]] = {}
         self._by_id = {rule.id: rule for rule in self.rules if rule.enabled}
-        self.has_prefilters = any(rule.prefilter is not None for rule in self.rules if rule.enabled)
+        # The prefilters of the enabled rules on every type, keyed by rule id, in one index (each field read
+        # once per event); per event type, the rules that have none (what runs when the index admits none).
+        self.prefilters = PrefilterIndex((r.id, r.prefilter) for r in self._by_id.values() if r.prefilter)
+        self.has_prefilters = bool(self.prefilters)
+        self._unfiltered_memo: dict[str, tuple[Rule, ...]] = {}
 
     def enabled_rule(self, rule_id: str) -> Rule | None:
         """The enabled rule with this id, if any (a sequence's absence deadline names its rule)."""
@@ -179,6 +184,22 @@ class RuleSet:
 
     def __iter__(self) -> Any:
         return iter(self.rules)
+
+    def rules_reading(self, event_type: str, data: Mapping[str, Any]) -> tuple[Rule, ...] | list[Rule]:
+        """The enabled rules for ``event_type`` that may match ``data``: a rule with a prefilter only if the
+        prefilter index admits the event. In the rule set's order."""
+        rules = self.rules_for(event_type)
+        if not self.has_prefilters or not rules:
+            return rules
+        admitted = self.prefilters.admitted(data)
+        if not admitted:
+            unfiltered = self._unfiltered_memo.get(event_type)
+            if unfiltered is None:
+                unfiltered = tuple(r for r in rules if r.prefilter is None)
+                if len(self._unfiltered_memo) < self.MEMO_LIMIT:
+                    self._unfiltered_memo[event_type] = unfiltered
+            return unfiltered
+        return [r for r in rules if r.prefilter is None or r.id in admitted]
 
     def rules_for(self, event_type: str) -> tuple[Rule, ...]:
         found = self._memo.get(event_type)
