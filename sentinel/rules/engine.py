@@ -69,14 +69,14 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
     if not rules:
         return alerts, state
     for rule in rules:
+        if rule.sequence is not None:  # its steps' matchers are its condition: advance runs each once
+            alerts.extend(sequence.advance(rule, event, data, micros, state))
+            continue
         try:
             if not rule.matcher(data):
                 continue
         except Exception:  # a loaded rule must not raise; if one does, skip it rather than stall intake
             state.tally(MATCH_ERRORS, rule.id)
-            continue
-        if rule.sequence is not None:
-            alerts.extend(sequence.advance(rule, event, data, micros, state))
             continue
         if rule.first_seen is not None:
             alert = _first_seen(rule, event, data, micros, state)

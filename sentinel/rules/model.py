@@ -64,24 +64,25 @@ class Sequence:
 
     steps: tuple[SequenceStep, ...]
     window_seconds: int | None = None
+    # Derived once (the engine reads them for every event a sequence rule reads).
+    present: tuple[SequenceStep, ...] = field(init=False, repr=False, compare=False)  # all but a final absence
+    absence: SequenceStep | None = field(init=False, repr=False, compare=False)
+    horizon_seconds: int = field(init=False, repr=False, compare=False)  # first event to absence deadline, at most
+    timing: str = field(init=False, repr=False, compare=False)  # counts, withins and window: what a search obeys
 
-    @property
-    def present(self) -> tuple[SequenceStep, ...]:
-        """The steps that must happen (all but a final absence step)."""
-        return tuple(s for s in self.steps if not s.absent)
-
-    @property
-    def absence(self) -> SequenceStep | None:
-        return self.steps[-1] if self.steps[-1].absent else None
-
-    @property
-    def horizon_seconds(self) -> int:
-        """The longest a sequence can last, first event to the absence deadline: how long state matters."""
-        absence = self.absence
+    def __post_init__(self) -> None:
+        present = tuple(s for s in self.steps if not s.absent)
+        absence = self.steps[-1] if self.steps and self.steps[-1].absent else None
         after = (absence.within_seconds or 0) if absence is not None else 0
         if self.window_seconds is not None:
-            return self.window_seconds + after
-        return sum(s.within_seconds or 0 for s in self.present) + after
+            horizon = self.window_seconds + after
+        else:
+            horizon = sum(s.within_seconds or 0 for s in present) + after
+        timing = ",".join(f"{s.count}/{s.within_seconds}{' absent' if s.absent else ''}" for s in self.steps) \
+            + f";{self.window_seconds}"
+        for name, value in (("present", present), ("absence", absence), ("horizon_seconds", horizon),
+                            ("timing", timing)):
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
