@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from json.encoder import encode_basestring
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,9 @@ def values_of(spec: FirstSeen, data: Mapping[str, Any]) -> list[str] | None:
 
 
 def value_key(values: list[str]) -> str:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    """``json.dumps(values, ensure_ascii=False, separators=(",", ":"))``, built from json's own string encoder
+    (json.dumps with options builds an encoder per call: most of a first-seen rule's cost per event)."""
+    return "[" + ",".join(map(encode_basestring, values)) + "]"
 
 
 def learn(spec: FirstSeen, record: dict[str, Any] | None, values: list[str], micros: int) -> Learned:

@@ -262,9 +262,23 @@ def _iso(micros: int) -> str:
 def _refresh(sequence: Sequence, group: dict[str, Any]) -> None:
     """Set what the shared sweep and eviction read: ``expires`` (event-time micros after which nothing
     in the group can still matter) and ``progress`` (how many steps hold enough events)."""
-    horizon = sequence.horizon_seconds * MICROS
-    newest = max((e[-1][0] for e in group["steps"] if e), default=0)
-    newest = max([newest, *(e[0] for e in group["absent"][-1:])])
-    group["expires"] = max([newest + horizon, group["seen"], *(p["deadline"] for p in group["pending"])])
-    ready = sum(len(e) >= s.count for s, e in zip(sequence.present, group["steps"], strict=True))
-    group["progress"] = 1.0 if group["pending"] else round(ready / (len(sequence.present) + 1), 4)
+    newest = 0
+    for entries in group["steps"]:
+        if entries and entries[-1][0] > newest:
+            newest = entries[-1][0]
+    absent = group["absent"]
+    if absent and absent[-1][0] > newest:
+        newest = absent[-1][0]
+    expires = max(newest + sequence.horizon_seconds * MICROS, group["seen"])
+    pending = group["pending"]
+    for waiting in pending:
+        expires = max(expires, waiting["deadline"])
+    group["expires"] = expires
+    if pending:
+        group["progress"] = 1.0
+        return
+    ready = 0
+    for step, entries in zip(sequence.present, group["steps"], strict=True):
+        if len(entries) >= step.count:
+            ready += 1
+    group["progress"] = round(ready / (len(sequence.present) + 1), 4)
