@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 
 from sentinel.errors import ErrorGroup
 from sentinel.model import Alert, Event
-from sentinel.rules import RuleSet, load_rules
+from sentinel.rules import RuleSet, first_seen, load_rules
 from sentinel.rules.engine import EngineState, evaluate
 from sentinel.rules.engine_state import EVICTED_GROUPS, VALUES_FORGOTTEN, to_micros
-from sentinel.rules import first_seen
 from sentinel.rules.first_seen import history_rows
 from sentinel.rules.model import Rule
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import json
-from json.encoder import encode_basestring
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from sentinel.rules.durations import MAX_LOOKBACK_SECONDS, parse_duration
