@@ -11,7 +11,9 @@ prints figures and same-run ratios (docs/benchmarks.md "Sigma rules").
   event of the mix: the group's shared lookup (the event-type index for indexed rules, the prefilter value
   index for every-type rules) plus its rules' conditions where the engine runs them, divided by the group's
   rules (``dispatch_costs``); also the every-type rules as run before the index (each its own prefilter);
-- sequences: okta-mfa-push-fatigue (pack) per event it reads, and the state kept per group.
+- sequences: okta-mfa-push-fatigue (pack) per event it reads, and the state kept per group, on three
+  loads: 5,000 users, 20 busy users, and a push-bombing attack under way (the search's worst case);
+- first-seen: okta-admin-console-new-country (pack), the same figures.
 """
 
 from __future__ import annotations
@@ -167,6 +169,34 @@ def push_events(count: int, rng: random.Random) -> list[Event]:
     return events
 
 
+def busy_push_events(count: int, rng: random.Random) -> list[Event]:
+    """The pushes of ``push_events`` for only 20 users: many events per group, sequences completing often."""
+    events = push_events(count, rng)
+    for event in events:
+        event.data["actor"]["alternateId"] = f"busy{rng.randrange(20)}@example.com"
+    return events
+
+
+def push_bombing_events(count: int, rng: random.Random) -> list[Event]:
+    """A push-bombing attack under way for 10 users: each has 64 accepted pushes kept from the hours before
+    (a full step), then only denials, every few seconds: a search's worst case (both steps full, many runs
+    of denials, no accept after them, so nothing completes and nothing is spent)."""
+    base = template("session-start.json")
+    events = []
+    for i in range(count):
+        user = i % 10
+        if i < 640:
+            published, result = START + timedelta(minutes=i // 10), "SUCCESS"
+        else:
+            published, result = START + timedelta(hours=2, seconds=i), "FAILURE"
+        data = make_event(base, f"bomb-{i}", format_timestamp(published), event_type="user.authentication.auth_via_mfa",
+                          user=f"target{user}@example.com", result=result)
+        data["debugContext"]["debugData"]["factor"] = "OKTA_VERIFY_PUSH"
+        events.append(Event(uuid=data["uuid"], event_type="user.authentication.auth_via_mfa", published=published,
+                            data=data))
+    return events
+
+
 def admin_console_events(count: int, rng: random.Random) -> list[Event]:
     """Admin Console sign-ins: 500 admins, mostly from their own two countries, now and then another."""
     base = template("session-start.json")
@@ -189,6 +219,8 @@ def sequence_figures(count: int, rng: random.Random) -> list[list[Any]]:
     pack = load_rules([ROOT / "rules"])
     rows = []
     for rule_id, what, make in (("okta-mfa-push-fatigue", "sequence", push_events),
+                                ("okta-mfa-push-fatigue", "sequence, 20 busy users:", busy_push_events),
+                                ("okta-mfa-push-fatigue", "sequence, push bombing under way:", push_bombing_events),
                                 ("okta-admin-console-new-country", "first-seen", admin_console_events)):
         rule = next((r for r in pack.rules if r.id == rule_id), None)
         if rule is not None:
@@ -205,6 +237,7 @@ def _stateful_row(rule: Rule, name: str, events: list[Event]) -> list[Any]:
     state = EngineState()
     for event in events:
         _, state = evaluate(RuleSet([rule]), event, state, event.published)
+    gc.collect()  # the state's live records only, not garbage a collection would free
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     groups = max(state.group_count, 1)
