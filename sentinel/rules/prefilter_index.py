@@ -25,12 +25,13 @@ ANSWER_TEXT_CHARS = 256
 class _FieldProbe:
     """The prefilters on one field path: which rules a text value of the field admits."""
 
-    __slots__ = ("answers", "equal", "every", "keys", "longest", "needles")
+    __slots__ = ("answers", "equal", "every", "keys", "lengths", "longest", "needles")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.keys = keys
         self.equal: dict[str, frozenset[Hashable]] = {}  # folded operand → the equality rules wanting it
         self.longest = -1  # a value longer than every equality operand cannot fold to one (folding never shortens)
+        self.lengths: frozenset[int] = _NOTHING  # ASCII text folds to text as long: other lengths equal no operand
         self.needles: tuple[tuple[str, frozenset[Hashable]], ...] = ()  # (folded needle, substring rules)
         self.every: frozenset[Hashable] = _NOTHING  # every rule on the field: a non-text value admits them all
         self.answers: dict[str, frozenset[Hashable]] = {}
@@ -41,6 +42,7 @@ class _FieldProbe:
             for text in prefilter.texts:
                 self.equal[text] = self.equal.get(text, _NOTHING) | {key}
                 self.longest = max(self.longest, len(text))
+                self.lengths |= {len(text)}
             return
         needles = dict(self.needles)
         for text in prefilter.texts:
@@ -48,12 +50,16 @@ class _FieldProbe:
         # Shortest first: the cheapest searches come first; order does not change the answer.
         self.needles = tuple(sorted(needles.items(), key=lambda item: (len(item[0]), item[0])))
 
+    def may_equal(self, text: str) -> bool:
+        """Whether ``text`` can fold to an equality operand, by its length alone (no fold, no hash)."""
+        return len(text) in self.lengths if text.isascii() else len(text) <= self.longest
+
     def answer(self, text: str) -> frozenset[Hashable]:
         """The rules ``text`` admits: one fold, one lookup among the equality operands, one pass over the
         distinct needles (kept for the next event with the same text)."""
         folded = None
         found: frozenset[Hashable] = _NOTHING
-        if len(text) <= self.longest:
+        if self.may_equal(text):
             folded = text.casefold()
             found = self.equal.get(folded, _NOTHING)
         if self.needles:
@@ -79,10 +85,13 @@ class PrefilterIndex:
         for key, prefilter in prefilters:
             probes.setdefault(prefilter.keys, _FieldProbe(prefilter.keys)).add(key, prefilter)
         self.probes = tuple(probes.values())
-        # For the loop: top-level fields (the key, the cached answers, the probe), then the deeper ones (the
-        # keys walked before the last one, the last, the cached answers, the probe).
-        self._top = tuple((p.keys[0], p.answers, p) for p in self.probes if len(p.keys) == 1)
-        self._deep = tuple((p.keys[:-1], p.keys[-1], p.answers, p) for p in self.probes if len(p.keys) > 1)
+        # For the loop: top-level fields (the key, the cached answers, the probe, whether it tests equality
+        # only, the operands' lengths, the longest), then the deeper ones (the keys walked before the last
+        # one first).
+        self._top = tuple((p.keys[0], p.answers, p, not p.needles, p.lengths, p.longest)
+                          for p in self.probes if len(p.keys) == 1)
+        self._deep = tuple((p.keys[:-1], p.keys[-1], p.answers, p, not p.needles, p.lengths, p.longest)
+                           for p in self.probes if len(p.keys) > 1)
 
     def __bool__(self) -> bool:
         return bool(self.probes)
@@ -97,9 +106,11 @@ class PrefilterIndex:
         that equals (contains) none of the rule's values, rules a rule out; an array or another non-text
         value on the way, or on the field, admits every rule on that field (the rule decides)."""
         found: frozenset[Hashable] = _NOTHING
-        for last, answers, probe in self._top:
+        for last, answers, probe, equality_only, lengths, longest in self._top:
             node: Any = data.get(last)
             if type(node) is str:
+                if equality_only and (len(node) not in lengths if node.isascii() else len(node) > longest):
+                    continue  # no operand this long (as probe.may_equal): neither hashed nor folded
                 wanted = answers.get(node)
                 if wanted is None:
                     wanted = probe.answer(node)
@@ -107,7 +118,7 @@ class PrefilterIndex:
                     found = found | wanted if found else wanted
             elif node is not None:  # an array or a number, boolean or object: lenient comparisons
                 found = found | probe.every if found else probe.every
-        for path, last, answers, probe in self._deep:
+        for path, last, answers, probe, equality_only, lengths, longest in self._deep:
             node = data
             for key in path:
                 node = node.get(key)
@@ -118,6 +129,8 @@ class PrefilterIndex:
             else:
                 node = node.get(last)
                 if type(node) is str:
+                    if equality_only and (len(node) not in lengths if node.isascii() else len(node) > longest):
+                        continue  # no operand this long (as probe.may_equal): neither hashed nor folded
                     wanted = answers.get(node)
                     if wanted is None:
                         wanted = probe.answer(node)
