@@ -55,19 +55,26 @@ def engine_seconds(ruleset: RuleSet, events: list[Event], passes: int = 3) -> fl
     return best
 
 
+DELIVERY = 50  # events parsed together before they are evaluated, as the detector unpacks a delivery
+
+
 def _cpu_ns(loop: Callable[[list[Any]], object], texts: list[str], passes: int = 3) -> float:
-    """Best CPU ns of ``loop`` over the events ``texts`` parsed afresh for each pass (as the detector parses
-    each event: its strings new, their hashes not yet computed), less the same iteration doing nothing."""
+    """Best CPU ns of ``loop`` over the events ``texts``, less the same iteration doing nothing. The events
+    are parsed afresh, a delivery at a time, just before the loop reads them, as the detector does: new
+    strings whose hashes are not yet computed, in memory the parse has just touched."""
     best = baseline = float("inf")
     for _ in range(passes):
-        datas = [json.loads(text) for text in texts]
-        started = time.process_time()
-        loop(datas)
-        best = min(best, time.process_time() - started)
-        datas = [json.loads(text) for text in texts]
-        started = time.process_time()
-        [d for d in datas]
-        baseline = min(baseline, time.process_time() - started)
+        spent = idle = 0.0
+        for low in range(0, len(texts), DELIVERY):
+            datas = [json.loads(text) for text in texts[low:low + DELIVERY]]
+            started = time.process_time()
+            loop(datas)
+            spent += time.process_time() - started
+            datas = [json.loads(text) for text in texts[low:low + DELIVERY]]
+            started = time.process_time()
+            [d for d in datas]
+            idle += time.process_time() - started
+        best, baseline = min(best, spent), min(baseline, idle)
     return max(best - baseline, 0.0) * 1e9
 
 
@@ -78,8 +85,8 @@ def _matcher_ns(rule: Rule, texts: list[str]) -> float:
 
 
 def dispatch_costs(ruleset: RuleSet, events: list[Event]) -> dict[str, float]:
-    """Total CPU ns over ``events`` of each part of finding and running the rules (alerts not built), each
-    event parsed afresh from its JSON text for each pass:
+    """Total CPU ns over ``events`` of each part of finding and running the rules (alerts not built), the
+    events parsed afresh, a delivery at a time, for each pass:
 
     - ``type_lookup``: the event-type index (``rules_for``), charged to the rules indexed on event type;
     - ``indexed_rules``: each indexed rule's condition on the events of its types;
