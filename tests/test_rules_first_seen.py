@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sentinel.errors import ErrorGroup
 from sentinel.model import Alert, Event
-from sentinel.rules import RuleSet, load_rules
+from sentinel.rules import RuleSet, first_seen, load_rules
 from sentinel.rules.engine import EngineState, evaluate
 from sentinel.rules.engine_state import EVICTED_GROUPS, VALUES_FORGOTTEN, to_micros
 from sentinel.rules.first_seen import history_rows
@@ -381,3 +383,11 @@ def test_history_rows_ignore_records_of_other_kinds():
 def test_values_compare_exactly_case_included(learn_rule):
     alerts, _ = run(learn_rule, [login(T0, "Norway"), login(T0 + DAY, "NORWAY")])
     assert countries(alerts) == ["NORWAY"]  # a case variant is a new value: noise at worst, never a miss
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from('"\\\n\x00\x1f\x7f\u2028é\ud800a/ '), max_size=8), min_size=1,
+                max_size=3))
+def test_a_value_key_is_the_json_of_the_values(values):
+    """Keys stored before value_key built them from json's string encoder must still be found."""
+    assert first_seen.value_key(values) == json.dumps(values, ensure_ascii=False, separators=(",", ":"))

@@ -561,3 +561,92 @@ def test_a_flood_of_new_groups_does_not_evict_a_waiting_deadline(tmp_path):
     run.feed(*(event("mfa.on", 1 + i / 100, f"u{i}@example.com") for i in range(200)))
     assert run.state.evicted_groups > 0
     assert len(run.feed(event("x", 3601))) == 1
+
+
+# --- the search from the inserted event (sentinel/rules/sequence_search.py) -------------------------------
+
+
+def test_late_denies_complete_a_sequence_whose_accept_came_first(tmp_path):
+    """The accept is already stored when the denies arrive late: the search goes forward from the step
+    the new event lands in."""
+    run = Run(fatigue(tmp_path))
+    assert run.feed(event("push.accept", 200)) == []
+    assert run.feed(*denies(100, 30)) == []
+    [alert] = run.feed(*denies(60))
+    assert alert.event_uuids == tuple(e.uuid for e in [*denies(30, 60, 100), event("push.accept", 200)])
+
+
+def test_a_late_deny_between_two_stored_ones_completes_the_run(tmp_path):
+    run = Run(fatigue(tmp_path))
+    assert run.feed(*denies(0, 120), event("push.accept", 180)) == []
+    [alert] = run.feed(*denies(60))
+    assert alert.count == 4 and alert.first_seen == T0 and alert.last_seen == T0 + timedelta(seconds=180)
+
+
+def test_an_absence_step_still_cancels_and_fires_with_the_search_from_the_inserted_event(tmp_path):
+    rules = ruleset(tmp_path, REVERT)
+    run = Run(rules)
+    assert run.feed(event("mfa.off", 0), event("mfa.on", 600)) == []  # turned back on: cancelled
+    assert run.feed(event("mfa.off", 4000)) == []
+    [alert] = run.feed(event("unrelated", 4000 + 3601))  # the deadline passed: fires on any event
+    assert alert.event_uuids == (event("mfa.off", 4000).uuid,)
+
+
+OVERLAP = """
+id = "overlap"
+title = "Overlap"
+severity = "low"
+event_types = ["x.a", "x.b"]
+group_by = ["actor.alternateId"]
+[detection.any]
+eventType = ["x.a", "x.b"]
+[detection.b]
+eventType = "x.b"
+[sequence]
+window = "5m"
+[[sequence.steps]]
+selection = "any"
+count = 2
+[[sequence.steps]]
+selection = "b"
+"""
+
+
+def test_an_event_in_two_steps_is_searched_for_in_both(tmp_path):
+    run = Run(ruleset(tmp_path, OVERLAP))
+    assert run.feed(event("x.a", 0), event("x.b", 10)) == []  # the b is the 2nd "any", and no b after it
+    [alert] = run.feed(event("x.b", 20))  # a b: the run of two "any" before it, then itself as the b
+    assert alert.event_uuids == (event("x.a", 0).uuid, event("x.b", 10).uuid, event("x.b", 20).uuid)
+
+
+def test_a_record_saved_without_its_timing_is_searched_whole_once_and_fires_once(tmp_path):
+    """Records saved before the search noted the counts and times they were built under: restored, the
+    first insertion searches everything; the sequence still fires once across the restart."""
+    rules = fatigue(tmp_path)
+    first = Run(rules)
+    first.feed(*denies(0, 60))
+    changes, _ = first.state.take_changes()
+    saved = {key: json.dumps({k: v for k, v in json.loads(text).items() if k != "timing"})
+             for key, text in changes.items()}
+    second = Run(rules, EngineState.restore(saved.items()))
+    assert second.feed(*denies(120)) == []
+    [alert] = second.feed(event("push.accept", 180))
+    assert alert.count == 4
+    assert second.feed(event("push.accept", 190)) == []
+
+
+def test_a_reload_that_widens_within_finds_a_sequence_among_stored_events(tmp_path):
+    """Events stored under ``within = 10m`` that make a sequence under ``within = 20m``: after the reload
+    the group's next event fires it, as a search of everything after every event always did."""
+    narrow = fatigue(tmp_path)
+    run = Run(narrow)
+    assert run.feed(*denies(0, 60, 120), event("push.accept", 120 + 900)) == []  # 15 minutes: too late
+    wide = ruleset(tmp_path, fatigue_text().replace('within = "10m"\n[[sequence.steps]]\nselection = "accepted"\n'
+                                                    'within = "10m"', 'within = "10m"\n[[sequence.steps]]\n'
+                                                    'selection = "accepted"\nwithin = "20m"'))
+    narrow_sequence, wide_sequence = narrow.rules[0].sequence, wide.rules[0].sequence
+    assert narrow_sequence is not None and wide_sequence is not None
+    assert wide_sequence.timing != narrow_sequence.timing
+    run.rules = wide
+    [alert] = run.feed(*denies(3000))  # a deny that joins nothing: the stored sequence fires
+    assert alert.count == 4 and alert.last_seen == T0 + timedelta(seconds=1020)

@@ -58,14 +58,13 @@ MAX_EPISODES = 16
 
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
     """Run every enabled rule for ``event.event_type`` over the event; mutate and return ``state``."""
-    rules: Sequence[Rule] = ruleset.rules_for(event.event_type)
-    if not rules and not state.deadlines:  # before reading the body: one no rule reads is never decoded
-        return [], state
+    if not ruleset.rules_for(event.event_type) and not state.deadlines:
+        return [], state  # before reading the body: one no rule reads is never decoded
     data = event.data
     if type(data) is not dict:
         data = dict(data)
-    if rules and ruleset.has_prefilters:  # rules on every type skip events their required field rules out
-        rules = [r for r in rules if r.prefilter is None or r.prefilter.admits(data)]
+    # Rules on every type skip events their required field rules out (one index over their prefilters).
+    rules: Sequence[Rule] = ruleset.rules_reading(event.event_type, data)
     if not rules and not state.deadlines:
         return [], state
     micros = to_micros(event.published)
@@ -78,14 +77,14 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
     if not rules:
         return alerts, state
     for rule in rules:
+        if rule.sequence is not None:  # its steps' matchers are its condition: advance runs each once
+            alerts.extend(sequence.advance(rule, event, data, micros, state))
+            continue
         try:
             if not rule.matcher(data):
                 continue
         except Exception:  # a loaded rule must not raise; if one does, skip it rather than stall intake
             state.tally(MATCH_ERRORS, rule.id)
-            continue
-        if rule.sequence is not None:
-            alerts.extend(sequence.advance(rule, event, data, micros, state))
             continue
         if rule.first_seen is not None:
             alert = _first_seen(rule, event, data, micros, state)

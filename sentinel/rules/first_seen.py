@@ -11,6 +11,7 @@ import enum
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from sentinel.rules.durations import MAX_LOOKBACK_SECONDS, parse_duration
@@ -99,7 +100,9 @@ def values_of(spec: FirstSeen, data: Mapping[str, Any]) -> list[str] | None:
 
 
 def value_key(values: list[str]) -> str:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    """``json.dumps(values, ensure_ascii=False, separators=(",", ":"))``, built from json's own string encoder
+    (json.dumps with options builds an encoder per call: most of a first-seen rule's cost per event)."""
+    return "[" + ",".join(map(encode_basestring, values)) + "]"
 
 
 def learn(spec: FirstSeen, record: dict[str, Any] | None, values: list[str], micros: int) -> Learned:

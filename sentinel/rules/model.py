@@ -12,6 +12,7 @@ from sentinel.rules.field_paths import FieldPath
 from sentinel.rules.lists import NamedList
 from sentinel.rules.measure_expr import Expr
 from sentinel.rules.prefilter import Prefilter
+from sentinel.rules.prefilter_index import PrefilterIndex
 from sentinel.rules.templates import Template
 
 
@@ -96,24 +97,25 @@ class Sequence:
 
     steps: tuple[SequenceStep, ...]
     window_seconds: int | None = None
+    # Derived once (the engine reads them for every event a sequence rule reads).
+    present: tuple[SequenceStep, ...] = field(init=False, repr=False, compare=False)  # all but a final absence
+    absence: SequenceStep | None = field(init=False, repr=False, compare=False)
+    horizon_seconds: int = field(init=False, repr=False, compare=False)  # first event to absence deadline, at most
+    timing: str = field(init=False, repr=False, compare=False)  # counts, withins and window: what a search obeys
 
-    @property
-    def present(self) -> tuple[SequenceStep, ...]:
-        """The steps that must happen (all but a final absence step)."""
-        return tuple(s for s in self.steps if not s.absent)
-
-    @property
-    def absence(self) -> SequenceStep | None:
-        return self.steps[-1] if self.steps[-1].absent else None
-
-    @property
-    def horizon_seconds(self) -> int:
-        """The longest a sequence can last, first event to the absence deadline: how long state matters."""
-        absence = self.absence
+    def __post_init__(self) -> None:
+        present = tuple(s for s in self.steps if not s.absent)
+        absence = self.steps[-1] if self.steps and self.steps[-1].absent else None
         after = (absence.within_seconds or 0) if absence is not None else 0
         if self.window_seconds is not None:
-            return self.window_seconds + after
-        return sum(s.within_seconds or 0 for s in self.present) + after
+            horizon = self.window_seconds + after
+        else:
+            horizon = sum(s.within_seconds or 0 for s in present) + after
+        timing = ",".join(f"{s.count}/{s.within_seconds}{' absent' if s.absent else ''}" for s in self.steps) \
+            + f";{self.window_seconds}"
+        for name, value in (("present", present), ("absence", absence), ("horizon_seconds", horizon),
+                            ("timing", timing)):
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +203,11 @@ class RuleSet:
                     self._exact.setdefault(pattern, []).append(rule)
         self._memo: dict[str, tuple[Rule, ...]] = {}
         self._by_id = {rule.id: rule for rule in self.rules if rule.enabled}
-        self.has_prefilters = any(rule.prefilter is not None for rule in self.rules if rule.enabled)
+        # The prefilters of the enabled rules on every type, keyed by rule id, in one index (each field read
+        # once per event); per event type, the rules that have none (what runs when the index admits none).
+        self.prefilters = PrefilterIndex((r.id, r.prefilter) for r in self._by_id.values() if r.prefilter)
+        self.has_prefilters = bool(self.prefilters)
+        self._unfiltered_memo: dict[str, tuple[Rule, ...]] = {}
 
     def enabled_rule(self, rule_id: str) -> Rule | None:
         """The enabled rule with this id, if any (a sequence's absence deadline names its rule)."""
@@ -212,6 +218,22 @@ class RuleSet:
 
     def __iter__(self) -> Any:
         return iter(self.rules)
+
+    def rules_reading(self, event_type: str, data: Mapping[str, Any]) -> tuple[Rule, ...] | list[Rule]:
+        """The enabled rules for ``event_type`` that may match ``data``: a rule with a prefilter only if the
+        prefilter index admits the event. In the rule set's order."""
+        rules = self.rules_for(event_type)
+        if not self.has_prefilters or not rules:
+            return rules
+        admitted = self.prefilters.admitted(data)
+        if not admitted:
+            unfiltered = self._unfiltered_memo.get(event_type)
+            if unfiltered is None:
+                unfiltered = tuple(r for r in rules if r.prefilter is None)
+                if len(self._unfiltered_memo) < self.MEMO_LIMIT:
+                    self._unfiltered_memo[event_type] = unfiltered
+            return unfiltered
+        return [r for r in rules if r.prefilter is None or r.id in admitted]
 
     def rules_for(self, event_type: str) -> tuple[Rule, ...]:
         found = self._memo.get(event_type)

@@ -46,11 +46,9 @@ def required_text(event_types: tuple[str, ...], detection: Any, condition: Any) 
 def _from_node(node: Node, detection: Mapping[str, Any]) -> Prefilter | None:
     if node.op == "ref":
         return _from_selection(detection.get(node.name))
-    if node.op == "and":  # any required child will do
-        for child in node.children:
-            found = _from_node(child, detection)
-            if found is not None:
-                return found
+    if node.op == "and":  # any required child will do: the most selective
+        found = [f for f in (_from_node(child, detection) for child in node.children) if f is not None]
+        return min(found, key=_preference, default=None)
     return None  # "or" and "not" require nothing of one field
 
 
@@ -62,8 +60,19 @@ def _from_selection(selection: Any) -> Prefilter | None:
         test = _text_test(matcher)
         if test is not None and _SIMPLE_PATH.fullmatch(str(path)):
             found.append(Prefilter(tuple(str(path).split(".")), test[0], frozenset(t.casefold() for t in test[1])))
-    # Equality rules out more events than a substring does.
-    return min(found, key=lambda p: p.operator != "equals", default=None)
+    return min(found, key=_preference, default=None)
+
+
+_SCALAR_TEXT = re.compile(r"true|false|-?\d+(\.\d+)?", re.IGNORECASE)
+
+
+def _preference(prefilter: Prefilter) -> int:
+    """Lower is more selective: equality on text, then a substring, then equality on texts that read as a
+    boolean or a number (such a field mostly holds JSON true/false or numbers, which a prefilter lets
+    through: ``securityContext.isProxy = "true"``)."""
+    if prefilter.operator != "equals":
+        return 1
+    return 2 if all(_SCALAR_TEXT.fullmatch(text) for text in prefilter.texts) else 0
 
 
 def _text_test(matcher: Any) -> tuple[str, list[str]] | None:

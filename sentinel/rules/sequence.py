@@ -2,9 +2,11 @@
 
 A group's record keeps, per step, the newest matching events (at most ``MAX_STEP_EVENTS``, sorted by
 ``published``), so an event that arrives late still takes its place. After each new event the steps
-are searched for a complete sequence (only when every step holds enough events); the search takes,
-for each step, runs of ``count`` consecutive events, each run strictly after the previous step's last
-event and at most ``within`` after it, the whole at most ``window`` from first to last event.
+are searched for a complete sequence holding it (``sentinel.rules.sequence_search``: only when every step
+holds enough events); the search takes, for each step, runs of ``count`` consecutive events, each run
+strictly after the previous step's last event and at most ``within`` after it, the whole at most ``window``
+from first to last event. A record kept under other counts or times (a reloaded rule, or a record saved
+before it noted them under ``timing``) is searched whole once.
 
 A completed sequence fires; one ending in an absence step instead records a deadline (its last
 present event + the absence step's ``within``). An event of the absent step inside that time cancels
@@ -21,12 +23,14 @@ import bisect
 import hashlib
 import heapq
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
 from sentinel.rules.context import alert_context, brief_event, short_event
-from sentinel.rules.engine_state import MICROS, EngineState, from_micros
+from sentinel.rules.engine_state import MATCH_ERRORS, MICROS, EngineState, from_micros
 from sentinel.rules.model import Rule, RuleSet, Sequence, SequenceStep
+from sentinel.rules.sequence_search import find
 from sentinel.rules.sequence_spec import MAX_STEP_EVENTS
 from sentinel.rules.values import as_text
 
@@ -40,11 +44,17 @@ PENDING_KEYS = frozenset({"deadline", "first", "last", "chosen", "brief", "type"
 
 
 def advance(rule: Rule, event: Event, data: Mapping[str, Any], micros: int, state: EngineState) -> list[Alert]:
-    """Feed one event (already known to match some step of ``rule``) to its groups' sequences."""
+    """Feed one event of the rule's types to the sequences of the groups whose steps it matches (the steps'
+    matchers are the rule's condition: each runs once)."""
     sequence = rule.sequence
     assert sequence is not None
+    try:
+        groups = _groups_of(rule, sequence, data)
+    except Exception:  # a loaded rule must not raise; if one does, skip it rather than stall intake
+        state.tally(MATCH_ERRORS, rule.id)
+        return []
     alerts = []
-    for group_key, indexes in _groups_of(rule, sequence, data).items():
+    for group_key, indexes in groups.items():
         alert = _advance_group(rule, sequence, event, data, micros, state, group_key, indexes)
         if alert is not None:
             alerts.append(alert)
@@ -119,20 +129,27 @@ def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[s
         group = stored
     else:  # new, or stored by an earlier version of the rule: start afresh
         group = {"key": group_key, "steps": [[] for _ in present], "absent": [], "pending": [], "done": 0,
-                 "seen": micros, "expires": 0}
+                 "seen": micros, "expires": 0, "timing": sequence.timing}
     group["seen"] = max(group["seen"], micros)
-    published = format_timestamp(event.published)
-    entry: Entry = [micros, event.uuid, *_who_where(data, event.uuid, published)]
-    changed = False
+    entry: Entry = [micros, event.uuid, *_who_where(data, event.uuid)]
+    inserted: list[tuple[int, int]] = []  # (step, position) of each insertion (-1: it went at once, as oldest)
     for index in indexes:
         if index < len(present):
             if micros > group["done"]:
-                changed |= _insert(group["steps"][index], entry)
+                position = _insert(group["steps"][index], entry)
+                if position is not None:
+                    inserted.append((index, position))
         else:  # the absence step: cancel the deadlines it falls before, remember it for later prefixes
             _insert(group["absent"], entry)
             group["pending"] = [p for p in group["pending"] if not p["last"] < micros <= p["deadline"]]
     alert = None
-    found = _search(sequence, group["steps"]) if changed else None
+    found = None
+    if len(inserted) == 1 and group.get("timing") == sequence.timing:
+        step, position = inserted[0]  # only a sequence holding the new event can be complete
+        found = find(sequence, group["steps"], step, position) if position >= 0 else None
+    elif inserted:  # one event in several steps, or a record kept under other counts or times
+        found = find(sequence, group["steps"])
+        group["timing"] = sequence.timing
     if found is not None:
         alert = _complete(rule, sequence, group, found, event, data, state, state_key)
     _refresh(sequence, group)
@@ -140,53 +157,27 @@ def _advance_group(rule: Rule, sequence: Sequence, event: Event, data: Mapping[s
     return alert
 
 
-def _who_where(data: Mapping[str, Any], uuid: str, published: str) -> tuple[str | None, str | None]:
-    sample = short_event(data, uuid, published)
+def _who_where(data: Mapping[str, Any], uuid: str) -> tuple[str | None, str | None]:
+    sample = short_event(data, uuid, "")
     return sample["actor"], sample["ip"]
 
 
-def _insert(entries: list[Entry], entry: Entry) -> bool:
-    """Insert in time order unless already there (a duplicate delivery); keep the newest only."""
-    if any(e[1] == entry[1] for e in entries):
-        return False
-    bisect.insort(entries, entry, key=lambda e: (e[0], e[1]))
+_TIME_AND_UUID = itemgetter(0, 1)
+
+
+def _insert(entries: list[Entry], entry: Entry) -> int | None:
+    """Insert in time order unless already there (a duplicate delivery: None); keep the newest only.
+    Returns where it went (-1 if it was the oldest of too many and went at once)."""
+    uuid = entry[1]
+    for kept in entries:
+        if kept[1] == uuid:
+            return None
+    position = bisect.bisect_right(entries, (entry[0], uuid), key=_TIME_AND_UUID)
+    entries.insert(position, entry)
     if len(entries) > MAX_STEP_EVENTS:
         del entries[0]
-    return True
-
-
-def _search(sequence: Sequence, steps: list[list[Entry]]) -> list[tuple[int, int]] | None:
-    """(first, last) index of each present step's run in a complete sequence, the earliest-ending one;
-    None if there is none. Per step pair it looks at each run once against each earlier run."""
-    present = sequence.present
-    if any(len(events) < step.count for step, events in zip(present, steps, strict=True)):
-        return None
-    window = sequence.window_seconds * MICROS if sequence.window_seconds is not None else None
-    first_step, first_events = present[0], steps[0]
-    span = (first_step.within_seconds or sequence.window_seconds or 0) * MICROS
-    # Each candidate: (last micros, first micros of the whole sequence, runs so far)
-    candidates: list[tuple[int, int, list[tuple[int, int]]]] = []
-    for end in range(first_step.count - 1, len(first_events)):
-        start = end - first_step.count + 1
-        if first_step.count == 1 or first_events[end][0] - first_events[start][0] <= span:
-            candidates.append((first_events[end][0], first_events[start][0], [(start, end)]))
-    for step, events in zip(present[1:], steps[1:], strict=True):
-        within = step.within_seconds * MICROS if step.within_seconds is not None else None
-        following = []
-        for end in range(step.count - 1, len(events)):
-            start = end - step.count + 1
-            begins, ends = events[start][0], events[end][0]
-            best = None
-            for last, first, runs in candidates:  # the latest-starting chain leaves most room for window
-                if last < begins and (within is None or ends - last <= within) and (
-                        window is None or ends - first <= window) and (best is None or first > best[1]):
-                    best = (last, first, runs)
-            if best is not None:
-                following.append((ends, best[1], [*best[2], (start, end)]))
-        if not following:
-            return None
-        candidates = following
-    return min(candidates, key=lambda c: c[0])[2]
+        position -= 1
+    return position
 
 
 def _complete(rule: Rule, sequence: Sequence, group: dict[str, Any], runs: list[tuple[int, int]],
@@ -271,9 +262,23 @@ def _iso(micros: int) -> str:
 def _refresh(sequence: Sequence, group: dict[str, Any]) -> None:
     """Set what the shared sweep and eviction read: ``expires`` (event-time micros after which nothing
     in the group can still matter) and ``progress`` (how many steps hold enough events)."""
-    horizon = sequence.horizon_seconds * MICROS
-    newest = max((e[-1][0] for e in group["steps"] if e), default=0)
-    newest = max([newest, *(e[0] for e in group["absent"][-1:])])
-    group["expires"] = max([newest + horizon, group["seen"], *(p["deadline"] for p in group["pending"])])
-    ready = sum(len(e) >= s.count for s, e in zip(sequence.present, group["steps"], strict=True))
-    group["progress"] = 1.0 if group["pending"] else round(ready / (len(sequence.present) + 1), 4)
+    newest = 0
+    for entries in group["steps"]:
+        if entries and entries[-1][0] > newest:
+            newest = entries[-1][0]
+    absent = group["absent"]
+    if absent and absent[-1][0] > newest:
+        newest = absent[-1][0]
+    expires = max(newest + sequence.horizon_seconds * MICROS, group["seen"])
+    pending = group["pending"]
+    for waiting in pending:
+        expires = max(expires, waiting["deadline"])
+    group["expires"] = expires
+    if pending:
+        group["progress"] = 1.0
+        return
+    ready = 0
+    for step, entries in zip(sequence.present, group["steps"], strict=True):
+        if len(entries) >= step.count:
+            ready += 1
+    group["progress"] = round(ready / (len(sequence.present) + 1), 4)
