@@ -33,6 +33,7 @@ from sentinel.store.storm import DIGEST_RULE
 log = logging.getLogger("sentinel.dispatch")
 
 POLL_SECONDS = 5.0
+MANY_PER_WRITE = 500  # deliveries a send_many channel (the log channel) writes and records together
 FAILURE_PAUSE_SECONDS = 2.0
 # Recording an outcome the store refused: again after 50 ms, doubling to 2 s, until it lands.
 RECORD_RETRY_FIRST_SECONDS = 0.05
@@ -74,6 +75,7 @@ class Dispatcher:
         self.metrics = metrics
         self.backoff = backoff
         self.batch = batch
+        self.many = max(batch, MANY_PER_WRITE)  # a channel that sends many at once (send_many) takes more
         self.poll_seconds = poll_seconds
         self.pause = pause or _wait
         self.storm = storm if storm is not None and storm.limit > 0 else None
@@ -92,24 +94,56 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Attempt every due delivery of this channel once. Returns how many were attempted."""
         now = self.clock.now()
-        due = await self.store.due_deliveries(self.name, now, self.batch)
+        send_many = getattr(self.channel, "send_many", None)
+        due = await self.store.due_deliveries(self.name, now, self.batch if send_many is None else self.many)
         room = await self._storm_room(now)
+        together: list[DueDelivery] = []
         for delivery in due:
             if room is not None and self._may_wait(delivery):
                 if room <= 0:
                     await self._hold(delivery, now)
                     continue
                 room -= 1
-            try:
-                if delivery.kind == "resolve":
-                    outcome = await self.channel.resolve(delivery.alert, self.send_resolved)
-                else:
-                    outcome = await self.channel.send(await self._message(delivery))
-            except Exception as e:  # a channel bug is this delivery's failed attempt, not a jammed queue
-                log.exception("delivery %d: channel %s raised", delivery.id, self.name)
-                outcome = DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")
-            await self._record(delivery, outcome)
+            if send_many is not None and delivery.kind == "alert":
+                together.append(delivery)
+                continue
+            await self._send_one(delivery)
+        if together:
+            await self._send_together(together)
         return len(due)
+
+    async def _send_together(self, due: list[DueDelivery]) -> None:
+        """A channel that writes many alerts at once (the log channel): one write, then one transaction
+        recording every delivery it took as sent (retried until it lands, as for one)."""
+        messages = [await self._message(delivery) for delivery in due]
+        try:
+            outcomes = await self.channel.send_many(messages)  # type: ignore[attr-defined]
+        except Exception as e:  # a channel bug: each delivery's failed attempt
+            log.exception("deliveries %d-%d: channel %s raised", due[0].id, due[-1].id, self.name)
+            outcomes = [DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")] * len(due)
+        sent = [d for d, outcome in zip(due, outcomes, strict=True) if outcome.ok]
+        if sent:
+            at = self.clock.now()
+            detail = redaction.redact(outcomes[due.index(sent[0])].detail)
+            ids = [d.id for d in sent]
+            await self._until_recorded(sent[0], f"sent (with {len(sent) - 1} more)",
+                                       lambda: self.store.mark_sent_many(ids, at, detail))
+            self._count("sent", len(sent))
+            log.info("deliveries %s: %d alerts sent to %s", _ids(ids), len(sent), self.name)
+        for delivery, outcome in zip(due, outcomes, strict=True):
+            if not outcome.ok:
+                await self._record(delivery, outcome)
+
+    async def _send_one(self, delivery: DueDelivery) -> None:
+        try:
+            if delivery.kind == "resolve":
+                outcome = await self.channel.resolve(delivery.alert, self.send_resolved)
+            else:
+                outcome = await self.channel.send(await self._message(delivery))
+        except Exception as e:  # a channel bug is this delivery's failed attempt, not a jammed queue
+            log.exception("delivery %d: channel %s raised", delivery.id, self.name)
+            outcome = DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")
+        await self._record(delivery, outcome)
 
     async def _storm_room(self, now: datetime) -> int | None:
         """How many more alerts this channel may send now before a storm digest takes the rest (None: no
@@ -176,7 +210,8 @@ class Dispatcher:
         log.warning("delivery %d: alert %d to %s failed (attempt %d), next try %s: %s", delivery.id,
                     delivery.alert_id, self.name, delivery.attempts + 1, next_at.isoformat(), detail)
 
-    async def _until_recorded(self, delivery: DueDelivery, outcome: str, record: Callable[[], Awaitable[bool]]) -> None:
+    async def _until_recorded(self, delivery: DueDelivery, outcome: str,
+                              record: Callable[[], Awaitable[object]]) -> None:
         """The attempt happened: its record must land, or the delivery would be attempted (sent) again.
         A store failure (locked by the detector's commit, disk full) is waited out, however long. A stop
         or reload that cancels us meanwhile still gives the record ``RECORD_ON_STOP_SECONDS`` to land;
@@ -193,7 +228,8 @@ class Dispatcher:
             raise
 
     @staticmethod
-    async def _record_until_stored(delivery: DueDelivery, outcome: str, record: Callable[[], Awaitable[bool]]) -> None:
+    async def _record_until_stored(delivery: DueDelivery, outcome: str,
+                                   record: Callable[[], Awaitable[object]]) -> None:
         pause = RECORD_RETRY_FIRST_SECONDS
         failures = 0
         while True:
@@ -210,9 +246,9 @@ class Dispatcher:
                 log.info("delivery %d: recorded %s after %d failed tries", delivery.id, outcome, failures)
             return
 
-    def _count(self, status: str) -> None:
+    def _count(self, status: str, n: int = 1) -> None:
         if self.metrics is not None:
-            self.metrics.deliveries.labels(channel=self.name, status=status).inc()
+            self.metrics.deliveries.labels(channel=self.name, status=status).inc(n)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Never raises: a store or channel error pauses, then retries."""
@@ -230,6 +266,13 @@ class Dispatcher:
             if upcoming is not None:
                 pause = max(0.0, min(pause, (upcoming - self.clock.now()).total_seconds()))
             await self.pause(stop, self._wake, pause)
+
+
+def _ids(ids: list[int]) -> str:
+    """``7-506`` for a run of consecutive ids, else the first few."""
+    if ids == list(range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
+    return ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,7 +52,9 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
 
 
 def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit: int = 20) -> list[DueDelivery]:
-    """Pending deliveries of ``channel`` whose next attempt is due, oldest first."""
+    """Pending deliveries of ``channel`` whose next attempt is due: those of live alerts first, then those
+    of back-filled ones (alerts.LIVE_WINDOW), each oldest first, so a back-fill's thousands of alerts
+    never hold up an alert about what is happening now."""
     cols = ", ".join(f"a.{c}" for c in _ALERT_COLUMNS)
     rows = conn.execute(
         f"SELECT d.id, d.alert_id, d.channel, d.attempts, d.created_at, {cols}, "
@@ -59,7 +62,7 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
         "d.kind "
         "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
         "WHERE d.channel = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
-        "ORDER BY d.next_attempt_at, d.id LIMIT ?",
+        "ORDER BY d.backfilled, d.next_attempt_at, d.id LIMIT ?",
         (channel, format_timestamp(now), limit),
     ).fetchall()
     due = []
@@ -83,6 +86,16 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: int, at: datetime, detail: 
         "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?, "
         "last_error = NULL WHERE id = ? AND status = 'pending'", (now, now, delivery_id))
     return cur.rowcount == 1
+
+
+def mark_sent_many(conn: sqlite3.Connection, delivery_ids: Sequence[int], at: datetime, detail: str = "") -> int:
+    """:func:`mark_sent` for many deliveries sent together (one write and fsync of a log channel): one
+    statement each, one transaction for all. Returns how many were still pending (now sent)."""
+    now = format_timestamp(at)
+    cur = conn.executemany(
+        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?, "
+        "last_error = NULL WHERE id = ? AND status = 'pending'", [(now, now, i) for i in delivery_ids])
+    return cur.rowcount
 
 
 def schedule_retry(conn: sqlite3.Connection, delivery_id: int, error: str, next_attempt: datetime,

@@ -23,12 +23,15 @@ from pathlib import Path
 from sentinel.model import parse_timestamp
 from sentinel.okta import Delivery
 from sentinel.store import poll_cursor
+from sentinel.store.database import BUSY_TIMEOUT_MS
 from sentinel.store.events import IngestResult, ingest
 
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
 UNPACK_MAX_ROWS = 500
 UNPACK_MAX_BYTES = 1024 * 1024  # about as many events as the detector evaluates in one batch
 PRUNE_CHUNK = 100  # 100 rows of 10-event bodies: ~4 ms holding the lock intake appends under (1,000: ~70 ms)
+RESTART_MIN_FRAMES = 1024  # 4 MB of WAL: below it, a RESTART's stall buys little
+RESTART_BUSY_MS = 50  # how long a RESTART waits for intake's commit in flight before giving up till next time
 
 
 def inbox_path(db_path: Path) -> Path:
@@ -95,10 +98,25 @@ def prune(conn: sqlite3.Connection, upto: int, chunk: int = PRUNE_CHUNK) -> int:
     return conn.execute("DELETE FROM received WHERE id <= ?", (min(upto, first + chunk - 1),)).rowcount
 
 
-def checkpoint(conn: sqlite3.Connection) -> None:
+def checkpoint(conn: sqlite3.Connection, restart: bool = False) -> bool:
     """Copy the inbox's WAL into its file without blocking intake (PASSIVE). Intake leaves this to the
-    detector (sentinel/store/appender.py); outside a transaction."""
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    detector (sentinel/store/appender.py); outside a transaction.
+
+    ``restart``: then, if the WAL holds ``RESTART_MIN_FRAMES`` or more, a RESTART checkpoint (it holds
+    intake off for the few frames appended since the PASSIVE copy and one fsync, waiting at most
+    ``RESTART_BUSY_MS`` for intake's commit in flight), so that intake's next commit starts the WAL over.
+    Under steady appends a PASSIVE copy never catches up with the last frame, the WAL only grows, and
+    intake's own automatic checkpoint (store/appender.py) ends up copying it on the request path: the
+    stalls behind intake's tail (issue 16). Returns whether the WAL was restarted."""
+    busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if not restart or frames < RESTART_MIN_FRAMES:
+        return False
+    conn.execute(f"PRAGMA busy_timeout={RESTART_BUSY_MS}")
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return not busy
 
 
 def unpacked_upto(main: sqlite3.Connection, inbox_generation: str) -> int:

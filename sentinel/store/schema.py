@@ -106,6 +106,14 @@ def _v8_acknowledgements(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v9_backfilled_deliveries(db: sqlite_utils.Database) -> None:
+    # Live alerts go out before back-filled ones (issue 16): the dispatchers read due deliveries in
+    # (backfilled, next_attempt_at) order from this index instead of (next_attempt_at) alone.
+    db.execute("ALTER TABLE deliveries ADD COLUMN backfilled INTEGER NOT NULL DEFAULT 0")
+    db.execute("DROP INDEX deliveries_due")
+    db.execute("CREATE INDEX deliveries_due ON deliveries(channel, status, backfilled, next_attempt_at)")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
@@ -115,6 +123,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (6, "storm digests", _v6_storm_digests),
     (7, "resolve_after kept with alerts", _v7_resolve_after),
     (8, "acknowledgements", _v8_acknowledgements),
+    (9, "back-filled alerts' deliveries after live ones", _v9_backfilled_deliveries),
 )
 
 
