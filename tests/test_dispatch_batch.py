@@ -15,7 +15,7 @@ from sentinel.clock import FixedClock
 from sentinel.delivery.log_channel import LogChannel
 from sentinel.errors import StoreError
 from sentinel.model import Alert, DeliveryOutcome
-from sentinel.service.dispatch import MANY_PER_WRITE, Dispatcher
+from sentinel.service.dispatch import MANY_PER_WRITE, Dispatcher, LiveFirst
 from sentinel.store import Store
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -146,3 +146,23 @@ def test_live_alerts_are_sent_before_a_backfills_even_when_queued_after_them(tmp
     assert first == ["now-0", "now-1", "old-0"]
     assert sent[:2] == ["now-0", "now-1"]  # not behind the 30 queued before them
     assert sent[2:] == [f"old-{i}" for i in range(30)]  # the back-fill itself keeps its order
+
+
+def test_a_channel_with_only_backfilled_alerts_due_waits_while_another_sends_live_ones(tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
+    gate = LiveFirst()
+
+    async def scenario() -> tuple[bool, int]:
+        store = await queued(tmp_path / "s.db", alerts(10, "old", AT - timedelta(hours=20)))
+        dispatcher = Dispatcher(LogChannel("log", out), store, FixedClock(AT), live=gate)
+        with gate.sending("chat"):  # the chat channel is sending live alerts
+            task = asyncio.create_task(dispatcher.run_once())
+            await asyncio.sleep(0.05)
+            waited = not out.exists() and not task.done()
+        attempted = await task  # released as soon as the live sends are done
+        store.close()
+        return waited, attempted
+
+    waited, attempted = asyncio.run(scenario())
+    assert waited
+    assert attempted == 10 and len(written_keys(out)) == 10

@@ -41,18 +41,21 @@ class LogChannel:
 
     async def send_many(self, alerts: Sequence[Alert]) -> list[DeliveryOutcome]:
         """Several alerts in one write and one fsync (a back-fill's burst: thousands a second, where one
-        fsync each took minutes). All are written or none is reported written."""
-        records = [log_record(alert, self.options) for alert in alerts]
-        lines = "\n".join(json.dumps(record, ensure_ascii=False, sort_keys=True) for record in records)
+        fsync each took minutes). All are written or none is reported written. Rendered and logged in a
+        worker thread too: a batch must not hold the daemon's event loop (intake, the other channels)."""
         try:
-            await asyncio.to_thread(self._append, lines)
+            await asyncio.to_thread(self._write, alerts)
         except OSError as e:
             failed = DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
             return [failed] * len(alerts)
+        return [DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")] * len(alerts)
+
+    def _write(self, alerts: Sequence[Alert]) -> None:
+        records = [log_record(alert, self.options) for alert in alerts]
+        self._append("\n".join(json.dumps(record, ensure_ascii=False, sort_keys=True) for record in records))
         for record in records:
             log.info("alert %s [%s] %s: %s", record["rule_id"], record["severity"], record["title"],
                      record["sentence"], extra={"channel": self.name})
-        return [DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")] * len(alerts)
 
     async def resolve(self, alert: Alert, notes: bool) -> DeliveryOutcome:
         """resolve_after closed the alert's group: a record saying so (with ``notes``, send_resolved)."""

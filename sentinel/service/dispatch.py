@@ -13,9 +13,10 @@ may hold its lock longer than our busy timeout): a "sent" lost to a lock timeout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,12 +59,48 @@ def default_backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not a secret
 
 
+class LiveFirst:
+    """Live alerts before a back-fill's across channels: a dispatcher with only back-filled deliveries due
+    waits while another channel sends live ones (they share the daemon's CPU: a log channel writing a
+    back-fill's thousands of alerts slowed a chat channel's live alerts by seconds). Bounded wait: a
+    channel that keeps receiving live alerts cannot hold a back-fill back for more than ``MAX_WAIT``."""
+
+    MAX_WAIT_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._sending: dict[str, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def sending(self, channel: str) -> Iterator[None]:
+        self._sending[channel] = self._sending.get(channel, 0) + 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._sending[channel] -= 1
+            if not self._sending[channel]:
+                del self._sending[channel]
+            if not self._sending:
+                self._idle.set()
+
+    async def wait_for_others(self, channel: str) -> bool:
+        """Wait while other channels send live alerts; True if it waited."""
+        if not any(name != channel for name in self._sending):
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.MAX_WAIT_SECONDS)
+        return True
+
+
 class Dispatcher:
     def __init__(self, channel: Channel, store: Store, clock: Clock, *, budget: timedelta = timedelta(hours=24),
                  fallback: str | None = None, metrics: Any = None,
                  backoff: Callable[[int], timedelta] = default_backoff, batch: int = 20,
                  poll_seconds: float = POLL_SECONDS, pause: Pause | None = None,
-                 storm: StormPolicy | None = None, ui_url: str | None = None, send_resolved: bool = False) -> None:
+                 storm: StormPolicy | None = None, ui_url: str | None = None, send_resolved: bool = False,
+                 live: LiveFirst | None = None) -> None:
         """``pause(stop, wake, seconds)`` is the wait between turns of ``run`` (the event loop's time by
         default); tests give one that moves their FixedClock instead of sleeping."""
         self.channel = channel
@@ -76,6 +113,7 @@ class Dispatcher:
         self.backoff = backoff
         self.batch = batch
         self.many = max(batch, MANY_PER_WRITE)  # a channel that sends many at once (send_many) takes more
+        self.live = live or LiveFirst()  # shared by the daemon's dispatchers (start_dispatchers)
         self.poll_seconds = poll_seconds
         self.pause = pause or _wait
         self.storm = storm if storm is not None and storm.limit > 0 else None
@@ -95,7 +133,20 @@ class Dispatcher:
         """Attempt every due delivery of this channel once. Returns how many were attempted."""
         now = self.clock.now()
         send_many = getattr(self.channel, "send_many", None)
-        due = await self.store.due_deliveries(self.name, now, self.batch if send_many is None else self.many)
+        limit = self.batch if send_many is None else self.many
+        due = await self.store.due_deliveries(self.name, now, limit)
+        if due and due[0].backfilled and await self.live.wait_for_others(self.name):
+            now = self.clock.now()  # once per batch: a back-fill waits at most LiveFirst.MAX_WAIT_SECONDS
+            due = await self.store.due_deliveries(self.name, now, limit)
+        live = [d for d in due if not d.backfilled]  # first (the store's order too); a back-fill's after
+        attempted = 0
+        if live:
+            with self.live.sending(self.name):
+                attempted = await self._attempt(live, now, send_many)
+        backfilled = [d for d in due if d.backfilled]
+        return attempted + (await self._attempt(backfilled, now, send_many) if backfilled else 0)
+
+    async def _attempt(self, due: list[DueDelivery], now: datetime, send_many: object) -> int:
         room = await self._storm_room(now)
         together: list[DueDelivery] = []
         for delivery in due:
@@ -287,9 +338,10 @@ def start_dispatchers(channels: dict[str, Channel], store: Store, clock: Clock, 
                       ) -> tuple[list[Dispatcher], list[asyncio.Task[None]]]:
     """One dispatcher task per channel. Call ``d.wake()`` on each when new deliveries are committed."""
     storms = storms or {}
+    live = LiveFirst()
     dispatchers = [Dispatcher(ch, store, clock, budget=budget,
                               fallback=fallback if fallback in channels else None, metrics=metrics,
-                              storm=storms.get(name), ui_url=ui_url, send_resolved=name in send_resolved)
+                              storm=storms.get(name), ui_url=ui_url, send_resolved=name in send_resolved, live=live)
                    for name, ch in channels.items()]
     tasks = [asyncio.create_task(d.run(stop), name=f"dispatch-{d.name}") for d in dispatchers]
     return dispatchers, tasks

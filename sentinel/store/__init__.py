@@ -322,6 +322,10 @@ by SQLite's lock: see docs/architecture.md, "Store".
         await self._inbox_writer.append(body, format_timestamp(received_at) if received_at else None,
                                         also=lambda conn, now: poll_cursor.write(conn, cursor, now))
 
+    async def inbox_waiting(self, after: int) -> int:
+        """How many inbox deliveries come after id ``after`` (not yet unpacked)."""
+        return await self._inbox_reader.run(lambda c: inbox.backlog(c, after)[0], "reading the inbox")
+
     async def prune_inbox(self, upto: int) -> int:
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""
         return await self._inbox_pruner.run(lambda conn: inbox.prune(conn, upto), "pruning the inbox")

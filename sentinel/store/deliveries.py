@@ -30,6 +30,7 @@ class DueDelivery:
     alert: Alert
     dead_channels: tuple[str, ...]  # other channels that gave up on this alert (for the fallback report)
     kind: str = "alert"  # or "resolve": the resolve_after notice for the alert's group
+    backfilled: bool = False  # the alert came from a back-fill (alerts.LIVE_WINDOW): live ones go first
 
 
 _ALERT_COLUMNS = ("key", "rule_id", "severity", "title", "summary", "group_key", "first_seen", "last_seen",
@@ -59,7 +60,7 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
     rows = conn.execute(
         f"SELECT d.id, d.alert_id, d.channel, d.attempts, d.created_at, {cols}, "
         "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead'), "
-        "d.kind "
+        "d.kind, d.backfilled "
         "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
         "WHERE d.channel = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
         "ORDER BY d.backfilled, d.next_attempt_at, d.id LIMIT ?",
@@ -70,7 +71,8 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
         end = 5 + len(_ALERT_COLUMNS)
         alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:end], strict=True)))
         dead = tuple(c for c in (row[end] or "").split(",") if c and c != channel)
-        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1]))
+        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1],
+                               bool(row[end + 2])))
     return due
 
 
