@@ -214,9 +214,10 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(MAINTENANCE_SECTION, "timezone", str, "UTC", _timezone, "recurring: the IANA zone of `times`"),
     ConfigKey(MAINTENANCE_SECTION, "start", str, None, None, "one-off: RFC 3339 start (with an offset)"),
     ConfigKey(MAINTENANCE_SECTION, "end", str, None, None, "one-off: RFC 3339 end (with an offset)"),
-    ConfigKey("detector", "cpu_priority", str, "idle", _one_of("idle", "low", "normal"),
-              "the detector process's CPU priority: `idle` (SCHED_IDLE: it runs on CPU time nothing else wants, "
-              "so intake answers Okta first; nice 19 where refused), `low` (nice +5), `normal`"),
+    ConfigKey("detector", "cpu_priority", str, "low", _one_of("idle", "low", "normal"),
+              "the detector process's CPU priority: `low` (nice +5, so intake answers Okta first), `idle` "
+              "(SCHED_IDLE, nice 19 where refused: measured no better, and worse with `inbox_checkpoint = "
+              "\"restart\"`, whose brief lock on the inbox anything can then preempt; docs/benchmarks.md), `normal`"),
     ConfigKey("detector", "io_priority", str, "normal", _one_of("idle", "normal"),
               "the detector process's disk priority: `idle` (ioprio class idle) or `normal`. Measured: `idle` "
               "delays the inbox checkpoints intake relies on and lengthens intake's tail (docs/benchmarks.md)"),

@@ -36,11 +36,12 @@ def lower_cpu_priority(priority: str) -> str | None:
             return None
         except (OSError, AttributeError) as e:
             problem = f"SCHED_IDLE: {getattr(e, 'strerror', None) or e}; nice {IDLE_NICENESS} instead"
-    target = IDLE_NICENESS if priority == "idle" else LOW_NICENESS
+    # low: 5 below the daemon, whatever the daemon's own; idle's fallback: the lowest there is.
+    step = max(0, IDLE_NICENESS - os.nice(0)) if priority == "idle" else LOW_NICENESS
     try:
-        os.nice(max(0, target - os.nice(0)))
+        os.nice(step)
     except OSError as e:
-        return f"{problem + '; ' if problem else ''}nice +{target}: {e.strerror or e}"
+        return f"{problem + '; ' if problem else ''}nice +{step}: {e.strerror or e}"
     return problem
 
 
