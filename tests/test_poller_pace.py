@@ -91,3 +91,18 @@ def test_a_detector_that_never_catches_up_delays_each_page_but_does_not_stop_pol
         rig.run(asyncio.wait_for(scenario(), 30))
     finally:
         rig.close()
+
+
+def test_the_store_counts_the_deliveries_left_to_unpack_up_to_a_cap(tmp_path: Path) -> None:
+    from sentinel.store import Store
+
+    async def scenario() -> tuple[int, int, int]:
+        store = Store(tmp_path / "s.db")
+        store.start(START)
+        for _ in range(5):
+            await store.receive(b'{"data": {"events": []}}')
+        counts = (await store.inbox_waiting(0), await store.inbox_waiting(0, most=3), await store.inbox_waiting(5))
+        store.close()
+        return counts
+
+    assert asyncio.run(scenario()) == (5, 3, 0)

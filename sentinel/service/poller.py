@@ -47,7 +47,7 @@ STORE_RETRY_SECONDS = 5.0
 # a page, so a stopped detector cannot stop polling.
 MAX_DELIVERIES_AHEAD = 1
 DETECTOR_WAIT_SECONDS = 30.0
-DETECTOR_CHECK_SECONDS = 0.05
+DETECTOR_CHECK_SECONDS = 0.1
 
 
 class LogClient(Protocol):

@@ -322,9 +322,10 @@ by SQLite's lock: see docs/architecture.md, "Store".
         await self._inbox_writer.append(body, format_timestamp(received_at) if received_at else None,
                                         also=lambda conn, now: poll_cursor.write(conn, cursor, now))
 
-    async def inbox_waiting(self, after: int) -> int:
-        """How many inbox deliveries come after id ``after`` (not yet unpacked)."""
-        return await self._inbox_reader.run(lambda c: inbox.backlog(c, after)[0], "reading the inbox")
+    async def inbox_waiting(self, after: int, most: int = 100) -> int:
+        """How many inbox deliveries come after id ``after`` (not yet unpacked), counting at most ``most``
+        (a cheap question however long the backlog)."""
+        return await self._inbox_reader.run(lambda c: inbox.waiting_count(c, after, most), "reading the inbox")
 
     async def prune_inbox(self, upto: int) -> int:
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""

@@ -84,6 +84,12 @@ def backlog(conn: sqlite3.Connection, after: int) -> tuple[int, str | None]:
     return int(count), oldest
 
 
+def waiting_count(conn: sqlite3.Connection, after: int, most: int) -> int:
+    """:func:`backlog`'s count, up to ``most`` (it reads no more rows than that)."""
+    return int(conn.execute("SELECT count(*) FROM (SELECT 1 FROM received WHERE id > ? LIMIT ?)",
+                            (after, most)).fetchone()[0])
+
+
 def last_received(conn: sqlite3.Connection) -> str | None:
     row = conn.execute("SELECT received_at FROM received ORDER BY id DESC LIMIT 1").fetchone()
     return str(row[0]) if row else None
