@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,34 @@ def test_a_restart_after_the_passive_copy_starts_the_wal_over(tmp_path: Path,
     assert restarted == [True]
     assert frames_after_one_more_append(writer) < 10  # started over: only the last append's frames
     assert checker.execute("PRAGMA busy_timeout").fetchone()[0] == 2000  # the detector's usual wait again
+
+
+
+class Recording:
+    """The detector's connection, remembering the statements it ran."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.statements = conn, []  # type: ignore[var-annotated]
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self.statements.append(sql)
+        return self.conn.execute(sql, *args)
+
+
+def test_no_restart_when_a_reader_kept_the_passive_copy_back(tmp_path: Path) -> None:
+    """A RESTART would then copy what is left while holding intake off (1.7 s stalls during a backlog)."""
+    writer, checker = setup(tmp_path / "i.db")
+    reader = connect(tmp_path / "i.db")  # e.g. the monitor counting a long backlog
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM received").fetchone()
+    writer.execute("BEGIN IMMEDIATE")
+    for _ in range(inbox.RESTART_MAX_LEFT_FRAMES):  # two pages a row: past what a RESTART may copy
+        inbox.receive(writer, BODY, "2026-12-02T00:00:01Z")
+    writer.execute("COMMIT")
+    recording = Recording(checker)
+    assert inbox.checkpoint(recording, restart=True) is False  # type: ignore[arg-type]
+    assert not any("RESTART" in sql for sql in recording.statements)
+    reader.execute("COMMIT")
+    recording.statements.clear()
+    assert inbox.checkpoint(recording, restart=True) is True  # type: ignore[arg-type]
+    assert any("RESTART" in sql for sql in recording.statements)
