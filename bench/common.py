@@ -299,8 +299,9 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], log: Path, ti
 
 
 def sentinel_config(folder: Path, port: int, *, rules: str | Path = ROOT / "rules", channels: str = "",
-                    level: str = "INFO") -> Path:
-    """A Sentinel config with the store under ``folder`` (WAL, synchronous=FULL as always)."""
+                    level: str = "INFO", extra: str = "") -> Path:
+    """A Sentinel config with the store under ``folder`` (WAL, synchronous=FULL as always); ``extra``:
+    more tables (e.g. ``[detector]``)."""
     if not channels:
         channels = '[channels.log]\nkind = "log"\npath = "state/alerts.jsonl"\n'
     config = folder / "sentinel.toml"
@@ -320,6 +321,8 @@ max_groups = 100000
 
 [logging]
 level = "{level}"
+
+{extra}
 """, encoding="utf-8")
     return config
 

@@ -30,6 +30,7 @@ from sentinel.secret import Secret
 from sentinel.settings import (
     ChannelSettings,
     DeliverySettings,
+    DetectorSettings,
     LoggingSettings,
     MetricsSettings,
     MonitorSettings,
@@ -42,9 +43,10 @@ from sentinel.settings import (
     UiSettings,
 )
 
-__all__ = ["ChannelSettings", "DeliverySettings", "LoggingSettings", "MetricsSettings", "MonitorSettings",
-           "OktaApiSettings", "OktaSettings", "RulesSettings", "ServerSettings", "Settings", "StorageSettings",
-           "UiSettings", "load_config", "parse_config", "secret_from", "secret_values", "secret_variables"]
+__all__ = ["ChannelSettings", "DeliverySettings", "DetectorSettings", "LoggingSettings", "MetricsSettings",
+           "MonitorSettings", "OktaApiSettings", "OktaSettings", "RulesSettings", "ServerSettings", "Settings",
+           "StorageSettings", "UiSettings", "load_config", "parse_config", "secret_from", "secret_values",
+           "secret_variables"]
 
 SECRET_ENV = "SENTINEL_OKTA_SECRET"
 PREVIOUS_SECRET_ENV = "SENTINEL_OKTA_SECRET_PREVIOUS"
@@ -307,6 +309,10 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     get = r.section(doc, "monitor")
     monitor = MonitorSettings(feed_silence_minutes=get("feed_silence_minutes"))
 
+    get = r.section(doc, "detector")
+    detector = DetectorSettings(cpu_priority=get("cpu_priority"), io_priority=get("io_priority"),
+                                inbox_checkpoint=get("inbox_checkpoint"), yield_ms=float(get("yield_ms")))
+
     metrics = _metrics(r, doc, env, resolve_secrets)
 
     ui = _ui(r, doc, env, resolve_secrets)
@@ -321,7 +327,7 @@ def parse_config(doc: Mapping[str, Any], file: str, base: Path,
     if errors:
         raise ErrorGroup(errors)
     return Settings(source=Path(file), server=server, okta=okta, okta_api=okta_api, storage=storage, rules=rules,
-                    delivery=delivery, channels=channels, monitor=monitor, metrics=metrics, ui=ui,
+                    delivery=delivery, channels=channels, monitor=monitor, detector=detector, metrics=metrics, ui=ui,
                     logging=logging_settings, maintenance=tuple(windows))
 
 

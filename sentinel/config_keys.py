@@ -214,6 +214,18 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(MAINTENANCE_SECTION, "timezone", str, "UTC", _timezone, "recurring: the IANA zone of `times`"),
     ConfigKey(MAINTENANCE_SECTION, "start", str, None, None, "one-off: RFC 3339 start (with an offset)"),
     ConfigKey(MAINTENANCE_SECTION, "end", str, None, None, "one-off: RFC 3339 end (with an offset)"),
+    ConfigKey("detector", "cpu_priority", str, "low", _one_of("idle", "low", "normal"),
+              "the detector process's CPU priority: `low` (nice +5, so intake answers Okta first), `idle` "
+              "(SCHED_IDLE, nice 19 where refused: measured no better, and worse with `inbox_checkpoint = "
+              "\"restart\"`, whose brief lock on the inbox anything can then preempt; docs/benchmarks.md), `normal`"),
+    ConfigKey("detector", "io_priority", str, "normal", _one_of("idle", "normal"),
+              "the detector process's disk priority: `idle` (ioprio class idle) or `normal`. Measured: `idle` "
+              "delays the inbox checkpoints intake relies on and lengthens intake's tail (docs/benchmarks.md)"),
+    ConfigKey("detector", "inbox_checkpoint", str, "restart", _one_of("restart", "passive"),
+              "how the detector empties the inbox's WAL once a second: `restart` (a passive copy, then a short "
+              "RESTART so intake's next commit starts the WAL over: intake never copies it itself) or `passive`"),
+    ConfigKey("detector", "yield_ms", float, 0, _between(0, 100),
+              "pause between the detector's batches while intake is receiving (0: none)"),
     ConfigKey("monitor", "feed_silence_minutes", int, 0, _non_negative,
               "alert when no event arrived for this long (0 = off)"),
     ConfigKey("metrics", "enabled", bool, True, None,

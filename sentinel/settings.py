@@ -90,6 +90,16 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True)
+class DetectorSettings:
+    """How the detector process yields to intake (issue 16: intake's tail isolated from detection)."""
+
+    cpu_priority: str = default("detector", "cpu_priority")
+    io_priority: str = default("detector", "io_priority")
+    inbox_checkpoint: str = default("detector", "inbox_checkpoint")
+    yield_ms: float = float(default("detector", "yield_ms"))
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     # 0 turns the "feed silent" alert off.
     feed_silence_minutes: int = default("monitor", "feed_silence_minutes")
@@ -128,6 +138,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)

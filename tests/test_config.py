@@ -79,8 +79,8 @@ BROKEN = [
     ("[server]\nhost = true\n", ["server.host: must be a string, not true or false"]),
     ("[server]\nmax_body_bytes = 10\n", ["server.max_body_bytes: must be between 1024 and 268435456, not 10"]),
     ("[server]\nprot = 1\n", ["server.prot: unknown key (allowed: host, max_body_bytes, port)"]),
-    ("[serer]\n", ["serer: unknown key (allowed: channels, delivery, logging, maintenance, metrics, monitor, okta, "
-                   "rules, server, storage, ui)"]),
+    ("[serer]\n", ["serer: unknown key (allowed: channels, delivery, detector, logging, maintenance, metrics, "
+                   "monitor, okta, rules, server, storage, ui)"]),
     ("server = 1\n", ["server: must be a table, not an integer"]),
     ('[okta]\nauth_header = "Bad Header"\n', ["okta.auth_header: 'Bad Header' is not a valid HTTP header name"]),
     ('[okta]\nallow_unauthenticated = "yes"\n', ["okta.allow_unauthenticated: must be true or false, not a string"]),

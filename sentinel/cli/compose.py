@@ -7,7 +7,7 @@ process (``child_detector``, what ``serve`` uses) or, for tests and tools, in th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -93,7 +93,7 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
     metrics.watch_readiness(health.ready_checks)
     metrics.rules_loaded.set(evaluator.rule_count)
     intake = Intake(settings.okta, settings.server.max_body_bytes, store, health, runner.wake, metrics, clock)
-    poller = _poller(settings, evaluator, store, metrics, clock, runner.wake)
+    poller = _poller(settings, evaluator, store, metrics, clock, runner.wake, monitor.inbox_waiting)
     if poller is not None:
         monitor.poll_status = poller.status
         health.poll_state = lambda: poller.status.readiness(clock.now())
@@ -106,7 +106,7 @@ def compose(settings: Settings, reload_settings: Callable[[], Settings] | None =
 
 
 def _poller(settings: Settings, evaluator: RuleEvaluator, store: Store, metrics: Metrics, clock: Clock,
-            wake_detector: Callable[[], None]) -> Poller | None:
+            wake_detector: Callable[[], None], detector_backlog: Callable[[], Awaitable[int]]) -> Poller | None:
     """The System Log poller when ``[okta.api]`` is there. Its credential is read here, in the daemon's
     process (the detector process never sees it); a missing one stops the start (ConfigError)."""
     api = settings.okta_api
@@ -116,7 +116,8 @@ def _poller(settings: Settings, evaluator: RuleEvaluator, store: Store, metrics:
     redaction.SECRETS.keep(credentials.secret_values())  # restart-only: no reload replaces it
     client = SystemLogClient(api, credentials, clock=clock, request_lock=request_lock_path(settings.storage.path),
                              on_response=lambda status: metrics.poll_requests.labels(str(status)).inc())
-    return Poller(api, client, store, metrics, clock, polled_event_types(evaluator.ruleset), wake_detector)
+    return Poller(api, client, store, metrics, clock, polled_event_types(evaluator.ruleset), wake_detector,
+                  detector_backlog)
 
 
 def web_apps(daemon: Daemon) -> tuple[ASGIApp, Starlette | None]:

@@ -36,6 +36,7 @@ PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
 PRUNE_INTERVAL_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 2.0
+INTAKE_BUSY_SECONDS = 0.1  # intake woke the detector this recently: it is receiving (for yield_seconds)
 # Retention sweeps: a hundredth of the retention apart (a short one in tests), at least once a second,
 # at most ten minutes apart.
 SWEEP_MIN_SECONDS = 1.0
@@ -95,9 +96,14 @@ class Detector:
         self._last_prune = float("-inf")
         self._last_checkpoint = float("-inf")
         self._rule_state_log = RuleStateLog(log)
+        # Pacing ([detector] settings, issue 16): see inbox.checkpoint, and the pause in run().
+        self.checkpoint_restart = False
+        self.yield_seconds = 0.0
+        self._woken_at = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
+        self._woken_at = self.clock.monotonic()
 
     def _offer(self, events: Iterable[Event]) -> None:
         """Events just unpacked, already parsed. Bounded: past the limit the oldest are dropped and
@@ -239,7 +245,7 @@ class Detector:
             # chunk copied and synced the same freed pages again each time.
             if deleted == 0 or now - self._last_checkpoint >= PRUNE_INTERVAL_SECONDS:
                 self._last_checkpoint = now
-                await self.store.checkpoint_inbox()
+                await self.store.checkpoint_inbox(self.checkpoint_restart)
         except (StoreError, RecordRejected) as e:  # housekeeping: try again later
             log.warning("inbox: pruning failed: %s", e)
             return 0
@@ -374,6 +380,8 @@ class Detector:
                 continue
             if unpacked == 0 and evaluated == 0 and pruned == 0:
                 await wait_for_any(IDLE_POLL_SECONDS, self._wake, stop)
+            elif self.yield_seconds and self.clock.monotonic() - self._woken_at < INTAKE_BUSY_SECONDS:
+                await asyncio.sleep(self.yield_seconds)  # intake is receiving: leave it the disk for a moment
 
 
 def _unpack(row_id: int, body: bytes) -> Delivery:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.config import MetricsSettings, OktaSettings, Settings, UiSettings, secret_variables
 from sentinel.service.detector import DetectorReport
+from sentinel.service.detector_priority import lower_cpu_priority, lower_io_priority
 
 if TYPE_CHECKING:
     from sentinel.service.detector import Detector
@@ -46,7 +47,6 @@ STOP_TIMEOUT_SECONDS = 15.0
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 HEALTHY_RUN_SECONDS = 60.0  # a child that ran this long resets the restart back-off
 PR_SET_PDEATHSIG = 1
-NICENESS = 5
 
 
 def child_settings(settings: Settings) -> Settings:
@@ -107,7 +107,9 @@ class DetectorProcess:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-P", "-m", "sentinel.service.detector_process",
-                 "--conn-fd", str(child.fileno()), "--wake-fd", str(wake_read), "--parent", str(os.getpid())],
+                 "--conn-fd", str(child.fileno()), "--wake-fd", str(wake_read), "--parent", str(os.getpid()),
+                 "--cpu-priority", self._settings.detector.cpu_priority,
+                 "--io-priority", self._settings.detector.io_priority],
                 pass_fds=(child.fileno(), wake_read), env=child_environment(self._secret_names),
                 stdin=subprocess.DEVNULL)
         finally:
@@ -241,17 +243,16 @@ class DetectorProcess:
 # ---- the child -------------------------------------------------------------------------------------
 
 
-async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) -> None:
+async def _child(conn: Connection, wake_fd: int, priority_error: str | None = None) -> None:
     from sentinel import log as sentinel_log
     from sentinel.delivery.routing import route
 
     kind, settings = conn.recv()
     assert kind == "settings"
     sentinel_log.configure(settings.logging.level, settings.logging.format)
-    if nice_error is not None:
+    if priority_error is not None:
         logging.getLogger("sentinel.detector").warning(
-            "could not lower the detector's CPU priority (nice +%d: %s): it competes with intake for the CPU",
-            NICENESS, nice_error)
+            "could not lower the detector's priority as configured (%s): it competes more with intake", priority_error)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -274,6 +275,8 @@ async def _child(conn: Connection, wake_fd: int, nice_error: str | None = None) 
     lock = await asyncio.to_thread(_exclusive_lock, settings.storage.path)
     detector, store = await _start_detector(settings, routes, send)
     detector.silencer.maintenance = windows
+    detector.checkpoint_restart = settings.detector.inbox_checkpoint == "restart"
+    detector.yield_seconds = settings.detector.yield_ms / 1000
     gc.freeze()  # as the daemon does: long-lived objects out of the collector's full passes
 
     def wakes() -> None:
@@ -371,16 +374,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conn-fd", type=int, required=True)
     parser.add_argument("--wake-fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--cpu-priority", default="low")
+    parser.add_argument("--io-priority", default="normal")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
-    # When the machine is short of CPU, answering Okta within its 3 s comes first: detection catches
-    # up after the burst (events wait in the store), a delivery Okta gives up on is lost. The shipped
-    # unit's syscall filter allows setpriority() for this (without CAP_SYS_NICE it can only lower).
-    try:
-        os.nice(NICENESS)
-        nice_error = None
-    except OSError as e:  # e.g. a stricter syscall filter: said once logging is set up
-        nice_error = e.strerror or str(e)
+    # Answering Okta within its 3 s comes first: detection catches up after a burst (events wait in the
+    # store). Before any thread starts, so every thread inherits it; the unit's syscall filter allows it.
+    problems = [p for p in (lower_cpu_priority(args.cpu_priority), lower_io_priority(args.io_priority)) if p]
+    priority_error = "; ".join(problems) or None
     # The daemon decides when this process stops (it says "stop", or its end of the socket closes):
     # Ctrl-C in a terminal and systemd's SIGTERM reach the whole group, and the daemon must not see
     # its detector exit before it has begun to stop. A SIGHUP reload is the daemon's to handle.
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, signal.SIG_IGN)
     conn = Connection(args.conn_fd)
     try:
-        asyncio.run(_child(conn, args.wake_fd, nice_error))
+        asyncio.run(_child(conn, args.wake_fd, priority_error))
     except Exception:
         logging.getLogger("sentinel.detector").exception("detector process failed")
         sys.exit(1)

@@ -52,6 +52,10 @@ class Monitor:
         """The detector reported inbox rows up to ``upto`` in the main database."""
         self._unpacked_upto = max(self._unpacked_upto, upto)
 
+    async def inbox_waiting(self) -> int:
+        """Deliveries in the inbox the detector has not unpacked yet (the System Log poller's pace)."""
+        return await self.store.inbox_waiting(self._unpacked_upto)
+
     async def queues(self) -> MonitorSnapshot:
         """The queues' state now (for the triage page's health view)."""
         return await self.store.monitor_snapshot(list(self.dispatchers.channels), self._unpacked_upto)

@@ -199,6 +199,11 @@ by SQLite's lock: see docs/architecture.md, "Store".
         return await self._write(lambda c: deliveries.mark_sent(c, delivery_id, at, detail),
                                  f"marking delivery {delivery_id} sent")
 
+    async def mark_sent_many(self, delivery_ids: Sequence[int], at: datetime, detail: str = "") -> int:
+        """Record deliveries sent together, in one transaction; how many were still pending."""
+        return await self._write(lambda c: deliveries.mark_sent_many(c, delivery_ids, at, detail),
+                                 f"marking {len(delivery_ids)} deliveries sent")
+
     async def schedule_retry(self, delivery_id: int, error: str, next_attempt: datetime, at: datetime) -> bool:
         return await self._write(lambda c: deliveries.schedule_retry(c, delivery_id, error, next_attempt, at),
                                  f"scheduling delivery {delivery_id} again")
@@ -321,13 +326,19 @@ by SQLite's lock: see docs/architecture.md, "Store".
         await self._inbox_writer.append(body, format_timestamp(received_at) if received_at else None,
                                         also=lambda conn, now: poll_cursor.write(conn, cursor, now))
 
+    async def inbox_waiting(self, after: int, most: int = 100) -> int:
+        """How many inbox deliveries come after id ``after`` (not yet unpacked), counting at most ``most``
+        (a cheap question however long the backlog)."""
+        return await self._inbox_reader.run(lambda c: inbox.waiting_count(c, after, most), "reading the inbox")
+
     async def prune_inbox(self, upto: int) -> int:
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""
         return await self._inbox_pruner.run(lambda conn: inbox.prune(conn, upto), "pruning the inbox")
 
-    async def checkpoint_inbox(self) -> None:
-        """Copy the inbox's WAL into its file without blocking intake."""
-        await self._inbox_reader.run(inbox.checkpoint, "checkpointing the inbox")
+    async def checkpoint_inbox(self, restart: bool = False) -> bool:
+        """Copy the inbox's WAL into its file without blocking intake; ``restart``: and start it over
+        (see inbox.checkpoint). Returns whether it was started over."""
+        return await self._inbox_reader.run(lambda c: inbox.checkpoint(c, restart), "checkpointing the inbox")
 
     async def _read_inbox(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._inbox_reader.run(fn, "reading the inbox")

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sentinel.model import Alert, format_timestamp
@@ -19,6 +19,10 @@ from sentinel.store.events import mark_evaluated
 
 # An alert that folds in many events keeps the first ones (the count keeps growing).
 MAX_EVENT_UUIDS = 100
+# An alert whose newest event is older than this when it is made comes from a back-fill (the System Log
+# read back after an outage or at first start), not from live traffic: its deliveries wait behind live
+# ones (deliveries.due_deliveries). Hooks deliver within seconds and the poller a minute or two late.
+LIVE_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +63,11 @@ def record_evaluation(
             if silenced_by is not None:
                 silenced_ids.append(alert_id)
                 continue
+            backfilled = int(at - alert.last_seen > LIVE_WINDOW)
             conn.executemany(
                 "INSERT OR IGNORE INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, "
-                "created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
-                [(alert_id, channel, now, now, now) for channel in route(alert)],
+                "created_at, updated_at, backfilled) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)",
+                [(alert_id, channel, now, now, now, backfilled) for channel in route(alert)],
             )
         else:
             _fold_into(conn, row[0], json.loads(row[1] or "[]"), alert, now)

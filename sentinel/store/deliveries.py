@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ class DueDelivery:
     alert: Alert
     dead_channels: tuple[str, ...]  # other channels that gave up on this alert (for the fallback report)
     kind: str = "alert"  # or "resolve": the resolve_after notice for the alert's group
+    backfilled: bool = False  # the alert came from a back-fill (alerts.LIVE_WINDOW): live ones go first
 
 
 _ALERT_COLUMNS = ("key", "rule_id", "severity", "title", "summary", "group_key", "first_seen", "last_seen",
@@ -51,15 +53,17 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
 
 
 def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit: int = 20) -> list[DueDelivery]:
-    """Pending deliveries of ``channel`` whose next attempt is due, oldest first."""
+    """Pending deliveries of ``channel`` whose next attempt is due: those of live alerts first, then those
+    of back-filled ones (alerts.LIVE_WINDOW), each oldest first, so a back-fill's thousands of alerts
+    never hold up an alert about what is happening now."""
     cols = ", ".join(f"a.{c}" for c in _ALERT_COLUMNS)
     rows = conn.execute(
         f"SELECT d.id, d.alert_id, d.channel, d.attempts, d.created_at, {cols}, "
         "(SELECT group_concat(x.channel) FROM deliveries x WHERE x.alert_id = d.alert_id AND x.status = 'dead'), "
-        "d.kind "
+        "d.kind, d.backfilled "
         "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
         "WHERE d.channel = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
-        "ORDER BY d.next_attempt_at, d.id LIMIT ?",
+        "ORDER BY d.backfilled, d.next_attempt_at, d.id LIMIT ?",
         (channel, format_timestamp(now), limit),
     ).fetchall()
     due = []
@@ -67,7 +71,8 @@ def due_deliveries(conn: sqlite3.Connection, channel: str, now: datetime, limit:
         end = 5 + len(_ALERT_COLUMNS)
         alert = alert_from_row(dict(zip(_ALERT_COLUMNS, row[5:end], strict=True)))
         dead = tuple(c for c in (row[end] or "").split(",") if c and c != channel)
-        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1]))
+        due.append(DueDelivery(row[0], row[1], row[2], row[3], parse_timestamp(row[4]), alert, dead, row[end + 1],
+                               bool(row[end + 2])))
     return due
 
 
@@ -83,6 +88,16 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: int, at: datetime, detail: 
         "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?, "
         "last_error = NULL WHERE id = ? AND status = 'pending'", (now, now, delivery_id))
     return cur.rowcount == 1
+
+
+def mark_sent_many(conn: sqlite3.Connection, delivery_ids: Sequence[int], at: datetime, detail: str = "") -> int:
+    """:func:`mark_sent` for many deliveries sent together (one write and fsync of a log channel): one
+    statement each, one transaction for all. Returns how many were still pending (now sent)."""
+    now = format_timestamp(at)
+    cur = conn.executemany(
+        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?, "
+        "last_error = NULL WHERE id = ? AND status = 'pending'", [(now, now, i) for i in delivery_ids])
+    return cur.rowcount
 
 
 def schedule_retry(conn: sqlite3.Connection, delivery_id: int, error: str, next_attempt: datetime,

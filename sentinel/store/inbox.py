@@ -23,12 +23,16 @@ from pathlib import Path
 from sentinel.model import format_timestamp
 from sentinel.okta import Delivery
 from sentinel.store import poll_cursor
+from sentinel.store.database import BUSY_TIMEOUT_MS
 from sentinel.store.events import IngestResult, store_delivery
 
 # Per unpacking pass: enough to amortise a commit, small enough to keep a transaction short.
 UNPACK_MAX_ROWS = 500
 UNPACK_MAX_BYTES = 1024 * 1024  # about as many events as the detector evaluates in one batch
 PRUNE_CHUNK = 100  # 100 rows of 10-event bodies: ~4 ms holding the lock intake appends under (1,000: ~70 ms)
+RESTART_MIN_FRAMES = 1024  # 4 MB of WAL: below it, a RESTART's stall buys little
+RESTART_BUSY_MS = 50  # how long a RESTART waits for intake's commit in flight before giving up till next time
+RESTART_MAX_LEFT_FRAMES = 256  # 1 MB: what a RESTART may have to copy itself while it holds intake off
 
 
 def inbox_path(db_path: Path) -> Path:
@@ -81,6 +85,12 @@ def backlog(conn: sqlite3.Connection, after: int) -> tuple[int, str | None]:
     return int(count), oldest
 
 
+def waiting_count(conn: sqlite3.Connection, after: int, most: int) -> int:
+    """:func:`backlog`'s count, up to ``most`` (it reads no more rows than that)."""
+    return int(conn.execute("SELECT count(*) FROM (SELECT 1 FROM received WHERE id > ? LIMIT ?)",
+                            (after, most)).fetchone()[0])
+
+
 def last_received(conn: sqlite3.Connection) -> str | None:
     row = conn.execute("SELECT received_at FROM received ORDER BY id DESC LIMIT 1").fetchone()
     return str(row[0]) if row else None
@@ -95,10 +105,28 @@ def prune(conn: sqlite3.Connection, upto: int, chunk: int = PRUNE_CHUNK) -> int:
     return conn.execute("DELETE FROM received WHERE id <= ?", (min(upto, first + chunk - 1),)).rowcount
 
 
-def checkpoint(conn: sqlite3.Connection) -> None:
+def checkpoint(conn: sqlite3.Connection, restart: bool = False) -> bool:
     """Copy the inbox's WAL into its file without blocking intake (PASSIVE). Intake leaves this to the
-    detector (sentinel/store/appender.py); outside a transaction."""
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    detector (sentinel/store/appender.py); outside a transaction.
+
+    ``restart``: then, if the WAL holds ``RESTART_MIN_FRAMES`` or more and the PASSIVE copy left at most
+    ``RESTART_MAX_LEFT_FRAMES``, a RESTART checkpoint (it holds intake off for the few frames appended
+    since the PASSIVE copy and one fsync, waiting at most
+    ``RESTART_BUSY_MS`` for intake's commit in flight), so that intake's next commit starts the WAL over.
+    Under steady appends a PASSIVE copy never catches up with the last frame, the WAL only grows, and
+    intake's own automatic checkpoint (store/appender.py) ends up copying it on the request path: the
+    stalls behind intake's tail (issue 16). Returns whether the WAL was restarted."""
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if not restart or frames < RESTART_MIN_FRAMES or frames - copied > RESTART_MAX_LEFT_FRAMES:
+        # Too much left to copy (a reader kept the PASSIVE copy back): the RESTART would copy it while
+        # holding intake off (measured: 1.7 s stalls during a backlog). Next time.
+        return False
+    conn.execute(f"PRAGMA busy_timeout={RESTART_BUSY_MS}")
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return not busy
 
 
 def unpacked_upto(main: sqlite3.Connection, inbox_generation: str) -> int:

@@ -115,6 +115,14 @@ def _v9_no_received_index(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS events_received")
 
 
+def _v10_backfilled_deliveries(db: sqlite_utils.Database) -> None:
+    # Live alerts go out before back-filled ones (issue 16): the dispatchers read due deliveries in
+    # (backfilled, next_attempt_at) order from this index instead of (next_attempt_at) alone.
+    db.execute("ALTER TABLE deliveries ADD COLUMN backfilled INTEGER NOT NULL DEFAULT 0")
+    db.execute("DROP INDEX deliveries_due")
+    db.execute("CREATE INDEX deliveries_due ON deliveries(channel, status, backfilled, next_attempt_at)")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, "events and quarantine", _v1_events),
     (2, "alerts, deliveries, rule state", _v2_alerts),
@@ -125,6 +133,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite_utils.Database], None]], ...]
     (7, "resolve_after kept with alerts", _v7_resolve_after),
     (8, "acknowledgements", _v8_acknowledgements),
     (9, "events found in received order by rowid, not an index", _v9_no_received_index),
+    (10, "back-filled alerts' deliveries after live ones", _v10_backfilled_deliveries),
 )
 
 

@@ -1,0 +1,108 @@
+"""The System Log poller keeps pace with the detector (issue 16): it reads the next page only once the
+detector has (nearly) unpacked the inbox, so a back-fill cannot queue its pages ahead of live hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fake_okta import FakeOkta
+from test_fake_okta import events_at
+from test_poller import START, TOKEN, TYPES, Rig, typed
+
+from sentinel.clock import FixedClock
+from sentinel.service import poller as poller_module
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def fake(clock: FixedClock) -> Iterator[FakeOkta]:
+    server = FakeOkta(api_token=TOKEN, clock=lambda: clock.now().timestamp(), rate_limit=1000).start()
+    yield server
+    server.stop()
+
+
+def test_the_next_page_waits_until_the_detector_has_caught_up(tmp_path: Path, clock: FixedClock,
+                                                              fake: FakeOkta, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poller_module, "DETECTOR_CHECK_SECONDS", 0.001)
+    rig = Rig(tmp_path, fake, clock)
+    fake.add(typed(events_at(START - timedelta(hours=3), 2500), TYPES[0]))
+    backlog = [5]  # deliveries the detector has yet to unpack
+    asked = 0
+
+    async def detector_backlog() -> int:
+        nonlocal asked
+        asked += 1
+        return backlog[0]
+
+    rig.poller._detector_backlog = detector_backlog
+
+    async def scenario() -> list[int]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rig.poller._run(stop))
+        requests = []
+        while asked < 50:  # the detector stays behind: no page is read
+            await asyncio.sleep(0.001)
+        requests.append(len(rig.log_requests()))
+        backlog[0] = 1  # one delivery ahead at most: the poller goes on
+        while len(rig.log_requests()) < 3:
+            await asyncio.sleep(0.001)
+        requests.append(len(rig.log_requests()))
+        stop.set()
+        await task
+        return requests
+
+    try:
+        requests = rig.run(scenario())
+    finally:
+        rig.close()
+    assert requests[0] == 0
+    assert requests[1] >= 3
+
+
+def test_a_detector_that_never_catches_up_delays_each_page_but_does_not_stop_polling(
+        tmp_path: Path, clock: FixedClock, fake: FakeOkta, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poller_module, "DETECTOR_CHECK_SECONDS", 0.001)
+    monkeypatch.setattr(poller_module, "DETECTOR_WAIT_SECONDS", 0.0)  # the bound, reached at once
+    rig = Rig(tmp_path, fake, clock)
+    fake.add(typed(events_at(START - timedelta(hours=3), 1500), TYPES[0]))
+
+    async def stuck() -> int:
+        return 10**6
+
+    rig.poller._detector_backlog = stuck
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rig.poller._run(stop))
+        while len(rig.polled_uuids()) < 1500:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    try:
+        rig.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        rig.close()
+
+
+def test_the_store_counts_the_deliveries_left_to_unpack_up_to_a_cap(tmp_path: Path) -> None:
+    from sentinel.store import Store
+
+    async def scenario() -> tuple[int, int, int]:
+        store = Store(tmp_path / "s.db")
+        store.start(START)
+        for _ in range(5):
+            await store.receive(b'{"data": {"events": []}}')
+        counts = (await store.inbox_waiting(0), await store.inbox_waiting(0, most=3), await store.inbox_waiting(5))
+        store.close()
+        return counts
+
+    assert asyncio.run(scenario()) == (5, 3, 0)
