@@ -16,12 +16,12 @@ from typing import Protocol
 
 from sentinel.clock import Clock
 from sentinel.errors import PayloadError, RecordRejected, StoreError
-from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
+from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
-from sentinel.quarantine import summary
 from sentinel.service.detector_report import DetectorReport, apply_report
 from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.service.silencing import Silencer
+from sentinel.service.unpack_log import log_unpacked
 from sentinel.service.waiting import wait_for_any
 from sentinel.silences import Silence
 from sentinel.store import EvaluationResult, IngestResult, Pruned, Store
@@ -188,8 +188,7 @@ class Detector:
 
     def _count_unpacked(self, report: DetectorReport, rows: list[tuple[int, str, bytes]],
                         deliveries: list[tuple[str, Delivery]], results: list[IngestResult], offer: bool) -> None:
-        now = self.clock.now()
-        for (row_id, received_at, _), (_, delivery), result in zip(rows, deliveries, results, strict=True):
+        for (_, delivery), result in zip(deliveries, results, strict=True):
             report.received += result.new
             report.duplicate += result.duplicate
             report.quarantined += result.quarantined
@@ -197,13 +196,7 @@ class Detector:
                 # The detector evaluates exactly what was stored; with a duplicate in the batch the
                 # stored copy may differ from this one, so it is read back instead.
                 self._offer(delivery.events)
-            waited_ms = (now - parse_timestamp(received_at)).total_seconds() * 1000
-            # One line per delivery, however many bad elements it holds (they are one quarantine record).
-            level = logging.WARNING if result.quarantined else logging.INFO
-            log.log(level, "okta delivery %d: %d events (%d new, %d duplicate, %d quarantined), unpacked %.0f ms "
-                    "after it was stored%s", row_id, len(delivery.events) + result.quarantined, result.new,
-                    result.duplicate, result.quarantined, waited_ms,
-                    f"; quarantined {summary(delivery.quarantined)}" if delivery.quarantined else "")
+        log_unpacked(log, rows, deliveries, results, self.clock.now())
 
     async def _record_alone(self, row: tuple[int, str, bytes],
                             deliveries: list[tuple[str, Delivery]], index: int) -> IngestResult:
