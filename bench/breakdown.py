@@ -167,10 +167,31 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
     return stages
 
 
+def log_as_the_daemon(folder: Path) -> Path:
+    """Logging as ``sentinel serve`` sets it up in the detector's process for the shipped configuration
+    (its ``[logging]`` level and format, the stderr handler with its redacting filter), the handler's stream
+    sent to a file in ``folder`` instead of the terminal: the loop pays for every line the daemon writes.
+    Returns the file. (Before, the loop ran at WARNING and never paid for its INFO lines.)"""
+    import logging
+
+    from sentinel import log as sentinel_log
+    from sentinel.config import load_config
+
+    settings = load_config(ROOT / "sentinel.toml", environ={}, resolve_secrets=False)
+    sentinel_log.configure(settings.logging.level, settings.logging.format)
+    logging.getLogger("sentinel").setLevel(logging.NOTSET)  # nothing sets it in the daemon: the root's applies
+    path = folder / "detector.log"
+    (handler,) = logging.getLogger().handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(path.open("a", encoding="utf-8"))
+    return path
+
+
 def detector_loop(deliveries: int, fused: bool) -> float:
     """CPU µs per event of the real detector loop (``Detector.run``, default pack, its store and writer
-    thread, logging off) draining ``deliveries`` 10-event bodies stored in the inbox beforehand; ``fused``:
-    the batch's events evaluated as they are unpacked (issue 16), else stored pending, then evaluated."""
+    thread, logging as the daemon's: :func:`log_as_the_daemon`) draining ``deliveries`` 10-event bodies
+    stored in the inbox beforehand; ``fused``: the batch's events evaluated as they are unpacked (issue 16),
+    else stored pending, then evaluated."""
     import asyncio
     import logging
     from datetime import UTC, datetime
@@ -182,7 +203,6 @@ def detector_loop(deliveries: int, fused: bool) -> float:
 
     body = batch_template(BATCH)
     prefix = uuid.uuid4().hex[:8]
-    logging.getLogger("sentinel").setLevel(logging.WARNING)
 
     async def run(folder: Path) -> float:
         store = Store(folder / "sentinel.db")
@@ -208,7 +228,13 @@ def detector_loop(deliveries: int, fused: bool) -> float:
             store.close()
 
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-loop-") as tmp:
-        return 1e6 * asyncio.run(run(Path(tmp))) / (deliveries * BATCH)
+        log_as_the_daemon(Path(tmp))
+        try:
+            return 1e6 * asyncio.run(run(Path(tmp))) / (deliveries * BATCH)
+        finally:
+            for handler in logging.getLogger().handlers:
+                handler.close()
+                logging.getLogger().removeHandler(handler)
 
 
 def show(stages: list[tuple[str, str, float]]) -> str:

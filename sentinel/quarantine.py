@@ -65,12 +65,12 @@ def _groups(quarantined: Sequence[Quarantined]) -> list[_Group]:
             whole.append(_Group(q.path, q.reason, 1))
             continue
         indexes.setdefault((match.group(2), q.reason), []).append(int(match.group(1)))
-    grouped = [_Group(f"data.events[{_ranges(found)}]{rest}", reason, len(found))
+    grouped = [_Group(f"data.events[{index_ranges(found)}]{rest}", reason, len(found))
                for (rest, reason), found in indexes.items()]
     return whole + grouped
 
 
-def _ranges(indexes: list[int]) -> str:
+def index_ranges(indexes: list[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``0-2,5``."""
     parts: list[str] = []
     start = previous = indexes[0]

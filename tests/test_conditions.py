@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -201,3 +203,49 @@ SELECTION = compile_selection(
 @pytest.mark.proof
 def test_matching_never_raises_on_hostile_events(event):
     assert SELECTION(event) in (True, False)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_combined_matchers_are_tried_in_order_and_stop_as_soon_as_the_answer_is_known(size: int) -> None:
+    """all_of and any_of are unrolled for two or three parts (issue 16): the same answers, order and
+    short-circuit as all() and any() over the parts, whatever the outcomes."""
+    from itertools import product
+
+    from sentinel.rules.conditions import all_of, any_of
+
+    for outcomes in product([False, True], repeat=size):
+        for combine, reference in ((all_of, all), (any_of, any)):
+            called: list[int] = []
+
+            def part(i: int) -> Callable[[Mapping[str, Any]], bool]:
+                def match(data: Mapping[str, Any]) -> bool:
+                    called.append(i)
+                    return outcomes[i]
+                return match
+
+            got = combine([part(i) for i in range(size)])({})
+            expected_calls: list[int] = []
+
+            def expected_part(i: int) -> bool:
+                expected_calls.append(i)
+                return outcomes[i]
+
+            assert got is reference(expected_part(i) for i in range(size))
+            assert called == expected_calls, (combine.__name__, outcomes)
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4),
+       st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["x", "y"])))
+@settings(max_examples=200, deadline=None)
+def test_a_selection_and_conditions_over_several_tests_hold_as_their_definition_says(
+        keys: list[str], event: dict[str, str]) -> None:
+    table = {k: "x" for k in keys}
+    assert compile_selection(table)(event) is all(event.get(k) == "x" for k in table)
+    assert compile_selection([{k: "x"} for k in keys])(event) is any(event.get(k) == "x" for k in keys)
+    names = sorted(set(keys))
+    selections = {n: compile_selection({n: "x"}) for n in names}
+    for op, reference in (("and", all), ("or", any)):
+        matcher = parse_condition(f" {op} ".join(names), names).compile(selections)
+        assert matcher(event) is reference(event.get(n) == "x" for n in names)
+        negated = parse_condition(f"not ({f' {op} '.join(names)})", names).compile(selections)
+        assert negated(event) is not reference(event.get(n) == "x" for n in names)

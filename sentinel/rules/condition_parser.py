@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sentinel.rules.conditions import Matcher
+from sentinel.rules.conditions import Matcher, all_of, any_of
 from sentinel.rules.field_paths import ConditionError
 
 _TOKEN = re.compile(r"\s*(?:(\()|(\))|([A-Za-z0-9_*]+))")
@@ -26,11 +26,7 @@ class Node:
         if self.op == "not":
             inner = parts[0]
             return lambda data: not inner(data)
-        if len(parts) == 1:
-            return parts[0]
-        if self.op == "and":
-            return lambda data: all(p(data) for p in parts)
-        return lambda data: any(p(data) for p in parts)
+        return all_of(parts) if self.op == "and" else any_of(parts)
 
 
 def parse_condition(text: str, names: Sequence[str]) -> Node:

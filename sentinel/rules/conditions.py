@@ -9,7 +9,7 @@ no match, never an error. Nothing here raises while matching an event.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, tzinfo
 from typing import Any
@@ -48,22 +48,30 @@ class FieldTest:
     ignore_case: bool = False
 
     def __call__(self, data: EventData) -> bool:
-        return self.negate != self._test(data)
-
-    def _test(self, data: EventData) -> bool:
+        # Run for every rule an event reaches (several per event): one call, and a loop rather than a
+        # generator for the usual single predicate (issue 16).
         values = self.path.values(data)
         if self.exists is not None:
-            return bool(values) == self.exists
+            return self.negate != (bool(values) == self.exists)
         if not values:
-            return False
+            return self.negate
         if self.other is not None:
-            fold = str.casefold if self.ignore_case else str
-            others = {fold(t) for v in self.other.values(data) if (t := as_text(v)) is not None}
-            return any((t := as_text(v)) is not None and fold(t) in others for v in values)
-        if len(self.predicates) == 1:
-            predicate = self.predicates[0]
-            return any(predicate(value) for value in values)
-        return all(any(p(v) for v in values) for p in self.predicates)
+            return self.negate != _equals_other(self.other, data, values, self.ignore_case)
+        predicates = self.predicates
+        if len(predicates) == 1:
+            predicate = predicates[0]
+            for value in values:
+                if predicate(value):
+                    return not self.negate
+            return self.negate
+        return self.negate != all(any(p(v) for v in values) for p in predicates)
+
+
+def _equals_other(other: FieldPath, data: EventData, values: Sequence[Any], ignore_case: bool) -> bool:
+    """``equals_field``: some value equals some value of the other field."""
+    fold = str.casefold if ignore_case else str
+    others = {fold(t) for v in other.values(data) if (t := as_text(v)) is not None}
+    return any((t := as_text(v)) is not None and fold(t) in others for v in values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +251,7 @@ def compile_selection(spec: object, lists: Mapping[str, NamedList] = NO_LISTS) -
                 problems.append(error.under(f"[{position}]"))
         if problems:
             raise ConditionError.of(problems)
-        return lambda data: any(m(data) for m in alternatives)
+        return any_of(alternatives)
     if not isinstance(spec, dict) or not spec:
         raise ConditionError("a selection must be a non-empty table of field = matcher")
     tests: list[Matcher] = []
@@ -254,10 +262,39 @@ def compile_selection(spec: object, lists: Mapping[str, NamedList] = NO_LISTS) -
             problems.append(error.under(_quote(path_text)))
     if problems:
         raise ConditionError.of(problems)
-    frozen = tuple(tests)
-    if len(frozen) == 1:
-        return frozen[0]
-    return lambda data: all(t(data) for t in frozen)
+    return all_of(tests)
+
+
+# Matchers combined, unrolled for the usual two or three parts: all() or any() over a generator cost a
+# generator per call, per rule and event (issue 16). Each part returns a bool, so and/or return one too.
+
+
+def all_of(matchers: Sequence[Matcher]) -> Matcher:
+    """Holds when every matcher does, tried in order until one does not."""
+    parts = tuple(matchers)
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda data: a(data) and b(data)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda data: a(data) and b(data) and c(data)
+    return lambda data: all(p(data) for p in parts)
+
+
+def any_of(matchers: Sequence[Matcher]) -> Matcher:
+    """Holds when some matcher does, tried in order until one does."""
+    parts = tuple(matchers)
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda data: a(data) or b(data)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda data: a(data) or b(data) or c(data)
+    return lambda data: any(p(data) for p in parts)
 
 
 def _quote(key: str) -> str:

@@ -12,16 +12,17 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Protocol
 
 from sentinel.clock import Clock
 from sentinel.errors import PayloadError, RecordRejected, StoreError
-from sentinel.model import Alert, Event, format_timestamp, parse_timestamp
+from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
-from sentinel.quarantine import summary
 from sentinel.service.detector_report import DetectorReport, apply_report
 from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.service.silencing import Silencer
+from sentinel.service.unpack_log import log_unpacked
 from sentinel.service.waiting import wait_for_any
 from sentinel.silences import Silence
 from sentinel.store import EvaluationResult, IngestResult, Pruned, Store
@@ -30,6 +31,8 @@ __all__ = ["Detector", "DetectorReport", "Evaluator", "apply_report", "sweep_int
 
 log = logging.getLogger("sentinel.detector")
 BATCH_SIZE = 500
+# The pending queue's order, (published, uuid), as a C getter rather than a lambda per event.
+QUEUE_ORDER = attrgetter("published", "uuid")
 FUSED = True  # evaluate deliveries as they are unpacked when nothing is pending (see unpack_once)
 # Parsed events kept for the detector (a few MB); under a backlog the rest are read from the store.
 PARSED_CACHE_LIMIT = 5_000
@@ -173,7 +176,7 @@ class Detector:
                 if event.uuid not in stored:  # what INSERT OR IGNORE will take: the first copy of each
                     stored.add(event.uuid)
                     fresh.append(event)
-        fresh.sort(key=lambda e: (e.published, e.uuid))  # the pending queue's order
+        fresh.sort(key=QUEUE_ORDER)
         started = self.clock.monotonic()
         now = self.clock.now()
         report = DetectorReport(unpacked_upto=last_id)
@@ -194,8 +197,7 @@ class Detector:
 
     def _count_unpacked(self, report: DetectorReport, rows: list[tuple[int, str, bytes]],
                         deliveries: list[tuple[str, Delivery]], results: list[IngestResult], offer: bool) -> None:
-        now = self.clock.now()
-        for (row_id, received_at, _), (_, delivery), result in zip(rows, deliveries, results, strict=True):
+        for (_, delivery), result in zip(deliveries, results, strict=True):
             report.received += result.new
             report.duplicate += result.duplicate
             report.quarantined += result.quarantined
@@ -203,13 +205,7 @@ class Detector:
                 # The detector evaluates exactly what was stored; with a duplicate in the batch the
                 # stored copy may differ from this one, so it is read back instead.
                 self._offer(delivery.events)
-            waited_ms = (now - parse_timestamp(received_at)).total_seconds() * 1000
-            # One line per delivery, however many bad elements it holds (they are one quarantine record).
-            level = logging.WARNING if result.quarantined else logging.INFO
-            log.log(level, "okta delivery %d: %d events (%d new, %d duplicate, %d quarantined), unpacked %.0f ms "
-                    "after it was stored%s", row_id, len(delivery.events) + result.quarantined, result.new,
-                    result.duplicate, result.quarantined, waited_ms,
-                    f"; quarantined {summary(delivery.quarantined)}" if delivery.quarantined else "")
+        log_unpacked(log, rows, deliveries, results, self.clock.now())
 
     async def _record_alone(self, row: tuple[int, str, bytes],
                             deliveries: list[tuple[str, Delivery]], index: int) -> IngestResult:
