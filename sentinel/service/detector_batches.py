@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.detector")
 
 # A part's size: 1,000 events with few alerts commit in milliseconds (about 8 ms of inserts); 1,000 alerts
-# took 300-400 ms on the loaded machine (each its row, the key lookup, a delivery row per channel). A batch of hook deliveries (at most
-# 500 rows / 1 MB, about 450 events) with few alerts stays one transaction, as before.
+# took 300-400 ms on the loaded machine (each its row, the key lookup, a delivery row per channel). A batch
+# of hook deliveries (at most 500 rows / 1 MB, about 450 events) with few alerts stays one transaction.
 MAX_EVENTS_PER_COMMIT = 500
 MAX_ALERTS_PER_COMMIT = 50
 
