@@ -68,6 +68,44 @@ def day_of_events(count: int, end: datetime) -> list[dict[str, Any]]:
     return events
 
 
+# A large org's ordinary day (end_to_end.py --with-backfill): sign-ins, SSO to apps and MFA, the types that
+# make up most of a real System Log, with weights summing to 100. ALERTING_SHARE of the events are
+# ThreatInsight detections (0.5%), spread evenly, each from its own address: each makes three alerts
+# (bench-threat, the shipped ThreatInsight rule, whose throttle is per address, and the Sigma pack's
+# "Okta Security Threat Detected"): 1.5 alerts a hundred events, measured with ``sentinel replay``.
+# ``alerting_share=1`` is the worst case: every event a detection, three alerts an event.
+ORDINARY_MIX = (("user.authentication.sso", 40), ("user.session.start", 20),
+                ("user.authentication.auth_via_mfa", 15), ("policy.evaluate_sign_on", 10),
+                ("user.authentication.verify", 8), ("user.session.end", 7))
+ALERTING_SHARE = 0.005
+ORG_USERS = 20_000
+
+
+def org_day(count: int, end: datetime, alerting_share: float = ALERTING_SHARE) -> list[dict[str, Any]]:
+    """``count`` events over the 24 hours before ``end``: ORDINARY_MIX (each user from an address of their
+    own, so no sign-in rule's threshold is reached) and ``alerting_share`` ThreatInsight detections spread
+    evenly; the newest event is a detection, the last alert. Shallow copies of one real event."""
+    base: dict[str, Any] = json.loads((ROOT / "bench" / "data" / "session-start.json").read_text())
+    types = [name for name, weight in ORDINARY_MIX for _ in range(weight)]
+    step = timedelta(hours=24) / count
+    start = end - timedelta(hours=24)
+    events = []
+    for i in range(count):
+        event = dict(base)
+        user = i * 7919 % ORG_USERS  # a prime stride: neighbours in time are different users
+        alerting = int((i + 1) * alerting_share) > int(i * alerting_share) or i == count - 1
+        event["uuid"] = str(uuid.uuid4())
+        event["published"] = (start + step * i).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        event["eventType"] = "security.threat.detected" if alerting else types[i % len(types)]
+        event["actor"] = {**base["actor"], "alternateId": f"user{user}@example.com", "id": f"00u{user:017d}"}
+        detection = int((i + 1) * alerting_share)  # a detection's own address: never throttled away
+        address = f"198.18.{detection >> 8 & 255}.{detection & 255}" if alerting else \
+            f"10.{user >> 16 & 255}.{user >> 8 & 255}.{user & 255}"
+        event["client"] = {**base["client"], "ipAddress": address}
+        events.append(event)
+    return events
+
+
 def stored(db: Path) -> tuple[int, int]:
     """(events stored, of which evaluated)."""
     if not db.exists():

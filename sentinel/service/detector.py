@@ -19,6 +19,7 @@ from sentinel.clock import Clock
 from sentinel.errors import PayloadError, RecordRejected, StoreError
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery, Quarantined, parse_delivery
+from sentinel.service.detector_batches import credit_ahead, evaluate_in_parts
 from sentinel.service.detector_report import DetectorReport, apply_report
 from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.service.silencing import Silencer
@@ -171,27 +172,32 @@ class Detector:
                                 last_id: int) -> None:
         stored = await self.store.stored_uuids([e.uuid for _, d in deliveries for e in d.events])
         fresh: list[Event] = []
-        for _, delivery in deliveries:
+        first_in: dict[str, int] = {}
+        for index, (_, delivery) in enumerate(deliveries):
             for event in delivery.events:
                 if event.uuid not in stored:  # what INSERT OR IGNORE will take: the first copy of each
                     stored.add(event.uuid)
                     fresh.append(event)
+                    first_in[event.uuid] = index
         fresh.sort(key=QUEUE_ORDER)
-        started = self.clock.monotonic()
         now = self.clock.now()
-        report = DetectorReport(unpacked_upto=last_id)
-        alerts, changes, deleted = self._evaluate(fresh, now, report)
-        silenced = await self.silencer.silenced(alerts, fresh, now)
+        # A long batch (a System Log page) stores parts ahead, in short transactions: detector_batches.
+        last = await evaluate_in_parts(self, fresh, deliveries, first_in, now)
+        report = last.report
+        report.unpacked_upto = last_id
+        silenced = await self.silencer.silenced(last.alerts, last.events, now)
         try:
             results, evaluation = await self.store.record_unpacked_evaluated(
-                last_id, deliveries, len(fresh), alerts, self.route, changes, deleted, now, silenced)
+                last_id, deliveries, len(last.events), last.alerts, self.route, last.changes, last.deleted, now,
+                silenced)
         except StoreError:
             self._report(report)
             await self.load_state()
             raise
         self._unpacked_upto = last_id
-        report.evaluation_seconds.append(self.clock.monotonic() - started)
-        self._evaluated(report, evaluation, alerts, silenced)
+        report.evaluation_seconds.append(self.clock.monotonic() - last.started)
+        self._evaluated(report, evaluation, last.alerts, silenced)
+        results = credit_ahead(deliveries, results, last.ahead, first_in)
         self._count_unpacked(report, rows, deliveries, results, offer=False)
         self._report(report)
 

@@ -150,6 +150,25 @@ by SQLite's lock: see docs/architecture.md, "Store".
             return results, replace(result, evaluated=evaluated)
         return await self._write(write, "storing and recording evaluated deliveries")
 
+    async def record_evaluated_ahead(
+            self, evaluated: Sequence[tuple[str, Sequence[Event]]], new_alerts: Sequence[Alert],
+            route: Callable[[Alert], Sequence[str]], state_changes: Mapping[str, str],
+            state_deleted: Iterable[str], at: datetime, silenced: Mapping[str, str] | None = None,
+            ) -> EvaluationResult:
+        """One transaction: part of a batch that :meth:`record_unpacked_evaluated` finishes, its new events
+        (received_at text, events) stored evaluated with their alerts and rule-state changes, the inbox
+        cursor not moved (issue 16: a back-fill page in short transactions). A crash before the batch's
+        last part unpacks its deliveries again, and these events, stored, are neither stored nor evaluated
+        again. Raises RecordRejected, rolling it back, if any of them was stored already."""
+        def write(c: sqlite3.Connection) -> EvaluationResult:
+            stamp = format_timestamp(at)
+            new = sum(events.store_delivery(c, part, (), received, stamp).new for received, part in evaluated)
+            if new != sum(len(part) for _, part in evaluated):
+                raise RecordRejected("the events stored are not the ones evaluated")
+            result = alerts.record_evaluation(c, [], new_alerts, route, state_changes, state_deleted, at, silenced)
+            return replace(result, evaluated=new)
+        return await self._write(write, "recording evaluated events ahead of their inbox cursor")
+
     async def stored_uuids(self, uuids: Sequence[str]) -> set[str]:
         return await self._read(lambda c: events.stored_uuids(c, uuids), "reading stored uuids")
 
