@@ -23,7 +23,7 @@ from sentinel.model import Alert, Event, Severity
 from sentinel.okta import Delivery, parse_event
 from sentinel.rules import RuleSet, engine, load_rules
 from sentinel.rules.evaluator import RuleEvaluator
-from sentinel.service import detector as detector_module
+from sentinel.service import unpacking as unpacking_module
 from sentinel.service.detector import Detector, DetectorReport, apply_report
 from sentinel.service.metrics import Metrics
 from sentinel.store import Store
@@ -213,14 +213,14 @@ def test_a_stored_body_that_cannot_be_parsed_is_quarantined_whole_not_retried(tm
 def test_a_delivery_whose_unpacking_raises_anything_is_quarantined_whole_not_retried(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not only a PayloadError: a bug or a limit nobody foresaw must not hold back every later delivery."""
-    real: Callable[[bytes], Delivery] = getattr(detector_module, "parse_delivery")  # not exported
+    real: Callable[[bytes], Delivery] = getattr(unpacking_module, "parse_delivery")  # not exported
 
     def buggy(body: bytes) -> Delivery:
         if b"boom" in body:
             raise ZeroDivisionError("division by zero")
         return real(body)
 
-    monkeypatch.setattr(detector_module, "parse_delivery", buggy)
+    monkeypatch.setattr(unpacking_module, "parse_delivery", buggy)
     reports = unpack_all(tmp_path, [delivery(make_event("boom")), delivery(make_event("after"))])
     assert counts(reports) == (1, 0, 1)
     conn = sqlite3.connect(tmp_path / "s.db")
@@ -232,7 +232,7 @@ def test_a_delivery_whose_unpacking_raises_anything_is_quarantined_whole_not_ret
 def test_a_delivery_the_store_refuses_is_quarantined_whole_and_the_rest_of_its_batch_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a store failure (that is retried) but rows SQLite will not take: only that delivery is set aside."""
-    real: Callable[[bytes], Delivery] = getattr(detector_module, "parse_delivery")  # not exported
+    real: Callable[[bytes], Delivery] = getattr(unpacking_module, "parse_delivery")  # not exported
 
     def unstorable(body: bytes) -> Delivery:
         parsed = real(body)
@@ -243,7 +243,7 @@ def test_a_delivery_the_store_refuses_is_quarantined_whole_and_the_rest_of_its_b
         return Delivery(events=(dataclasses.replace(parsed.events[0], uuid="refused-\ud800", source=None),),
                         quarantined=())
 
-    monkeypatch.setattr(detector_module, "parse_delivery", unstorable)
+    monkeypatch.setattr(unpacking_module, "parse_delivery", unstorable)
     bodies = [delivery(make_event("before")), delivery(make_event("refused")), delivery(make_event("after"))]
     reports = unpack_all(tmp_path, bodies)
     assert counts(reports) == (2, 0, 1)

@@ -37,18 +37,13 @@ class LogChannel:
         return [(f"log://{self.path}", "log")]
 
     async def send(self, alert: Alert) -> DeliveryOutcome:
-        return (await self.send_many([alert]))[0]
-
-    async def send_many(self, alerts: Sequence[Alert]) -> list[DeliveryOutcome]:
-        """Several alerts in one write and one fsync (a back-fill's burst: thousands a second, where one
-        fsync each took minutes). All are written or none is reported written. Rendered and logged in a
-        worker thread too: a batch must not hold the daemon's event loop (intake, the other channels)."""
+        """One alert, one line, one fsync (one line at a time: a crash leaves at most the line in flight
+        to be written again). Rendered and logged in a worker thread: never on the daemon's event loop."""
         try:
-            await asyncio.to_thread(self._write, alerts)
+            await asyncio.to_thread(self._write, [alert])
         except OSError as e:
-            failed = DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
-            return [failed] * len(alerts)
-        return [DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")] * len(alerts)
+            return DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
+        return DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")
 
     def _write(self, alerts: Sequence[Alert]) -> None:
         records = [log_record(alert, self.options) for alert in alerts]

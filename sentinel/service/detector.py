@@ -16,14 +16,15 @@ from operator import attrgetter
 from typing import Protocol
 
 from sentinel.clock import Clock
-from sentinel.errors import PayloadError, RecordRejected, StoreError
+from sentinel.errors import RecordRejected, StoreError
 from sentinel.model import Alert, Event, format_timestamp
-from sentinel.okta import Delivery, Quarantined, parse_delivery
+from sentinel.okta import Delivery
 from sentinel.service.detector_batches import credit_ahead, evaluate_in_parts
 from sentinel.service.detector_report import DetectorReport, apply_report
 from sentinel.service.rule_state_log import RuleStateLog
 from sentinel.service.silencing import Silencer
 from sentinel.service.unpack_log import log_unpacked
+from sentinel.service.unpacking import quarantined_whole, unpack_body
 from sentinel.service.waiting import wait_for_any
 from sentinel.silences import Silence
 from sentinel.store import EvaluationResult, IngestResult, Pruned, Store
@@ -54,7 +55,6 @@ def sweep_interval(retention_period: timedelta) -> float:
 # The store failing (disk full, I/O, locked): the only reason to try a delivery again. Anything else
 # about one delivery (RecordRejected, or a bug) is that delivery's problem, and it is quarantined.
 STORE_FAILURES = (StoreError,)
-MAX_REASON_CHARS = 500
 
 
 class Evaluator(Protocol):
@@ -142,7 +142,7 @@ class Detector:
         rows = await self.store.waiting_deliveries(after)
         if not rows:
             return 0
-        deliveries = [(received_at, _unpack(row_id, body)) for row_id, received_at, body in rows]
+        deliveries = [(received_at, unpack_body(row_id, body)) for row_id, received_at, body in rows]
         last_id = rows[-1][0]
         if evaluate:
             try:
@@ -227,7 +227,7 @@ class Detector:
             raise
         except Exception as e:
             log.exception("okta delivery %d: its events cannot be stored; quarantined whole", row_id)
-            whole = _quarantined_whole(row_id, body, "$", f"cannot be stored: {type(e).__name__}: {e}")
+            whole = quarantined_whole(row_id, body, "$", f"cannot be stored: {type(e).__name__}: {e}")
         deliveries[index] = (received_at, whole)
         (result,) = await self.store.record_unpacked(row_id, [(received_at, whole)])
         self._unpacked_upto = row_id
@@ -385,23 +385,3 @@ class Detector:
             elif self.yield_seconds and self.clock.monotonic() - self._woken_at < INTAKE_BUSY_SECONDS:
                 await asyncio.sleep(self.yield_seconds)  # intake is receiving: leave it the disk for a moment
 
-
-def _unpack(row_id: int, body: bytes) -> Delivery:
-    """A stored body as a delivery. Intake checked it with the same definition of a valid body, so a
-    body that fails here (a bug, a limit nobody foresaw, a file edited by hand) is quarantined whole,
-    with the reason, rather than lost or retried forever."""
-    try:
-        return parse_delivery(body)
-    except PayloadError as e:
-        return _quarantined_whole(row_id, body, e.location, e.message)
-    except Exception as e:
-        log.exception("okta delivery %d: unpacking failed; quarantined whole", row_id)
-        return _quarantined_whole(row_id, body, "$", f"cannot be unpacked: {type(e).__name__}: {e}")
-
-
-def _quarantined_whole(row_id: int, body: bytes, location: str, reason: str) -> Delivery:
-    # The reason may quote hostile text (an exception's message): kept short and storable as UTF-8.
-    reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_REASON_CHARS]
-    return Delivery(events=(), quarantined=(
-        Quarantined(path=f"delivery {row_id}: {location}", reason=reason,
-                    raw=body.decode("utf-8", "backslashreplace")),))

@@ -34,7 +34,6 @@ from sentinel.store.storm import DIGEST_RULE
 log = logging.getLogger("sentinel.dispatch")
 
 POLL_SECONDS = 5.0
-MANY_PER_WRITE = 500  # deliveries a send_many channel (the log channel) writes and records together
 FAILURE_PAUSE_SECONDS = 2.0
 # Recording an outcome the store refused: again after 50 ms, doubling to 2 s, until it lands.
 RECORD_RETRY_FIRST_SECONDS = 0.05
@@ -112,7 +111,6 @@ class Dispatcher:
         self.metrics = metrics
         self.backoff = backoff
         self.batch = batch
-        self.many = max(batch, MANY_PER_WRITE)  # a channel that sends many at once (send_many) takes more
         self.live = live or LiveFirst()  # shared by the daemon's dispatchers (start_dispatchers)
         self.poll_seconds = poll_seconds
         self.pause = pause or _wait
@@ -132,8 +130,7 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Attempt every due delivery of this channel once. Returns how many were attempted."""
         now = self.clock.now()
-        send_many = getattr(self.channel, "send_many", None)
-        limit = self.batch if send_many is None else self.many
+        limit = self.batch
         due = await self.store.due_deliveries(self.name, now, limit)
         if due and due[0].backfilled and await self.live.wait_for_others(self.name):
             now = self.clock.now()  # once per batch: a back-fill waits at most LiveFirst.MAX_WAIT_SECONDS
@@ -142,56 +139,25 @@ class Dispatcher:
         attempted = 0
         if live:
             with self.live.sending(self.name):
-                attempted = await self._attempt(live, now, send_many)
+                attempted = await self._attempt(live, now)
         backfilled = [d for d in due if d.backfilled]
-        return attempted + (await self._attempt(backfilled, now, send_many) if backfilled else 0)
+        return attempted + (await self._attempt(backfilled, now) if backfilled else 0)
 
-    async def _attempt(self, due: list[DueDelivery], now: datetime, send_many: object) -> int:
+    async def _attempt(self, due: list[DueDelivery], now: datetime) -> int:
         room = await self._storm_room(now)
-        together: list[DueDelivery] = []
-        recording: list[asyncio.Future[None]] = []
-        try:
-            for delivery in due:
-                if room is not None and self._may_wait(delivery):
-                    if room <= 0:
-                        await self._hold(delivery, now)
-                        continue
-                    room -= 1
-                if send_many is not None and delivery.kind == "alert":
-                    together.append(delivery)
+        for delivery in due:
+            if room is not None and self._may_wait(delivery):
+                if room <= 0:
+                    await self._hold(delivery, now)
                     continue
-                # The next send does not wait for this one's record (each waits for the main database's
-                # lock, behind the detector's commits: 60% of a channel's time during a back-fill); the
-                # records of a batch all land before it ends (or stops), so none is due again meanwhile.
-                recording.append(asyncio.ensure_future(self._record(delivery, await self._send_one(delivery))))
-            if together:
-                await self._send_together(together)
-        finally:
-            if recording:
-                await asyncio.gather(*recording)
+                room -= 1
+            # Each send is recorded before the next one starts, one at a time, in every channel: a crash
+            # then resends at most the one in flight (tests/test_proof_crash.py holds this). Overlapping
+            # sends and records (1cc5325), or writing 500 to the log channel before recording them
+            # (c5536e8), let one kill resend a whole batch; with an ordinary day's back-fill (1.5 alerts a
+            # hundred events) one at a time keeps up.
+            await self._record(delivery, await self._send_one(delivery))
         return len(due)
-
-    async def _send_together(self, due: list[DueDelivery]) -> None:
-        """A channel that writes many alerts at once (the log channel): one write, then one transaction
-        recording every delivery it took as sent (retried until it lands, as for one)."""
-        messages = [await self._message(delivery) for delivery in due]
-        try:
-            outcomes = await self.channel.send_many(messages)  # type: ignore[attr-defined]
-        except Exception as e:  # a channel bug: each delivery's failed attempt
-            log.exception("deliveries %d-%d: channel %s raised", due[0].id, due[-1].id, self.name)
-            outcomes = [DeliveryOutcome(ok=False, detail=f"{self.name}: error {type(e).__name__}")] * len(due)
-        sent = [d for d, outcome in zip(due, outcomes, strict=True) if outcome.ok]
-        if sent:
-            at = self.clock.now()
-            detail = redaction.redact(outcomes[due.index(sent[0])].detail)
-            ids = [d.id for d in sent]
-            await self._until_recorded(sent[0], f"sent (with {len(sent) - 1} more)",
-                                       lambda: self.store.mark_sent_many(ids, at, detail))
-            self._count("sent", len(sent))
-            log.info("deliveries %s: %d alerts sent to %s", _ids(ids), len(sent), self.name)
-        for delivery, outcome in zip(due, outcomes, strict=True):
-            if not outcome.ok:
-                await self._record(delivery, outcome)
 
     async def _send_one(self, delivery: DueDelivery) -> DeliveryOutcome:
         try:

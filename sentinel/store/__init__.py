@@ -218,11 +218,6 @@ by SQLite's lock: see docs/architecture.md, "Store".
         return await self._write(lambda c: deliveries.mark_sent(c, delivery_id, at, detail),
                                  f"marking delivery {delivery_id} sent")
 
-    async def mark_sent_many(self, delivery_ids: Sequence[int], at: datetime, detail: str = "") -> int:
-        """Record deliveries sent together, in one transaction; how many were still pending."""
-        return await self._write(lambda c: deliveries.mark_sent_many(c, delivery_ids, at, detail),
-                                 f"marking {len(delivery_ids)} deliveries sent")
-
     async def schedule_retry(self, delivery_id: int, error: str, next_attempt: datetime, at: datetime) -> bool:
         return await self._write(lambda c: deliveries.schedule_retry(c, delivery_id, error, next_attempt, at),
                                  f"scheduling delivery {delivery_id} again")

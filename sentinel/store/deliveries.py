@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,16 +87,6 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: int, at: datetime, detail: 
         "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?, "
         "last_error = NULL WHERE id = ? AND status = 'pending'", (now, now, delivery_id))
     return cur.rowcount == 1
-
-
-def mark_sent_many(conn: sqlite3.Connection, delivery_ids: Sequence[int], at: datetime, detail: str = "") -> int:
-    """:func:`mark_sent` for many deliveries sent together (one write and fsync of a log channel): one
-    statement each, one transaction for all. Returns how many were still pending (now sent)."""
-    now = format_timestamp(at)
-    cur = conn.executemany(
-        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?, "
-        "last_error = NULL WHERE id = ? AND status = 'pending'", [(now, now, i) for i in delivery_ids])
-    return cur.rowcount
 
 
 def schedule_retry(conn: sqlite3.Connection, delivery_id: int, error: str, next_attempt: datetime,
