@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from sentinel import private_files
@@ -40,17 +39,16 @@ class LogChannel:
         """One alert, one line, one fsync (one line at a time: a crash leaves at most the line in flight
         to be written again). Rendered and logged in a worker thread: never on the daemon's event loop."""
         try:
-            await asyncio.to_thread(self._write, [alert])
+            await asyncio.to_thread(self._write, alert)
         except OSError as e:
             return DeliveryOutcome(ok=False, detail=f"log://{self.path}: {e.strerror or type(e).__name__}")
         return DeliveryOutcome(ok=True, detail=f"log://{self.path}: written")
 
-    def _write(self, alerts: Sequence[Alert]) -> None:
-        records = [log_record(alert, self.options) for alert in alerts]
-        self._append("\n".join(json.dumps(record, ensure_ascii=False, sort_keys=True) for record in records))
-        for record in records:
-            log.info("alert %s [%s] %s: %s", record["rule_id"], record["severity"], record["title"],
-                     record["sentence"], extra={"channel": self.name})
+    def _write(self, alert: Alert) -> None:
+        record = log_record(alert, self.options)
+        self._append(json.dumps(record, ensure_ascii=False, sort_keys=True))
+        log.info("alert %s [%s] %s: %s", record["rule_id"], record["severity"], record["title"],
+                 record["sentence"], extra={"channel": self.name})
 
     async def resolve(self, alert: Alert, notes: bool) -> DeliveryOutcome:
         """resolve_after closed the alert's group: a record saying so (with ``notes``, send_resolved)."""
