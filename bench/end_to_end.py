@@ -14,28 +14,30 @@ Target: p99 <= 100 ms (issue 16; it was 250 ms), and every alert delivered.
 
 ``--with-backfill [--backfill-events N]`` (issue 16, point 3): the same live load while the daemon's System
 Log poller back-fills a day of N events (400,000 by default: ``bench/backfill.py``'s ``org_day``, from the
-tests' fake Okta server at 120 requests a minute) to every channel. A large org's day is mostly sign-ins,
-SSO and MFA: 0.5% of the events are ThreatInsight detections, three alerts each (1.5 alerts a hundred
-events: 6,000 for 400,000); ``--backfill-alerting 1`` is the worst case, every event a detection (the
-data before, about one alert an event, made a 400,000-event day ~25 minutes of sends). The live load runs
-until the back-fill's last alert is in the log channel; printed: how long that took from the daemon's
-start, and the live path's p50/p99 meanwhile. ``--backfill-events 20000`` is a smoke run.
+tests' fake Okta server at 120 requests a minute, in a process of its own: bench/fake_okta_process.py) to
+every channel. A large org's day is mostly sign-ins, SSO and MFA: 0.5% of the events are ThreatInsight
+detections, three alerts each (1.5 alerts a hundred events: 6,000 for 400,000); ``--backfill-alerting 1`` is
+the worst case, every event a detection (the data before, about one alert an event, made a 400,000-event day
+~25 minutes of sends). The live load runs until the back-fill's last alert is in the log channel; printed: how
+long that took from the daemon's start, and the live path's p50/p99 meanwhile. ``--backfill-events 20000`` is
+a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
+import sqlite3
 import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from common import (
     ROOT,
@@ -60,6 +62,7 @@ from common import (
 
 sys.path.insert(0, str(ROOT / "tests"))
 from fake_okta import FakeOkta  # the tests' fake System Log API, a real HTTP server
+from fake_okta_process import FakeOktaProcess
 
 RATE = 100
 P99_TARGET_MS = 100  # issue 16
@@ -149,22 +152,42 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backfill-alerting", type=float, default=None, metavar="SHARE",
                         help="share of the back-fill's events that alert (default 0.005; 1: every one)")
     parser.add_argument("--backfill-timeout", type=float, default=1800.0)
+    parser.add_argument("--fake-here", action="store_true",
+                        help="the fake Okta as a thread of this process, as before it had its own (comparison)")
     parser.add_argument("--detector", action="append", default=[], metavar="KEY=VALUE",
                         help='a [detector] setting for the daemon, e.g. cpu_priority="low" (repeatable)')
 
 
+class FakeHere:
+    """The fake Okta as a thread of this process (``--fake-here``: the arrangement before the fake had a
+    process of its own, for comparison), with FakeOktaProcess's interface."""
+
+    def __init__(self, token: str, rate_limit: int, events: int, alerting: float) -> None:
+        from backfill import org_day
+
+        self._day = org_day(events, datetime.now(UTC) - timedelta(seconds=5), alerting)
+        self._fake = FakeOkta(api_token=token, rate_limit=rate_limit, rate_window=60.0).start()
+        self.base, self.marker = self._fake.base, str(self._day[-1]["uuid"])
+
+    def add(self) -> None:
+        self._fake.add(self._day)
+
+    def stop(self) -> None:
+        self._fake.stop()
+
+
 def backfill_config(folder: Path, port: int, capture_port: int, events: int, alerting: float,
-                    detector: list[str]) -> tuple[Path, FakeOkta, list[dict[str, Any]]]:
+                    detector: list[str], fake_here: bool = False) -> tuple[Path, FakeHere | FakeOktaProcess]:
     """The daemon's config for the combined run: the default pack and the back-fill's rules, the capture
-    channel and a log channel (every alert to both), the poller on a fake Okta holding ``events``."""
-    from backfill import RULE, RULE_LOCK, TOKEN, org_day
+    channel and a log channel (every alert to both), the poller on a fake Okta that will hold ``events``
+    (in a process of its own unless ``fake_here``: see bench/fake_okta_process.py)."""
+    from backfill import RULE, RULE_LOCK, TOKEN
 
     rules = folder / "backfill-rules"
     rules.mkdir()
     (rules / "threat.toml").write_text(RULE)
     (rules / "lock.toml").write_text(RULE_LOCK)
-    day = org_day(events, datetime.now(UTC) - timedelta(seconds=5), alerting)
-    fake = FakeOkta(api_token=TOKEN, rate_limit=120, rate_window=60.0).start()  # the day is added later
+    fake: FakeHere | FakeOktaProcess = (FakeHere if fake_here else FakeOktaProcess)(TOKEN, 120, events, alerting)
     channels = (f'[channels.capture]\nurls = ["json://127.0.0.1:{capture_port}/alerts"]\nmin_severity = "info"\n\n'
                 '[channels.log]\nkind = "log"\npath = "state/alerts.jsonl"\n')
     detector_table = "[detector]\n" + "\n".join(detector) + "\n" if detector else ""
@@ -176,7 +199,45 @@ poll_interval_seconds = 5
 backfill_hours = 25
 max_lag_seconds = 86400
 """)
-    return config, fake, day
+    return config, fake
+
+
+def stages(db: Path, prefix: str, sent: dict[int, float], arrivals: dict[str, float]) -> list[list[str]]:
+    """Where the live path's time goes, from the store's own times (wall clock, microseconds): POST ->
+    stored in the inbox (``events.received_at``), -> evaluated (``evaluated_at``), -> alert made
+    (``alerts.created_at``), -> sent by the capture channel (``deliveries.sent_at``), -> arrival. Rows:
+    each stage's p50 and p99, and its mean over the slowest 1% of alerts (what makes the tail)."""
+    offset = time.time() - time.perf_counter()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        events = {u: (r, e) for u, r, e in conn.execute(
+            "SELECT uuid, received_at, evaluated_at FROM events WHERE uuid LIKE ?", (f"e2e-{prefix}-%",))}
+        made: dict[str, tuple[int, str]] = {}
+        for alert_id, uuids, created in conn.execute("SELECT id, event_uuids, created_at FROM alerts"):
+            for u in json.loads(uuids):
+                if u in events:
+                    made[u] = (alert_id, created)
+        sent_at = dict(conn.execute("SELECT alert_id, sent_at FROM deliveries WHERE channel = 'capture'"))
+    finally:
+        conn.close()
+
+    def wall(text: str | None) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else float("nan")
+
+    names = ["POST -> inbox", "inbox -> evaluated", "evaluated -> alert made", "alert -> sent", "sent -> arrival"]
+    rows: list[list[float]] = []
+    for i, scheduled in sent.items():
+        u = f"e2e-{prefix}-{i}"
+        if u not in events or u not in made or u not in arrivals:
+            continue
+        marks = [scheduled + offset, wall(events[u][0]), wall(events[u][1]), wall(made[u][1]),
+                 wall(sent_at.get(made[u][0])), arrivals[u] + offset]
+        rows.append([(b - a) * 1000 for a, b in itertools.pairwise(marks)])
+    rows.sort(key=sum)
+    slowest = rows[-max(1, len(rows) // 100):]
+    return [[name, f"{percentile(sorted(r[k] for r in rows), 50):.1f}",
+             f"{percentile(sorted(r[k] for r in rows), 99):.1f}", f"{sum(r[k] for r in slowest) / len(slowest):.1f}"]
+            for k, name in enumerate(names)]
 
 
 def with_backfill(args: argparse.Namespace, report: Report) -> None:
@@ -189,18 +250,20 @@ def with_backfill(args: argparse.Namespace, report: Report) -> None:
     capture = Capture(re.compile(rb"e2e-[0-9a-f]{12}-\d+"))
     print(f"end_to_end --with-backfill: {RATE} alerts/s live while the poller back-fills "
           f"{args.backfill_events:,} events ({alerting:.1%} of them alerting, 3 alerts each); [detector] "
-          f"{' '.join(args.detector) or 'defaults'}; load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"{' '.join(args.detector) or 'defaults'}; fake Okta "
+          f"{'in this process' if args.fake_here else 'in a process of its own'}; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
-    async def run() -> tuple[dict[int, float], int, float, float]:
+    async def run() -> tuple[dict[int, float], int, float, float, list[list[str]]]:
         await capture.start()
-        fake: FakeOkta | None = None
+        fake: FakeHere | FakeOktaProcess | None = None
         try:
             with tempfile.TemporaryDirectory(prefix="sentinel-bench-e2e-bf-") as tmp, Processes() as procs:
                 folder = Path(tmp)
                 port = free_port()
-                config, fake, day = backfill_config(folder, port, capture.port, args.backfill_events,
-                                                    alerting, args.detector)
-                marker = str(day[-1]["uuid"])
+                config, fake = backfill_config(folder, port, capture.port, args.backfill_events,
+                                               alerting, args.detector, args.fake_here)
+                marker = fake.marker
                 log = folder / "state" / "alerts.jsonl"
                 await asyncio.to_thread(start_sentinel, procs, folder, config, port, cpu=0,
                                         env={"SENTINEL_OKTA_API_TOKEN": TOKEN})
@@ -208,7 +271,7 @@ def with_backfill(args: argparse.Namespace, report: Report) -> None:
                 # poller found the fake empty meanwhile and reads the day at its next poll (5 s at most).
                 await measure(port, capture, "0" * 12, 1.0)
                 capture.arrivals.clear()
-                fake.add(day)
+                await asyncio.to_thread(fake.add)
                 began = time.monotonic()
                 sent: dict[int, float] = {}
                 errors = 0
@@ -240,19 +303,21 @@ def with_backfill(args: argparse.Namespace, report: Report) -> None:
                 deadline = time.perf_counter() + 30
                 while len(capture.arrivals) < len(sent) and time.perf_counter() < deadline:
                     await asyncio.sleep(0.05)
-                return sent, errors, last_alert, time.monotonic() - began
+                breakdown = stages(folder / "state" / "sentinel.db", prefix, sent, capture.arrivals)
+                return sent, errors, last_alert, time.monotonic() - began, breakdown
         finally:
             capture.close()
             if fake is not None:
                 fake.stop()
 
-    sent, errors, last_alert, elapsed = run_async(run())
+    sent, errors, last_alert, elapsed, breakdown = run_async(run())
     by_send = {i: (capture.arrivals[f"e2e-{prefix}-{i}"] - t) * 1000 for i, t in sent.items()
                if f"e2e-{prefix}-{i}" in capture.arrivals}
     latencies = sorted(by_send.values())
     missing = len(sent) - len(latencies)
     step = 5 * RATE  # the live load's 5 s chunks: where the tail is
     chunks = [sorted(v for i, v in by_send.items() if start <= i < start + step) for start in range(0, len(sent), step)]
+    print(table(["live path stage (store times)", "p50 ms", "p99 ms", "mean of the slowest 1% ms"], breakdown))
     print("live p99 ms per 5 s of sending: " + " ".join(f"{percentile(c, 99):.0f}" for c in chunks if c))
     print(table(["figure", "value"], [
         ["back-fill events (alerting share)", f"{args.backfill_events:,} ({alerting:.1%})"],
