@@ -113,3 +113,40 @@ def test_a_channel_with_only_backfilled_alerts_due_waits_while_another_sends_liv
     waited, attempted = asyncio.run(scenario())
     assert waited
     assert attempted == 10 and len(written_keys(out)) == 10
+
+
+def test_a_live_alert_committed_during_a_backfills_batch_goes_out_after_the_send_in_flight(tmp_path: Path) -> None:
+    """The detector commits a live alert (and wakes the dispatcher) while the channel works through a batch
+    of back-filled ones: it is the next one sent, not the one after the batch."""
+    backfilled = alerts(30, "old", AT - timedelta(hours=20))
+    live = alerts(1, "now", AT - timedelta(seconds=1))
+
+    class CommitsALiveAlertMidBatch(OneAtATime):
+        async def send(self, alert: Alert) -> DeliveryOutcome:
+            outcome = await super().send(alert)
+            if len(self.sent) == 3:  # the detector commits a live alert, then wakes the dispatchers
+                await store.record_evaluation([], live, lambda a: ["chat"], {}, [], AT)
+                dispatcher.wake()
+            return outcome
+
+    async def scenario() -> list[str]:
+        nonlocal store, dispatcher
+        store = await queued(tmp_path / "s.db", backfilled, channel="chat")
+        channel = CommitsALiveAlertMidBatch()
+        dispatcher = Dispatcher(channel, store, FixedClock(AT), batch=20)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+        while len(channel.sent) < 31:
+            await asyncio.sleep(0.01)
+        stop.set()
+        dispatcher.wake()
+        await task
+        store.close()
+        return channel.sent
+
+    store: Store
+    dispatcher: Dispatcher
+    sent = asyncio.run(scenario())
+    assert sent[:4] == ["old-0", "old-1", "old-2", "now-0"]  # not behind old-3 .. old-19
+    assert sorted(sent) == sorted(["now-0"] + [f"old-{i}" for i in range(30)])
+    assert [k for k in sent if k.startswith("old")] == [f"old-{i}" for i in range(30)]  # nothing sent twice

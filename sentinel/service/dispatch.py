@@ -141,11 +141,17 @@ class Dispatcher:
             with self.live.sending(self.name):
                 attempted = await self._attempt(live, now)
         backfilled = [d for d in due if d.backfilled]
-        return attempted + (await self._attempt(backfilled, now) if backfilled else 0)
+        return attempted + (await self._attempt(backfilled, now, yield_to_new=True) if backfilled else 0)
 
-    async def _attempt(self, due: list[DueDelivery], now: datetime) -> int:
+    async def _attempt(self, due: list[DueDelivery], now: datetime, yield_to_new: bool = False) -> int:
+        """Send (or hold) each delivery, in order. ``yield_to_new`` (a back-fill's batch): stop early once
+        new alerts are committed (``wake``), so that a live one waits for one send, not the rest of the batch
+        (measured: a live alert 95-150 ms late behind 20 back-filled Apprise sends). Returns how many were
+        attempted: at least one of a non-empty ``due``, so a back-fill always moves on."""
         room = await self._storm_room(now)
-        for delivery in due:
+        for attempted, delivery in enumerate(due):
+            if yield_to_new and attempted and self._wake.is_set():
+                return attempted  # ``run`` turns again at once, live deliveries first
             if room is not None and self._may_wait(delivery):
                 if room <= 0:
                     await self._hold(delivery, now)
