@@ -348,3 +348,44 @@ def test_a_next_link_to_another_host_is_refused_not_followed(clock):
     finally:
         fake.stop()
     assert "next link points outside" in str(info.value) and len(fake.requests) == 1
+
+
+PAGE_BODIES = [
+    b"[]",
+    b'[{"uuid":"a","published":"2026-11-28T10:00:00.000Z","x":[1,{"y":"z"}]},{"uuid":"b"}]',
+    ' [ {"published": "2026-11-28T10:00:00Z", "m": "caf\u00e9 \U0001f600"} ,\n 7, "text", [1, 2], null,'
+    ' {"published": 12}, {"published": {"nested": true}} ] '.encode(),
+    b'[{"published":"x","s":"\\u00e9\\ud83d\\ude00 \\"quoted\\" ,]"}]',
+]
+
+
+@pytest.mark.parametrize("body", PAGE_BODIES)
+def test_a_page_is_split_into_its_elements_texts_and_published_values_as_json_loads_reads_them(body):
+    from sentinel.okta_api.client import LogPage, split_page
+
+    parsed = json.loads(body)
+    split = split_page(body)
+    assert split is not None
+    published, elements = split
+    assert published == tuple(e.get("published") if isinstance(e, dict) else None for e in parsed)
+    assert elements is not None and [json.loads(e) for e in elements] == parsed
+    page = LogPage(body, None, "u", 200, published, elements)
+    assert page.count == len(parsed) and page.events == parsed
+    for size in (1, 2, 1000):
+        parts = page.parts(size)
+        assert [e for part in parts for e in json.loads(part)] == parsed  # in order, nothing lost or repeated
+        assert all(len(json.loads(part)) <= size for part in parts) or parts == [body]
+
+
+def test_a_page_only_json_loads_reads_is_kept_whole_and_what_is_not_an_array_is_refused():
+    from sentinel.okta_api.client import LogPage, split_page
+
+    for body in ('[{"published":"2026-11-28T10:00:00Z"},{"v":1}]'.encode("utf-16"), b'[{"v":NaN},{"v":1}]'):
+        split = split_page(body)
+        assert split is not None and split[1] is None  # read by json.loads, not split
+        page = LogPage(body, None, "u", 200, *split)
+        assert page.count == 2 and page.parts(1) == [body]
+    assert split_page('[{"published":"2026-11-28T10:00:00Z"}]'.encode("utf-16"))[0] == ("2026-11-28T10:00:00Z",)
+    # Bad UTF-8 inside a string: json.loads refuses the body, so does the split (msgspec would skip it).
+    for body in (b'[{"s":"\xff"}]', b"not json", b'{"an":"object"}', b"[1,", b""):
+        assert split_page(body) is None

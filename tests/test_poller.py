@@ -313,11 +313,11 @@ def test_composed_daemon_masks_the_api_token_through_reloads_and_reloads_the_pol
 def test_the_newest_published_ignores_what_does_not_parse_and_never_passes_now() -> None:
     from sentinel.service.poller import newest_published
 
-    hostile: list[Any] = [{"published": "2026-11-28T11:00:00.000Z"}, {"published": "not a time"},
-                          {"published": 12}, {}, "not an object", {"published": "2099-01-01T00:00:00Z"}]
+    # Each element's ``published`` as LogPage gives it: None where missing or not an object.
+    hostile: list[Any] = ["2026-11-28T11:00:00.000Z", "not a time", 12, None, [], {"a": 1}, "2099-01-01T00:00:00Z"]
     assert newest_published(hostile, None, START) == START  # a time from the future is clamped to now
-    assert newest_published(hostile[:5], None, START) == datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
-    assert newest_published(hostile[1:5], None, START) is None
+    assert newest_published(hostile[:6], None, START) == datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+    assert newest_published(hostile[1:6], None, START) is None
     assert newest_published([], START - timedelta(hours=1), START) == START - timedelta(hours=1)
 
 

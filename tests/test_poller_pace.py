@@ -110,3 +110,53 @@ def test_the_store_counts_the_deliveries_left_to_unpack_up_to_a_cap(tmp_path: Pa
         return counts
 
     assert asyncio.run(scenario()) == (5, 3, 0)
+
+
+def test_a_page_goes_into_the_inbox_in_parts_each_after_the_detector_caught_up_and_the_cursor_with_the_last(
+        tmp_path: Path, clock: FixedClock, fake: FakeOkta, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 250-event page: three inbox rows of 100, 100 and 50 events in the page's order, each stored once the
+    detector has unpacked the one before, the stored cursor unchanged until the last part."""
+    rig = Rig(tmp_path, fake, clock)
+    events = typed(events_at(START - timedelta(hours=3), 250), TYPES[0])
+    fake.add(events)
+    seen: list[tuple[int, str | None]] = []  # (inbox rows, the stored cursor's next link) at each question
+    backlog = [1, 0]  # behind once at each part's question, then caught up
+
+    async def detector_backlog() -> int:
+        cursor = await rig.store.poll_cursor(rig.poller.source)
+        seen.append((len(inbox_rows(rig)), cursor.next_url if cursor else None))
+        backlog.append(backlog.pop(0))
+        return backlog[-1]
+
+    rig.poller._detector_backlog = detector_backlog
+    monkeypatch.setattr(poller_module, "DETECTOR_CHECK_SECONDS", 0.001)
+    monkeypatch.setattr(poller_module, "PART_CHECK_SECONDS", 0.001)
+    try:
+        first = rig.run(rig.poller._current_cursor()).next_url
+        rig.step()
+        rows = inbox_rows(rig)
+        stored = rig.run(rig.store.poll_cursor(rig.poller.source))
+    finally:
+        rig.close()
+    assert [len(r) for r in rows] == [100, 100, 50]
+    assert [u for r in rows for u in r] == [e["uuid"] for e in events]
+    # Asked before the second and the third part (behind, then caught up each time): the stored cursor was
+    # still the first one then; it moved with the last part.
+    assert [n for n, _ in seen] == [1, 1, 2, 2]
+    assert {url for _, url in seen} == {first}
+    assert stored is not None and stored.next_url != first
+
+
+def inbox_rows(rig: Rig) -> list[list[str]]:
+    """Each inbox row's event uuids, in order."""
+    import sqlite3
+
+    from sentinel.okta import parse_delivery
+    from sentinel.store.inbox import inbox_path
+
+    conn = sqlite3.connect(inbox_path(rig.db))
+    try:
+        bodies = [bytes(r[0]) for r in conn.execute("SELECT body FROM received ORDER BY id")]
+    finally:
+        conn.close()
+    return [[e.uuid for e in parse_delivery(body).events] for body in bodies]

@@ -29,11 +29,11 @@ async def backfill(client: LogClient, since: datetime, until: datetime, event_ty
     while url is not None:
         page = await client.get_page(url)
         now = clock.now()
-        if page.events:
+        if page.count:
             append_page(page.body, now)
         done.pages += 1
-        done.events += len(page.events)
-        done.newest = newest_published(page.events, done.newest, now)
+        done.events += page.count
+        done.newest = newest_published(page.published, done.newest, now)
         progress(done)
         # A bounded request ends without a next link; a next equal to self would repeat the page forever.
         url = page.next_url if page.next_url != page.self_url else None
