@@ -63,7 +63,7 @@ class Lifecycle:
         systemd.stopping("finishing the current batch")
         self._stop.set()
         if self._poller_task is not None:
-            # Cancelled mid-request or mid-commit: the page and its cursor commit together or not at all.
+            # Cancelled mid-request or mid-commit: a page's last part and its cursor commit together or not at all.
             self._poller_stop.set()
             self._poller_task.cancel()
             await asyncio.gather(self._poller_task, return_exceptions=True)

@@ -1,9 +1,10 @@
 """Where the System Log poller stands: one ``poll_cursor`` row per source (the API's base URL) in the
-*inbox* database, written in the same transaction as the page of events it was read after.
+*inbox* database, written in the same transaction as the (last part of the) page of events it was read after.
 
 The poller's events go into the inbox like a hook delivery (the detector unpacks, dedupes on uuid and
-evaluates them the same way), so the page and the cursor that follows it commit together: a crash
-before the commit repeats the page (the events are not stored, the old cursor is); after it, neither.
+evaluates them the same way), so the page's last part and the cursor that follows it commit together: a
+crash before that commit reads the page again (its earlier parts' events come twice and are dropped on
+uuid; the old cursor is stored); after it, nothing is read again.
 
 - ``next_url``: the ``rel="next"`` link to request next, verbatim.
 - ``resume_url``: while a bounded catch-up read runs (after Okta refused a cursor), the polling request to
