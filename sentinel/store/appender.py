@@ -22,7 +22,7 @@ from typing import TypeAlias
 
 from sentinel.errors import StoreError
 from sentinel.store import inbox
-from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe
+from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe, is_busy
 
 log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
@@ -103,7 +103,7 @@ class Appender:
             # Locked by another connection: try again shortly; give up (503) after the busy timeout.
             now = loop.time()
             self._busy_since = self._busy_since or now
-            if _busy(e) and now - self._busy_since < BUSY_TIMEOUT_MS / 1000:
+            if is_busy(e) and now - self._busy_since < BUSY_TIMEOUT_MS / 1000:
                 self._scheduled = True
                 loop.call_later(BUSY_RETRY_SECONDS, self._round_start)
                 return
@@ -190,11 +190,6 @@ class Appender:
             _rollback(self._conn)  # a round whose COMMIT never ran: its callers got no answer
             self._conn.close()
             self._conn = None
-
-
-def _busy(error: sqlite3.Error) -> bool:
-    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) \
-        or "locked" in str(error)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
