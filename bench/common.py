@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -400,6 +401,9 @@ class LoadResult:
     latencies_ms: list[float]
     max_lag_ms: float = 0.0  # how late the client itself started a request (fixed rate only)
     unfinished: int = 0  # still unanswered ``drain_seconds`` after the last scheduled send (fixed rate only)
+    # The slowest answered requests: (seconds from the start at which each was scheduled, latency ms), so a
+    # stall can be placed in time (fixed rate only).
+    slowest: list[tuple[float, float]] = dataclasses.field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -424,6 +428,7 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
     opened = 0
     slots = asyncio.Semaphore(max_connections)
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []
     errors = 0
     total = int(rate * seconds)
     start = clock() + 0.05
@@ -451,6 +456,7 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
                     conn.close()
                 return
             latencies.append((clock() - scheduled) * 1000)
+            timeline.append((scheduled - start, latencies[-1]))
             if status != ok_status:
                 errors += 1
             idle.append((conn, clock()))
@@ -481,7 +487,9 @@ async def open_loop(port: int, make: Callable[[int], bytes], rate: float, second
     for conn, _ in idle:
         conn.close()
     latencies.sort()
-    return LoadResult(total, len(latencies) - errors, errors, elapsed, latencies, max_lag * 1000, unfinished)
+    slowest = sorted(timeline, key=lambda t: t[1])[-5:][::-1]
+    return LoadResult(total, len(latencies) - errors, errors, elapsed, latencies, max_lag * 1000, unfinished,
+                      slowest)
 
 
 async def closed_loop(port: int, make: Callable[[int], bytes], connections: int, seconds: float,

@@ -307,6 +307,7 @@ def main() -> None:
             print(f"  {server:8} fixed {rate}/s x 10 events: p50 {res.p(50):.2f} ms  p99 {res.p(99):.2f} ms  "
                   f"errors {res.errors} (unanswered {res.unfinished})  client max start lag {res.max_lag_ms:.1f} ms",
                   flush=True)
+            print("    slowest: " + ", ".join(f"{ms:.0f} ms at {at:.2f} s" for at, ms in res.slowest), flush=True)
 
         if args.fixed_only:
             show_fixed(fixed, fixed_seconds)
