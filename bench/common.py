@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import dataclasses
 import json
 import os
 import platform
@@ -403,7 +402,7 @@ class LoadResult:
     unfinished: int = 0  # still unanswered ``drain_seconds`` after the last scheduled send (fixed rate only)
     # The slowest answered requests: (seconds from the start at which each was scheduled, latency ms), so a
     # stall can be placed in time (fixed rate only).
-    slowest: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    slowest: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
