@@ -121,17 +121,17 @@ def test_a_live_alert_committed_during_a_backfills_batch_goes_out_after_the_send
     backfilled = alerts(30, "old", AT - timedelta(hours=20))
     live = alerts(1, "now", AT - timedelta(seconds=1))
 
-    class CommitsALiveAlertMidBatch(OneAtATime):
-        async def send(self, alert: Alert) -> DeliveryOutcome:
-            outcome = await super().send(alert)
-            if len(self.sent) == 3:  # the detector commits a live alert, then wakes the dispatchers
-                await store.record_evaluation([], live, lambda a: ["chat"], {}, [], AT)
-                dispatcher.wake()
-            return outcome
-
     async def scenario() -> list[str]:
-        nonlocal store, dispatcher
         store = await queued(tmp_path / "s.db", backfilled, channel="chat")
+
+        class CommitsALiveAlertMidBatch(OneAtATime):
+            async def send(self, alert: Alert) -> DeliveryOutcome:
+                outcome = await super().send(alert)
+                if len(self.sent) == 3:  # the detector commits a live alert, then wakes the dispatchers
+                    await store.record_evaluation([], live, lambda a: ["chat"], {}, [], AT)
+                    dispatcher.wake()
+                return outcome
+
         channel = CommitsALiveAlertMidBatch()
         dispatcher = Dispatcher(channel, store, FixedClock(AT), batch=20)  # type: ignore[arg-type]
         stop = asyncio.Event()
@@ -144,8 +144,6 @@ def test_a_live_alert_committed_during_a_backfills_batch_goes_out_after_the_send
         store.close()
         return channel.sent
 
-    store: Store
-    dispatcher: Dispatcher
     sent = asyncio.run(scenario())
     assert sent[:4] == ["old-0", "old-1", "old-2", "now-0"]  # not behind old-3 .. old-19
     assert sorted(sent) == sorted(["now-0"] + [f"old-{i}" for i in range(30)])

@@ -385,7 +385,8 @@ def test_a_page_only_json_loads_reads_is_kept_whole_and_what_is_not_an_array_is_
         assert split is not None and split[1] is None  # read by json.loads, not split
         page = LogPage(body, None, "u", 200, *split)
         assert page.count == 2 and page.parts(1) == [body]
-    assert split_page('[{"published":"2026-11-28T10:00:00Z"}]'.encode("utf-16"))[0] == ("2026-11-28T10:00:00Z",)
+    utf16 = split_page('[{"published":"2026-11-28T10:00:00Z"}]'.encode("utf-16"))
+    assert utf16 is not None and utf16[0] == ("2026-11-28T10:00:00Z",)
     # Bad UTF-8 inside a string: json.loads refuses the body, so does the split (msgspec would skip it).
     for body in (b'[{"s":"\xff"}]', b"not json", b'{"an":"object"}', b"[1,", b""):
         assert split_page(body) is None
