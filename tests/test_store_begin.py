@@ -74,3 +74,20 @@ def test_an_error_other_than_a_lock_is_not_retried(tmp_path: Path, monkeypatch: 
         begin_immediate(conn)
     assert slept == []
     assert conn.execute("PRAGMA busy_timeout").fetchone() == (BUSY_TIMEOUT_MS,)
+
+
+def test_the_background_pruner_leaves_the_waiting_to_sqlite_so_intake_gets_the_inbox_first(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    connect(path).execute("CREATE TABLE t (x)")
+    pruner = Writer(path, durable=False)
+    pruner.start()
+    attempts: list[str] = []
+    assert pruner._conn is not None
+    pruner._conn.set_trace_callback(lambda sql: attempts.append(sql) if sql == "BEGIN IMMEDIATE" else None)
+    holding = held_for(path, 0.05)
+    try:
+        asyncio.run(pruner.run(lambda conn: conn.execute("INSERT INTO t VALUES (1)")))
+    finally:
+        holding.join()
+        pruner.stop()
+    assert attempts == ["BEGIN IMMEDIATE"]  # one attempt, SQLite's backing-off wait inside it

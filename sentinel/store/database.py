@@ -158,7 +158,10 @@ class Writer:
         only after the commit (a result must never be seen before it is durable)."""
         results: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            begin_immediate(conn)
+            if self._durable:
+                begin_immediate(conn)
+            else:  # background work (pruning): SQLite's backing-off wait leaves the lock to intake
+                conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             return self._failed(batch, e)
         try:
