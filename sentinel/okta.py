@@ -218,10 +218,22 @@ def _event_quickly(element: msgspec.Raw | bytes, source: str, fields: FieldDecod
     None for anything :func:`parse_event` must look at (a field missing, not text, empty, too long, a time
     it must parse), or whose decoding later could go otherwise than now: an integer too long for Python
     (the element is quarantined) or nesting near the recursion limit. The caller then decodes it all."""
+    values = None
     try:
-        key, values = fields.decode(element)
+        key = fields.decode(element)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
-        return None
+        if fields.get is None:
+            return None
+        try:  # the paths' values are what msgspec refuses (a number out of range): the body is read later
+            key = KEY_FIELDS_ONLY.decode(element)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+    else:
+        if fields.get is not None:
+            try:
+                values = fields.get(key)
+            except AttributeError:  # something other than an object on the way: walked key by key
+                values = fields.walk(key)
     uuid, event_type, published = key.uuid, key.eventType, key.published
     if not (0 < len(uuid) <= MAX_UUID_LENGTH and 0 < len(event_type) <= MAX_EVENT_TYPE_LENGTH
             and 0 < len(published) <= 40 and uuid.strip() and event_type.strip()):

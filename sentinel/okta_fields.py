@@ -40,14 +40,16 @@ class _Node:
 
 
 class FieldDecoder:
-    """Decodes an element's key fields and the values at ``paths``, in one msgspec pass.
+    """How to decode an element's key fields and the values at ``paths``, in one msgspec pass
+    (``sentinel.okta`` does it for each element: see ``_event_quickly``).
 
-    ``decode(element)`` returns the key fields and one value per path, as the prefilter index reads a field
+    ``decode(element)``: msgspec's decode of the key fields (``uuid``, ``eventType``, ``published``) and the
+    objects on the paths; ``get(decoded)``: the value at each path, as the prefilter index reads a field
     (``PrefilterIndex.admitted_values``): text as text; None where the path is missing or null, or runs into
     text, a number, a boolean or null on the way; anything else (a number, a boolean, an object at the path,
-    an array at the path or on the way) as a value that is neither text nor None. The values are None when
-    the element's extra fields cannot be decoded that way (a number out of range, say): the caller then reads
-    the body as before. Raises as ``msgspec.json.Decoder`` does when the key fields cannot be decoded.
+    an array at the path or on the way) as a value that is neither text nor None. ``get`` raises
+    AttributeError where something other than an object is on the way: ``walk`` then reads the values key by
+    key. Without paths, ``decode`` is the key fields' alone and ``get`` is None.
     """
 
     def __init__(self, paths: Iterable[tuple[str, ...]] = ()) -> None:
@@ -59,37 +61,22 @@ class FieldDecoder:
                 node = node.children.setdefault(key, _Node())
             node.ends = True
         names = {id(root): {key: key for key in KEY_NAMES}}  # each object's attribute for each of its keys
-        self._decode = msgspec.json.Decoder(_struct_of(root, names, top=True)).decode if self.paths \
-            else _KEY_FIELDS.decode
+        # Bound C methods, called directly for every element unpacked: a Python call around them costs as
+        # much as decoding the paths' fields (measured).
+        self.decode: Callable[[msgspec.Raw | bytes], Any] = (
+            msgspec.json.Decoder(_struct_of(root, names, top=True)).decode if self.paths else _KEY_FIELDS.decode)
         self._attrs = tuple(_attrs_of(path, root, names) for path in self.paths)
-        # One C call for all the paths (a tuple for several, the value alone for one), unless a path goes on
-        # past a key field (text: the path is missing, and walking into text's attributes would not say so).
-        through_key = any(len(p) > 1 and p[0] in KEY_NAMES for p in self.paths)
-        get: Callable[[Any], Any] | None = None
-        if self.paths:
-            get = self._walk if through_key else operator.attrgetter(*(".".join(a) for a in self._attrs))
-        self._get = get
-        self._one = len(self.paths) == 1 and not through_key
+        self.get: Callable[[Any], tuple[Any, ...]] | None = None
+        if any(len(p) > 1 and p[0] in KEY_NAMES for p in self.paths):
+            # A path on past a key field (text: the path is missing; attrgetter would read text's attributes).
+            self.get = self.walk
+        elif len(self.paths) == 1:
+            one = operator.attrgetter(".".join(self._attrs[0]))
+            self.get = lambda decoded: (one(decoded),)
+        elif self.paths:  # one C call for all the paths
+            self.get = operator.attrgetter(*(".".join(attrs) for attrs in self._attrs))
 
-    def decode(self, element: msgspec.Raw | bytes) -> tuple[Any, tuple[Any, ...] | None]:
-        """The key fields (a Struct with ``uuid``, ``eventType``, ``published``) and the values, or None."""
-        # One Python call per element, the rest in C: this runs for every event unpacked.
-        try:
-            decoded = self._decode(element)
-        except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
-            if self._get is None:
-                raise
-            return _KEY_FIELDS.decode(element), None
-        get = self._get
-        if get is None:
-            return decoded, None
-        try:
-            values = get(decoded)
-        except AttributeError:  # something other than an object on the way: walked key by key
-            return decoded, self._walk(decoded)
-        return decoded, (values,) if self._one else values
-
-    def _walk(self, decoded: Any) -> tuple[Any, ...]:
+    def walk(self, decoded: Any) -> tuple[Any, ...]:
         return tuple(_walk(decoded, attrs) for attrs in self._attrs)
 
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 KEYS: dict[str, Any] = {"uuid": "f-1", "eventType": "no.rule.reads.this", "published": "2024-05-01T10:00:00.000Z"}
 FIELDS = FieldDecoder(INDEX.paths)
+PUBLISHED = datetime(2024, 5, 1, 10, tzinfo=UTC)
 
 
 def _answers_agree(text: str) -> Event | None:
@@ -119,10 +120,12 @@ def test_paths_that_share_keys_or_meet_key_fields_read_as_the_body_does(paths: l
                                     {"a": [{"b": "x"}]}, {"a": {"b": [1]}}, {"a": {"b": 5}}, {"a": {"c": "x"}}]
     for extra in extras:
         body = {**KEYS, **extra}
-        key, values = decoder.decode(json.dumps(body).encode())
-        assert (key.uuid, key.eventType, key.published) == (KEYS["uuid"], KEYS["eventType"], KEYS["published"])
-        assert values is not None
-        assert tuple(map(_kind, values)) == tuple(_kind(_as_index_reads(body, path)) for path in paths), extra
+        event = event_quickly(json.dumps(body).encode(), decoder)
+        assert event is not None
+        assert (event.uuid, event.event_type, event.published) == (KEYS["uuid"], KEYS["eventType"], PUBLISHED)
+        assert event.fields is decoder.paths
+        expected = tuple(_kind(_as_index_reads(body, path)) for path in paths)
+        assert tuple(map(_kind, event.field_values)) == expected, extra
 
 
 def _as_index_reads(body: dict[str, Any], path: tuple[str, ...]) -> Any:

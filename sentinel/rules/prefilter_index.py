@@ -94,7 +94,7 @@ class PrefilterIndex:
                            for p in self.probes if len(p.keys) > 1)
         # The fields read, in the order ``admitted_values`` takes their values (decoded with the key fields).
         self.paths: tuple[tuple[str, ...], ...] = tuple(p.keys for p in self.probes)
-        self._each = tuple((p.answers, p) for p in self.probes)
+        self._each = tuple((p.answers, p, not p.needles, p.lengths, p.longest) for p in self.probes)
 
     def __bool__(self) -> bool:
         return bool(self.probes)
@@ -148,9 +148,10 @@ class PrefilterIndex:
         field missing or null, or text, a number, a boolean or null on the way; anything else for an array on
         the way or a value that is not text), without the event's body."""
         found: frozenset[Hashable] = _NOTHING
-        for node, (answers, probe) in zip(values, self._each, strict=True):
-            if type(node) is str:
-                # Unlike admitted, no length test before the lookup: one kept answer costs less (measured).
+        for node, (answers, probe, equality_only, lengths, longest) in zip(values, self._each, strict=True):
+            if type(node) is str:  # as admitted reads a top-level field
+                if equality_only and (len(node) not in lengths if node.isascii() else len(node) > longest):
+                    continue  # no operand this long (as probe.may_equal): neither hashed nor folded
                 wanted = answers.get(node)
                 if wanted is None:
                     wanted = probe.answer(node)
