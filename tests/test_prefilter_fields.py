@@ -197,6 +197,24 @@ def test_a_body_is_decoded_only_for_a_rule_that_runs(tmp_path: Path, decodes: li
     assert raised == [("locked-out", ("locked",)), ("sign-in", ("signed-in",))]
 
 
+def test_no_body_is_decoded_for_pending_absence_deadlines_alone(tmp_path: Path, decodes: list[str]) -> None:
+    """With absence deadlines pending (here one far ahead, one past of a rule that is gone), every event is
+    looked at for the watermark, but a body is still decoded only for a rule that runs."""
+    (tmp_path / "rules.toml").write_text(EVERY_AND_INDEXED, encoding="utf-8")
+    ruleset = load_rules([tmp_path])
+    fields = FieldDecoder(ruleset.field_paths)
+    events = parse_delivery(json.dumps({"data": {"events": [
+        make_event("ruled-out", "user.account.lock"), make_event("no-rule-at-all", "user.lifecycle.nobody"),
+    ]}}).encode(), fields).events
+    state = EngineState()
+    state.deadlines[:] = [(1, "gone-rule/x"), (2**62, "gone-rule/y")]
+    for event in events:
+        alerts, state = evaluate(ruleset, event, state, NOW)
+        assert alerts == []
+    assert decodes == []
+    assert state.deadlines == [(2**62, "gone-rule/y")]  # the past one was let go, the watermark moved on
+
+
 def _alerts(ruleset: RuleSet, events: Sequence[Event | None]) -> list[tuple[Alert, object]]:
     state = EngineState()
     found: list[tuple[Alert, object]] = []
