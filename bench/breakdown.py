@@ -29,7 +29,6 @@ from common import ROOT, batch_template, fill, table
 
 from sentinel.model import Alert
 from sentinel.okta import check_delivery, decode_json, parse_delivery, parse_delivery_with_json
-from sentinel.okta_fields import FieldDecoder
 from sentinel.rules import load_rules
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.store import connect, inbox
@@ -86,14 +85,9 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
         stages.append((INTAKE, f"group commit (FULL, one per {GROUP} deliveries)", max(0.0, with_commit - appended)))
         box.close()
 
-        pack = load_rules([ROOT / "rules"])
-        # As the detector unpacks: with the key fields, the fields its rules on every type are prefiltered on.
-        fields = FieldDecoder(pack.field_paths)
-        stages.append((DETECTOR, "parse_delivery (msgspec: key + prefiltered fields per element + checks + Event "
-                       "objects + text)",
-                       min(_per_event(lambda: [parse_delivery(b, fields) for b in bodies], events)
-                           for _ in range(3))))
-        sources = [e.source or "" for b in bodies[:200] for e in parse_delivery(b, fields).events]
+        stages.append((DETECTOR, "parse_delivery (msgspec: key fields per element + checks + Event objects + text)",
+                       min(_per_event(lambda: [parse_delivery(b) for b in bodies], events) for _ in range(3))))
+        sources = [e.source or "" for b in bodies[:200] for e in parse_delivery(b).events]
 
         def decode_each() -> None:  # as the engine does: each body dropped once read
             for text in sources:
@@ -104,7 +98,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
         stages.append(("", "(not counted) parse_delivery through json.loads, the path before issue 16",
                        min(_per_event(lambda: [parse_delivery_with_json(b) for b in bodies], events)
                            for _ in range(3))))
-        parsed = [parse_delivery(b, fields) for b in bodies]
+        parsed = [parse_delivery(b) for b in bodies]
         conn = connect(Path(tmp) / "sentinel.db")
         prepare_new_store(conn)  # as the daemon makes a new store (its page size)
         migrate(conn, stamp)
@@ -118,7 +112,7 @@ def breakdown(deliveries: int = 2_000) -> list[tuple[str, str, float]]:
 
         stages.append((DETECTOR, "unpack: INSERT each event's delivered text + commit", _per_event(insert_all, events)))
 
-        evaluator = RuleEvaluator(pack, 100_000)
+        evaluator = RuleEvaluator(load_rules([ROOT / "rules"]), 100_000)
 
         def route(alert: Alert) -> list[str]:
             return ["log"]

@@ -8,12 +8,9 @@ prints figures and same-run ratios (docs/benchmarks.md "Sigma rules").
 - engine: CPU time (``time.process_time``) in ``evaluate`` alone, one core, events built beforehand;
 - SQLite: CPU time of the query phase only (the table is built first, as Zircolite does before it queries);
 - rules that read every event type (the five with ``event_types = ["*"]``) vs indexed rules, per rule per
-  event of the mix: the group's shared lookup (the event-type index for indexed rules; for every-type rules
-  the extra decoding of their prefilters' fields with the key fields, then the prefilter index answering from
-  those values) plus its rules' conditions where the engine runs them, divided by the group's rules
-  (``dispatch_costs``); also, for comparison, the index reading a decoded body (before) and the every-type
-  rules each with its own prefilter (before the index); and the bodies the engine decodes per 10,000 events
-  of the mix made by the detector's fast path, with and without the fields (``body_decodes``);
+  event of the mix: the group's shared lookup (the event-type index for indexed rules, the prefilter value
+  index for every-type rules) plus its rules' conditions where the engine runs them, divided by the group's
+  rules (``dispatch_costs``); also the every-type rules as run before the index (each its own prefilter);
 - sequences: okta-mfa-push-fatigue (pack) per event it reads, and the state kept per group, on three
   loads: 5,000 users, 20 busy users, and a push-bombing attack under way (the search's worst case);
 - first-seen: okta-admin-console-new-country (pack), the same figures.
@@ -61,20 +58,19 @@ def engine_seconds(ruleset: RuleSet, events: list[Event], passes: int = 3) -> fl
 DELIVERY = 50  # events parsed together before they are evaluated, as the detector unpacks a delivery
 
 
-def _cpu_ns(loop: Callable[[list[Any]], object], texts: list[str], passes: int = 3,
-            parse: Callable[[str], Any] = json.loads) -> float:
+def _cpu_ns(loop: Callable[[list[Any]], object], texts: list[str], passes: int = 3) -> float:
     """Best CPU ns of ``loop`` over the events ``texts``, less the same iteration doing nothing. The events
-    are parsed afresh (``parse``), a delivery at a time, just before the loop reads them, as the detector
-    does: new strings whose hashes are not yet computed, in memory the parse has just touched."""
+    are parsed afresh, a delivery at a time, just before the loop reads them, as the detector does: new
+    strings whose hashes are not yet computed, in memory the parse has just touched."""
     best = baseline = float("inf")
     for _ in range(passes):
         spent = idle = 0.0
         for low in range(0, len(texts), DELIVERY):
-            datas = [parse(text) for text in texts[low:low + DELIVERY]]
+            datas = [json.loads(text) for text in texts[low:low + DELIVERY]]
             started = time.process_time()
             loop(datas)
             spent += time.process_time() - started
-            datas = [parse(text) for text in texts[low:low + DELIVERY]]
+            datas = [json.loads(text) for text in texts[low:low + DELIVERY]]
             started = time.process_time()
             [d for d in datas]
             idle += time.process_time() - started
@@ -113,19 +109,6 @@ def dispatch_costs(ruleset: RuleSet, events: list[Event]) -> dict[str, float]:
         costs["value_index"] = _cpu_ns(lambda datas: [index.admitted(d) for d in datas], texts)
         costs["every_rules"] = sum(_matcher_ns(r, [x for a, x in zip(admitted, texts, strict=True)
                                                    if r.prefilter is None or r.id in a]) for r in every)
-    paths = getattr(ruleset, "field_paths", None)  # absent before the fields were decoded with the key fields
-    if index is not None and paths is not None:
-        from sentinel.okta import event_quickly
-        from sentinel.okta_fields import KEY_FIELDS_ONLY, FieldDecoder
-
-        fields = FieldDecoder(paths)
-        elements = [text.encode() for text in texts]
-        # The detector's own step for one element (event_quickly), with the fields and with the key fields
-        # alone: the difference is the wider decode, reading the values out and keeping them on the Event.
-        costs["field_decode"] = _extra_decode_ns(lambda e: event_quickly(e, fields),
-                                                 lambda e: event_quickly(e, KEY_FIELDS_ONLY), elements)
-        costs["value_index_fields"] = _cpu_ns(lambda values: [index.admitted_values(v) for v in values], texts,
-                                              parse=lambda text: _field_values(event_quickly(text.encode(), fields)))
     per_rule = 0.0
     for rule in every:
         if rule.prefilter is None:
@@ -136,75 +119,6 @@ def dispatch_costs(ruleset: RuleSet, events: list[Event]) -> dict[str, float]:
     costs["per_rule_prefilters"] = per_rule
     costs["every"], costs["indexed"] = len(every), len(indexed)
     return costs
-
-
-def _extra_decode_ns(wide: Callable[[bytes], object], narrow: Callable[[bytes], object], elements: list[bytes],
-                     passes: int = 7) -> float:
-    """Total CPU ns that ``wide`` costs more than ``narrow`` over ``elements``: the best pass of each, the
-    passes taken in turn (each result dropped at once, as unpacking moves on)."""
-    best = {wide: float("inf"), narrow: float("inf")}
-    for _ in range(passes):
-        for decode in best:
-            started = time.process_time()
-            for element in elements:
-                decode(element)
-            best[decode] = min(best[decode], time.process_time() - started)
-    return (best[wide] - best[narrow]) * 1e9
-
-
-def _field_values(event: Event | None) -> tuple[Any, ...]:
-    assert event is not None and event.fields
-    return event.field_values
-
-
-def body_decodes(ruleset: RuleSet, events: list[Event], with_fields: bool) -> int:
-    """How many bodies ``evaluate`` decodes over ``events`` made as the detector's fast path makes them
-    (``event_quickly``: key fields, and with ``with_fields`` the rule set's ``field_paths`` too)."""
-    from sentinel import okta
-    from sentinel.okta_fields import KEY_FIELDS_ONLY, FieldDecoder
-
-    fields = FieldDecoder(ruleset.field_paths) if with_fields else KEY_FIELDS_ONLY
-    real, decoded = okta.decode_json, 0
-
-    def counting(document: bytes | str) -> Any:
-        nonlocal decoded
-        decoded += 1
-        return real(document)
-
-    okta.decode_json = counting  # what Event.later bodies are decoded with
-    try:
-        made = [okta.event_quickly(json.dumps(e.data).encode(), fields) for e in events]
-        state = EngineState()
-        now = events[-1].published + timedelta(seconds=1)
-        for event in made:
-            assert event is not None
-            _, state = evaluate(ruleset, event, state, now)
-    finally:
-        okta.decode_json = real
-    return decoded
-
-
-def fast_path_us(ruleset: RuleSet, events: list[Event], passes: int = 3) -> tuple[float, float]:
-    """CPU µs per event of the detector's path from an element's text to the engine's answer (``event_quickly``
-    then ``evaluate``, each body decoded where the engine reads it), with the key fields alone and with the
-    rule set's fields: the best pass of each, taken in turn."""
-    from sentinel.okta import event_quickly
-    from sentinel.okta_fields import KEY_FIELDS_ONLY, FieldDecoder
-
-    elements = [json.dumps(e.data).encode() for e in events]
-    now = events[-1].published + timedelta(seconds=1)
-    best = {KEY_FIELDS_ONLY: float("inf"), FieldDecoder(ruleset.field_paths): float("inf")}
-    for _ in range(passes):
-        for fields in best:
-            state = EngineState()
-            started = time.process_time()
-            for element in elements:
-                event = event_quickly(element, fields)
-                assert event is not None
-                _, state = evaluate(ruleset, event, state, now)
-            best[fields] = min(best[fields], time.process_time() - started)
-    before, after = best.values()
-    return before / len(events) * 1e6, after / len(events) * 1e6
 
 
 def rows_of(value: Any, prefix: str = "") -> list[dict[str, str]]:
@@ -367,18 +281,10 @@ def main() -> None:
     indexed = (costs["type_lookup"] + costs["indexed_rules"]) / n_indexed / n
     rows = [["indexed on event type", n_indexed, "event-type lookup", round(costs["type_lookup"] / n, 1),
              round(costs["indexed_rules"] / n, 1), round(indexed, 1), "1.0x"]]
-    if "field_decode" in costs:
-        lookup = costs["field_decode"] + costs["value_index_fields"]
-        decoded = (lookup + costs["every_rules"]) / n_every / n
-        rows.append(["every type: fields decoded with the key fields", n_every,
-                     f"decode +{costs['field_decode'] / n:.0f}, index {costs['value_index_fields'] / n:.0f}",
-                     round(lookup / n, 1), round(costs["every_rules"] / n, 1), round(decoded, 1),
-                     f"{decoded / indexed:.1f}x"])
     if "value_index" in costs:
         shared = (costs["value_index"] + costs["every_rules"]) / n_every / n
-        rows.append(["every type: value index on the decoded body (before)", n_every, "value index",
-                     round(costs["value_index"] / n, 1), round(costs["every_rules"] / n, 1), round(shared, 1),
-                     f"{shared / indexed:.1f}x"])
+        rows.append(["every type: shared value index", n_every, "value index", round(costs["value_index"] / n, 1),
+                     round(costs["every_rules"] / n, 1), round(shared, 1), f"{shared / indexed:.1f}x"])
     per_rule = costs["per_rule_prefilters"] / n_every / n
     rows.append(["every type: own prefilter each", n_every, "none", 0, round(costs["per_rule_prefilters"] / n, 1),
                  round(per_rule, 1), f"{per_rule / indexed:.1f}x"])
@@ -386,15 +292,6 @@ def main() -> None:
                  "ns per rule per event", "vs indexed"], rows))
     print("ns per rule per event = (shared lookup + the group's conditions where run) / rules / events; "
           "target: every type <= 2x indexed")
-    if "field_decode" in costs:
-        print("fields decoded with the key fields: the lookup is the decoder's extra cost for them (decoding "
-              "with them less decoding the key fields alone, same events) plus the index answering from them")
-        pack = load_rules([ROOT / "rules"])
-        decodes = [[name, *(round(body_decodes(rs, events, f) * 10_000 / n) for f in (False, True)),
-                    *(round(us, 2) for us in fast_path_us(rs, events))]
-                   for name, rs in (("24 Sigma rules (all on)", ruleset), ("default pack (rules/)", pack))]
-        print(table(["rule set", "bodies decoded per 10,000 events: key fields only", "with the prefilters' fields",
-                     "event_quickly + evaluate, µs/event: key fields only", "with the fields"], decodes))
     sequence = sequence_figures(min(n, 20_000), rng)
     if sequence:
         print(table(["rule", "events read", "µs/event", "groups", "bytes/group"], sequence))

@@ -107,15 +107,10 @@ class Event:
     source: str | None = field(default=None, repr=False, compare=False)
     # How ``data`` is decoded from ``source`` when it is LATER.
     decode: Callable[[str], Mapping[str, Any]] | None = field(default=None, repr=False, compare=False)
-    # Some fields' paths and their values, decoded with the key fields (``sentinel.okta_fields``: what a rule
-    # set's prefilter index reads, so that an event no rule runs on is not decoded whole).
-    fields: tuple[tuple[str, ...], ...] = field(default=(), repr=False, compare=False)
-    field_values: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def later(cls, uuid: str, event_type: str, published: datetime, source: str,
-              decode: Callable[[str], Mapping[str, Any]], fields: tuple[tuple[str, ...], ...] = (),
-              field_values: tuple[Any, ...] = ()) -> Event:
+              decode: Callable[[str], Mapping[str, Any]]) -> Event:
         """An event whose ``data`` is ``decode(source)``, decoded at each read."""
         # What ``cls(uuid, event_type, published, LATER, source, decode)`` makes, through the slots directly:
         # a frozen dataclass's __init__ sets each field through object.__setattr__, twice the time (issue 16).
@@ -126,8 +121,6 @@ class Event:
         _DATA_SLOT.__set__(event, LATER)
         _SOURCE_SLOT.__set__(event, source)
         _DECODE_SLOT.__set__(event, decode)
-        _FIELDS_SLOT.__set__(event, fields)
-        _FIELD_VALUES_SLOT.__set__(event, field_values)
         return event
 
 
@@ -138,8 +131,6 @@ _EVENT_TYPE_SLOT: Any = vars(Event)["event_type"]
 _PUBLISHED_SLOT: Any = vars(Event)["published"]
 _SOURCE_SLOT: Any = vars(Event)["source"]
 _DECODE_SLOT: Any = vars(Event)["decode"]
-_FIELDS_SLOT: Any = vars(Event)["fields"]
-_FIELD_VALUES_SLOT: Any = vars(Event)["field_values"]
 _new = object.__new__
 
 

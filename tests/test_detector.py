@@ -21,7 +21,6 @@ from sentinel.clock import FixedClock
 from sentinel.errors import StoreError
 from sentinel.model import Alert, Event, Severity
 from sentinel.okta import Delivery, parse_event
-from sentinel.okta_fields import FieldDecoder
 from sentinel.rules import RuleSet, engine, load_rules
 from sentinel.rules.evaluator import RuleEvaluator
 from sentinel.service import unpacking as unpacking_module
@@ -38,7 +37,6 @@ class ScriptedEvaluator:
 
     group_count = 0
     dropped_groups = 0
-    field_paths: tuple[tuple[str, ...], ...] = ()  # no prefilters: unpacking decodes the key fields alone
 
     def __init__(self, raise_on: set[str] = frozenset(), bad_alert_on: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.raise_on = raise_on
@@ -215,12 +213,12 @@ def test_a_stored_body_that_cannot_be_parsed_is_quarantined_whole_not_retried(tm
 def test_a_delivery_whose_unpacking_raises_anything_is_quarantined_whole_not_retried(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not only a PayloadError: a bug or a limit nobody foresaw must not hold back every later delivery."""
-    real: Callable[[bytes, FieldDecoder], Delivery] = getattr(unpacking_module, "parse_delivery")  # not exported
+    real: Callable[[bytes], Delivery] = getattr(unpacking_module, "parse_delivery")  # not exported
 
-    def buggy(body: bytes, fields: FieldDecoder) -> Delivery:
+    def buggy(body: bytes) -> Delivery:
         if b"boom" in body:
             raise ZeroDivisionError("division by zero")
-        return real(body, fields)
+        return real(body)
 
     monkeypatch.setattr(unpacking_module, "parse_delivery", buggy)
     reports = unpack_all(tmp_path, [delivery(make_event("boom")), delivery(make_event("after"))])
@@ -234,10 +232,10 @@ def test_a_delivery_whose_unpacking_raises_anything_is_quarantined_whole_not_ret
 def test_a_delivery_the_store_refuses_is_quarantined_whole_and_the_rest_of_its_batch_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a store failure (that is retried) but rows SQLite will not take: only that delivery is set aside."""
-    real: Callable[[bytes, FieldDecoder], Delivery] = getattr(unpacking_module, "parse_delivery")  # not exported
+    real: Callable[[bytes], Delivery] = getattr(unpacking_module, "parse_delivery")  # not exported
 
-    def unstorable(body: bytes, fields: FieldDecoder) -> Delivery:
-        parsed = real(body, fields)
+    def unstorable(body: bytes) -> Delivery:
+        parsed = real(body)
         if b"refused" not in body:
             return parsed
         # A lone surrogate cannot be bound as UTF-8 (the parser quarantines those; this stands for any

@@ -32,7 +32,6 @@ class CountingEvaluator:
 
     group_count = 0
     dropped_groups = 0
-    field_paths: tuple[tuple[str, ...], ...] = ()  # no prefilters: unpacking decodes the key fields alone
 
     def __init__(self) -> None:
         self.count = 0

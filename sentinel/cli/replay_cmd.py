@@ -15,7 +15,6 @@ import click
 
 from sentinel.cli.common import config_option, echo, echo_json, fail
 from sentinel.cli.rules_cmds import load_ruleset, rules_settings_from
-from sentinel.okta_fields import FieldDecoder
 from sentinel.rules.replay import Replay, alert_json
 from sentinel.rules.replay_input import ReadReport, read_events
 
@@ -77,11 +76,10 @@ def replay_command(rule_paths: tuple[Path, ...], config_path: Path, files: tuple
     total = None if any(size is None for size in sizes) else sum(size or 0 for size in sizes)
     report = ReadReport(on_problem=_Problems())
     run = Replay(ruleset, settings.max_groups, settings.allowed_lateness)
-    fields = FieldDecoder(ruleset.field_paths)  # as the detector unpacks (issue 16 point 5)
     with _progress(total) as bar:
         for source, stream, _ in inputs:
             try:
-                for event in read_events(stream, source, report, bar.update if bar is not None else None, fields):
+                for event in read_events(stream, source, report, bar.update if bar is not None else None):
                     for alert in run.feed(event):
                         echo_json(alert_json(alert))
             except OSError as error:

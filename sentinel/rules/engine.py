@@ -58,23 +58,15 @@ MAX_EPISODES = 16
 
 def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) -> tuple[list[Alert], EngineState]:
     """Run every enabled rule for ``event.event_type`` over the event; mutate and return ``state``."""
-    indexed = ruleset.rules_for(event.event_type)
-    if not indexed and not state.deadlines:
+    if not ruleset.rules_for(event.event_type) and not state.deadlines:
         return [], state  # before reading the body: one no rule reads is never decoded
-    rules: Sequence[Rule] = indexed
-    data: Mapping[str, Any] | None = None
-    if indexed and ruleset.has_prefilters:
-        # Rules on every type skip events their required field rules out (one index over their prefilters),
-        # answered from the values decoded with the key fields when the event has them: a body is decoded
-        # only for a rule that runs.
-        if event.fields is ruleset.field_paths or event.fields == ruleset.field_paths:
-            admitted = ruleset.prefilters.admitted_values(event.field_values)
-        else:
-            data = _body(event)
-            admitted = ruleset.prefilters.admitted(data)
-        rules = ruleset.rules_admitted(event.event_type, indexed, admitted)
-        if not rules and not state.deadlines:
-            return [], state
+    data = event.data
+    if type(data) is not dict:
+        data = dict(data)
+    # Rules on every type skip events their required field rules out (one index over their prefilters).
+    rules: Sequence[Rule] = ruleset.rules_reading(event.event_type, data)
+    if not rules and not state.deadlines:
+        return [], state
     micros = to_micros(event.published)
     alerts: list[Alert] = []
     if state.deadlines and state.deadlines[0][0] < state.next_watermark(micros, now):
@@ -84,8 +76,6 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
     state.observe(micros, now)
     if not rules:
         return alerts, state
-    if data is None:
-        data = _body(event)
     for rule in rules:
         if rule.sequence is not None:  # its steps' matchers are its condition: advance runs each once
             alerts.extend(sequence.advance(rule, event, data, micros, state))
@@ -107,12 +97,6 @@ def evaluate(ruleset: RuleSet, event: Event, state: EngineState, now: datetime) 
         if alert is not None:
             alerts.append(alert)
     return alerts, state
-
-
-def _body(event: Event) -> Mapping[str, Any]:
-    """The event's body as a dict (decoded here if the event holds only its text: read once per evaluation)."""
-    data = event.data
-    return data if type(data) is dict else dict(data)
 
 
 def group_key_of(rule: Rule, data: Mapping[str, Any]) -> str:

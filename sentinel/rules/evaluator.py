@@ -34,11 +34,6 @@ class RuleEvaluator:
         return len(self.ruleset.rules)
 
     @property
-    def field_paths(self) -> tuple[tuple[str, ...], ...]:
-        """The fields to decode with each event's key fields (``RuleSet.field_paths``)."""
-        return self.ruleset.field_paths
-
-    @property
     def group_count(self) -> int:
         return self.state.group_count
 

@@ -207,8 +207,6 @@ class RuleSet:
         # once per event); per event type, the rules that have none (what runs when the index admits none).
         self.prefilters = PrefilterIndex((r.id, r.prefilter) for r in self._by_id.values() if r.prefilter)
         self.has_prefilters = bool(self.prefilters)
-        # What the index reads: decoded with an event's key fields, they spare decoding a body no rule runs on.
-        self.field_paths = self.prefilters.paths
         self._unfiltered_memo: dict[str, tuple[Rule, ...]] = {}
 
     def enabled_rule(self, rule_id: str) -> Rule | None:
@@ -227,11 +225,7 @@ class RuleSet:
         rules = self.rules_for(event_type)
         if not self.has_prefilters or not rules:
             return rules
-        return self.rules_admitted(event_type, rules, self.prefilters.admitted(data))
-
-    def rules_admitted(self, event_type: str, rules: tuple[Rule, ...],
-                       admitted: frozenset[Any]) -> tuple[Rule, ...] | list[Rule]:
-        """``rules`` (those for ``event_type``) less those with a prefilter whose id is not ``admitted``."""
+        admitted = self.prefilters.admitted(data)
         if not admitted:
             unfiltered = self._unfiltered_memo.get(event_type)
             if unfiltered is None:

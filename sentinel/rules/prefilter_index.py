@@ -9,7 +9,7 @@ two to the same answer). Pure.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from sentinel.rules.prefilter import Prefilter
@@ -92,9 +92,6 @@ class PrefilterIndex:
                           for p in self.probes if len(p.keys) == 1)
         self._deep = tuple((p.keys[:-1], p.keys[-1], p.answers, p, not p.needles, p.lengths, p.longest)
                            for p in self.probes if len(p.keys) > 1)
-        # The fields read, in the order ``admitted_values`` takes their values (decoded with the key fields).
-        self.paths: tuple[tuple[str, ...], ...] = tuple(p.keys for p in self.probes)
-        self._each = tuple((p.answers, p, not p.needles, p.lengths, p.longest) for p in self.probes)
 
     def __bool__(self) -> bool:
         return bool(self.probes)
@@ -141,22 +138,4 @@ class PrefilterIndex:
                         found = found | wanted if found else wanted
                 elif node is not None:  # an array or a number, boolean or object: lenient comparisons
                     found = found | probe.every if found else probe.every
-        return found
-
-    def admitted_values(self, values: Sequence[Any]) -> frozenset[Hashable]:
-        """``admitted`` from the values at ``paths`` (``sentinel.okta_fields.FieldDecoder``: text; None for a
-        field missing or null, or text, a number, a boolean or null on the way; anything else for an array on
-        the way or a value that is not text), without the event's body."""
-        found: frozenset[Hashable] = _NOTHING
-        for node, (answers, probe, equality_only, lengths, longest) in zip(values, self._each, strict=True):
-            if type(node) is str:  # as admitted reads a top-level field
-                if equality_only and (len(node) not in lengths if node.isascii() else len(node) > longest):
-                    continue  # no operand this long (as probe.may_equal): neither hashed nor folded
-                wanted = answers.get(node)
-                if wanted is None:
-                    wanted = probe.answer(node)
-                if wanted:
-                    found = found | wanted if found else wanted
-            elif node is not None:  # an array or a number, boolean or object: lenient comparisons
-                found = found | probe.every if found else probe.every
         return found

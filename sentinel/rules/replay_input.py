@@ -26,7 +26,6 @@ import ijson
 from sentinel.errors import PayloadError
 from sentinel.model import Event
 from sentinel.okta import decode_json, event_quickly, parse_event
-from sentinel.okta_fields import KEY_FIELDS_ONLY, FieldDecoder
 
 PROGRESS_EVERY_BYTES = 1 << 20
 
@@ -130,18 +129,16 @@ def _events_of(document: Any, prefix: str, source: str, report: ReadReport) -> I
 
 
 def read_events(stream: BinaryIO, source: str, report: ReadReport,
-                on_bytes: Callable[[int], None] | None = None,
-                fields: FieldDecoder = KEY_FIELDS_ONLY) -> Iterator[Event]:
-    """Yield each usable event of ``stream`` in file order; report anything skipped, with its location.
-    ``fields``: decoded with each JSON line's key fields, as the detector does (``RuleSet.field_paths``)."""
+                on_bytes: Callable[[int], None] | None = None) -> Iterator[Event]:
+    """Yield each usable event of ``stream`` in file order; report anything skipped, with its location."""
     reader = _CountingReader(stream, on_bytes)
     try:
-        yield from _read(reader, source, report, fields)
+        yield from _read(reader, source, report)
     finally:
         reader.finish()
 
 
-def _read(reader: _CountingReader, source: str, report: ReadReport, fields: FieldDecoder) -> Iterator[Event]:
+def _read(reader: _CountingReader, source: str, report: ReadReport) -> Iterator[Event]:
     number = 0
     first = True
     while line := reader.readline():
@@ -154,7 +151,7 @@ def _read(reader: _CountingReader, source: str, report: ReadReport, fields: Fiel
             yield from _read_arrays(reader, source, report)
             return
         if b'"data"' not in text:  # (a hook body is read as one below)
-            event = event_quickly(text, fields)  # the detector's fast path: replay runs at its rate
+            event = event_quickly(text)  # the detector's fast path: replay runs at its rate
             if event is not None:
                 first = False
                 report.events += 1

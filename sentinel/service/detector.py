@@ -19,7 +19,6 @@ from sentinel.clock import Clock
 from sentinel.errors import RecordRejected, StoreError
 from sentinel.model import Alert, Event, format_timestamp
 from sentinel.okta import Delivery
-from sentinel.okta_fields import FieldDecoder
 from sentinel.service.detector_batches import credit_ahead, evaluate_in_parts
 from sentinel.service.detector_report import DetectorReport, apply_report
 from sentinel.service.rule_state_log import RuleStateLog
@@ -67,9 +66,6 @@ class Evaluator(Protocol):
 
     def take_rule_counts(self) -> dict[tuple[str, str], int]: ...
 
-    @property
-    def field_paths(self) -> tuple[tuple[str, ...], ...]: ...
-
     def restore(self, rows: Iterable[tuple[str, str]]) -> None: ...
 
     @property
@@ -91,7 +87,6 @@ class Detector:
         self.silencer = Silencer(store, clock, maintenance)
         self.evaluator = evaluator
         self.route = route
-        self._fields = FieldDecoder(evaluator.field_paths)  # what the rules' prefilters read, decoded at unpacking
         self.clock = clock
         self.on_report = on_report
         self.retention = retention
@@ -127,9 +122,6 @@ class Detector:
         """Take a new rule set between batches (reload). Its state is carried over by the caller."""
         self.evaluator = evaluator
         self.route = route
-        # Events already unpacked keep the old fields' values: unless they are the new ones, the engine decodes
-        # those events' bodies instead.
-        self._fields = FieldDecoder(evaluator.field_paths)
 
     async def load_state(self) -> None:
         self.evaluator.restore(await self.store.load_rule_state())
@@ -150,8 +142,7 @@ class Detector:
         rows = await self.store.waiting_deliveries(after)
         if not rows:
             return 0
-        fields = self._fields
-        deliveries = [(received_at, unpack_body(row_id, body, fields)) for row_id, received_at, body in rows]
+        deliveries = [(received_at, unpack_body(row_id, body)) for row_id, received_at, body in rows]
         last_id = rows[-1][0]
         if evaluate:
             try:

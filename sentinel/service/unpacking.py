@@ -7,7 +7,6 @@ import logging
 
 from sentinel.errors import PayloadError
 from sentinel.okta import Delivery, Quarantined, parse_delivery
-from sentinel.okta_fields import KEY_FIELDS_ONLY, FieldDecoder
 
 __all__ = ["MAX_REASON_CHARS", "quarantined_whole", "unpack_body"]
 
@@ -15,12 +14,12 @@ log = logging.getLogger("sentinel.detector")
 MAX_REASON_CHARS = 500
 
 
-def unpack_body(row_id: int, body: bytes, fields: FieldDecoder = KEY_FIELDS_ONLY) -> Delivery:
+def unpack_body(row_id: int, body: bytes) -> Delivery:
     """A stored body as a delivery. Intake checked it with the same definition of a valid body, so a
     body that fails here (a bug, a limit nobody foresaw, a file edited by hand) is quarantined whole,
-    with the reason, rather than lost or retried forever. ``fields``: see ``parse_delivery``."""
+    with the reason, rather than lost or retried forever."""
     try:
-        return parse_delivery(body, fields)
+        return parse_delivery(body)
     except PayloadError as e:
         return quarantined_whole(row_id, body, e.location, e.message)
     except Exception as e:
