@@ -93,3 +93,30 @@ def test_no_restart_when_a_reader_kept_the_passive_copy_back(tmp_path: Path) -> 
     recording.statements.clear()
     assert inbox.checkpoint(recording, restart=True) is True  # type: ignore[arg-type]
     assert any("RESTART" in sql for sql in recording.statements)
+
+
+def test_a_restart_that_meets_a_reader_gives_the_lock_back_and_tries_again_often(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RESTART holds intake off while it waits for a reader of the WAL (the detector's own, unpacking):
+    it must not wait in SQLite's busy handler (sleeps of 1, 2, 5, 10 ms ... with the lock held: RESTARTs of
+    12-19 ms every second while draining a backlog), but try again every half millisecond."""
+    monkeypatch.setattr(inbox, "RESTART_BUSY_MS", 5000)  # no timing in the test: until the reader is done
+    writer, checker = setup(tmp_path / "i.db")
+    reader = connect(tmp_path / "i.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM received").fetchone()  # a snapshot that reads from the WAL
+
+    def done_reading() -> None:
+        reader.execute("COMMIT")
+
+    release = threading.Timer(0.05, done_reading)
+    release.start()
+    recording = Recording(checker)
+    try:
+        assert inbox.checkpoint(recording, restart=True) is True  # type: ignore[arg-type]
+    finally:
+        release.join()
+    restarts = [sql for sql in recording.statements if "RESTART" in sql]
+    assert len(restarts) >= 5  # tried again and again, the lock given back between tries
+    assert checker.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+    assert frames_after_one_more_append(writer) < 10  # started over
