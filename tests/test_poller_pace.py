@@ -160,3 +160,27 @@ def inbox_rows(rig: Rig) -> list[list[str]]:
     finally:
         conn.close()
     return [[e.uuid for e in parse_delivery(body).events] for body in bodies]
+
+
+def test_a_detector_that_does_not_catch_up_in_time_gets_the_rest_of_the_page_at_once(
+        tmp_path: Path, clock: FixedClock, fake: FakeOkta, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page waits DETECTOR_WAIT_SECONDS at most for a stopped detector, not that long once a part."""
+    monkeypatch.setattr(poller_module, "PART_CHECK_SECONDS", 0.001)
+    monkeypatch.setattr(poller_module, "DETECTOR_WAIT_SECONDS", 0.0)  # the bound, reached at once
+    rig = Rig(tmp_path, fake, clock)
+    fake.add(typed(events_at(START - timedelta(hours=3), 350), TYPES[0]))
+    asked = 0
+
+    async def stuck() -> int:
+        nonlocal asked
+        asked += 1
+        return 10**6
+
+    rig.poller._detector_backlog = stuck
+    try:
+        rig.step()
+        rows = inbox_rows(rig)
+    finally:
+        rig.close()
+    assert [len(r) for r in rows] == [100, 100, 100, 50]
+    assert asked == 1  # asked before the second part only

@@ -152,15 +152,19 @@ class Poller:
             if caught_up:
                 await wait_for_any(self.settings.poll_interval_seconds, stop)
 
-    async def _keep_pace(self, stop: asyncio.Event, check_seconds: float = DETECTOR_CHECK_SECONDS) -> None:
-        """Wait (a while at most) until the detector has nearly caught up with the inbox."""
+    async def _keep_pace(self, stop: asyncio.Event, check_seconds: float = DETECTOR_CHECK_SECONDS) -> bool:
+        """Wait (a while at most) until the detector has nearly caught up with the inbox. Returns False if
+        it did not in ``DETECTOR_WAIT_SECONDS`` (or ``stop`` was set)."""
         if self._detector_backlog is None:
-            return
+            return True
         deadline = self._clock.monotonic() + DETECTOR_WAIT_SECONDS
-        while await self._detector_backlog() > MAX_DELIVERIES_AHEAD and self._clock.monotonic() < deadline:
+        while await self._detector_backlog() > MAX_DELIVERIES_AHEAD:
+            if self._clock.monotonic() >= deadline:
+                return False
             await wait_for_any(check_seconds, stop)
             if stop.is_set():
-                return
+                return False
+        return True
 
     async def step(self) -> bool:
         """One request (and its page stored with the next cursor). Returns True when caught up."""
@@ -180,9 +184,12 @@ class Poller:
             following = dataclasses.replace(cursor, next_url=resume, resume_url=None, covered_until=covered)
         if page.count:
             parts = page.parts(PAGE_PART_EVENTS)
+            pacing = True
             for number, part in enumerate(parts, 1):
-                if number > 1:
-                    await self._keep_pace(self._stop, PART_CHECK_SECONDS)
+                if number > 1 and pacing:
+                    # A detector that did not catch up in time (stopped, restarting) gets the rest at once:
+                    # a page waits DETECTOR_WAIT_SECONDS at most, not once a part.
+                    pacing = await self._keep_pace(self._stop, PART_CHECK_SECONDS)
                 await self._store.record_polled_page(part, following if number == len(parts) else cursor, now)
                 self._wake_detector()
         elif following != cursor:
