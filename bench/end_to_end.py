@@ -206,7 +206,9 @@ def stages(db: Path, prefix: str, sent: dict[int, float], arrivals: dict[str, fl
     """Where the live path's time goes, from the store's own times (wall clock, microseconds): POST ->
     stored in the inbox (``events.received_at``), -> evaluated (``evaluated_at``), -> alert made
     (``alerts.created_at``), -> sent by the capture channel (``deliveries.sent_at``), -> arrival. Rows:
-    each stage's p50 and p99, and its mean over the slowest 1% of alerts (what makes the tail)."""
+    each stage's p50 and p99, and its mean over the slowest 1% of alerts (what makes the tail). ``sent_at`` is
+    stamped once the channel has answered, so "alert -> sent" includes the send and "sent -> arrival" is
+    slightly negative (the capture server saw it first)."""
     offset = time.time() - time.perf_counter()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
