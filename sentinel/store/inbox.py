@@ -34,10 +34,9 @@ PRUNE_CHUNK = 100  # 100 rows of 10-event bodies: ~4 ms holding the lock intake 
 RESTART_MIN_FRAMES = 1024  # 4 MB of WAL: below it, a RESTART's stall buys little
 RESTART_BUSY_MS = 50  # how long a RESTART waits for intake's commit in flight before giving up till next time
 # ... trying again this often. Not SQLite's busy handler: a RESTART that has the write lock holds intake off
-# while it waits for the detector's readers, and the handler sleeps 1, 2, 5, 10 ms between looks (measured
-# while draining a backlog: each once-a-second RESTART held intake 12-19 ms, its p99 at 1,000 requests/s
-# 10-15 ms against the durable baseline's 6). Tried without waiting, a RESTART that meets a reader copies
-# what it can, gives the lock back and is tried again.
+# while it waits for the detector's readers, and the handler sleeps 1, 2, 5, 10 ms between looks, on top of
+# the RESTART's own copy and fsync (10-15 ms once a second while draining a backlog, measured). Tried without
+# waiting, a RESTART that meets a reader copies what it can, gives the lock back and is tried again.
 RESTART_RETRY_SECONDS = 0.0005
 RESTART_MAX_LEFT_FRAMES = 256  # 1 MB: what a RESTART may have to copy itself while it holds intake off
 
