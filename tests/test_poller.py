@@ -101,12 +101,16 @@ class Rig:
 
     def polled_uuids(self) -> list[str]:
         """Every event uuid the poller put in the inbox, in order (repeats kept: they would be a bug)."""
+        return [uuid for row in self.inbox_rows() for uuid in row]
+
+    def inbox_rows(self) -> list[list[str]]:
+        """Each inbox row's event uuids, in order."""
         conn = sqlite3.connect(inbox_path(self.db))
         try:
             bodies = [bytes(r[0]) for r in conn.execute("SELECT body FROM received ORDER BY id")]
         finally:
             conn.close()
-        return [e.uuid for body in bodies for e in parse_delivery(body).events]
+        return [[e.uuid for e in parse_delivery(body).events] for body in bodies]
 
     def log_requests(self) -> list[dict[str, str]]:
         return [{k: v[-1] for k, v in r.query.items()} for r in self.fake.to("/api/v1/logs")]

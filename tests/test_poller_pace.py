@@ -124,7 +124,7 @@ def test_a_page_goes_into_the_inbox_in_parts_each_after_the_detector_caught_up_a
 
     async def detector_backlog() -> int:
         cursor = await rig.store.poll_cursor(rig.poller.source)
-        seen.append((len(inbox_rows(rig)), cursor.next_url if cursor else None))
+        seen.append((len(rig.inbox_rows()), cursor.next_url if cursor else None))
         backlog.append(backlog.pop(0))
         return backlog[-1]
 
@@ -134,7 +134,7 @@ def test_a_page_goes_into_the_inbox_in_parts_each_after_the_detector_caught_up_a
     try:
         first = rig.run(rig.poller._current_cursor()).next_url
         rig.step()
-        rows = inbox_rows(rig)
+        rows = rig.inbox_rows()
         stored = rig.run(rig.store.poll_cursor(rig.poller.source))
     finally:
         rig.close()
@@ -145,21 +145,6 @@ def test_a_page_goes_into_the_inbox_in_parts_each_after_the_detector_caught_up_a
     assert [n for n, _ in seen] == [1, 1, 2, 2]
     assert {url for _, url in seen} == {first}
     assert stored is not None and stored.next_url != first
-
-
-def inbox_rows(rig: Rig) -> list[list[str]]:
-    """Each inbox row's event uuids, in order."""
-    import sqlite3
-
-    from sentinel.okta import parse_delivery
-    from sentinel.store.inbox import inbox_path
-
-    conn = sqlite3.connect(inbox_path(rig.db))
-    try:
-        bodies = [bytes(r[0]) for r in conn.execute("SELECT body FROM received ORDER BY id")]
-    finally:
-        conn.close()
-    return [[e.uuid for e in parse_delivery(body).events] for body in bodies]
 
 
 def test_a_detector_that_does_not_catch_up_in_time_gets_the_rest_of_the_page_at_once(
@@ -179,7 +164,7 @@ def test_a_detector_that_does_not_catch_up_in_time_gets_the_rest_of_the_page_at_
     rig.poller._detector_backlog = stuck
     try:
         rig.step()
-        rows = inbox_rows(rig)
+        rows = rig.inbox_rows()
     finally:
         rig.close()
     assert [len(r) for r in rows] == [100, 100, 100, 50]

@@ -297,13 +297,6 @@ class Dispatcher:
             await self.pause(stop, self._wake, pause)
 
 
-def _ids(ids: list[int]) -> str:
-    """``7-506`` for a run of consecutive ids, else the first few."""
-    if ids == list(range(ids[0], ids[0] + len(ids))):
-        return f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
-    return ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
-
-
 async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
     """Sleep up to ``seconds``, ending early when stopped or woken."""
     await wait_for_any(seconds, stop, wake)
