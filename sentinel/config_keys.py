@@ -222,7 +222,8 @@ KEYS: tuple[ConfigKey, ...] = (
               "the detector process's disk priority: `idle` (ioprio class idle) or `normal`. Measured: `idle` "
               "delays the inbox checkpoints intake relies on and lengthens intake's tail (docs/benchmarks.md)"),
     ConfigKey("detector", "inbox_checkpoint", str, "restart", _one_of("restart", "passive"),
-              "how the detector empties the inbox's WAL once a second: `restart` (a passive copy, then a short "
+              "how the detector empties the inbox's WAL: `restart` (passive copies, each synced, up to five a "
+              "second while it prunes a backlog, then once a second, or sooner when the WAL is long, a short "
               "RESTART so intake's next commit starts the WAL over: intake never copies it itself) or `passive`"),
     ConfigKey("detector", "yield_ms", float, 0, _between(0, 100),
               "pause between the detector's batches while intake is receiving (0: none)"),

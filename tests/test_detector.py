@@ -440,3 +440,40 @@ def test_evaluating_as_unpacked_stores_and_alerts_exactly_as_the_pending_way(tmp
     assert sum(r.quarantined for r in reports) == 1
     assert sum(r.evaluated for r in reports) == 3
     assert len([a for r in reports for a in r.alerts]) == 3
+
+
+def test_a_pruned_backlog_is_copied_five_times_a_second_and_due_to_start_over_once(tmp_path: Path) -> None:
+    """While chunks of a backlog are pruned, the inbox's WAL is copied (and synced) every 0.2 s: one
+    copy a second made one large sync that held intake's own fsyncs back (issue 16). Starting the WAL
+    over holds intake off, so that stays at most once a second, and once the last chunk is gone."""
+    clock = FixedClock(NOW)
+
+    async def scenario() -> list[tuple[float, bool]]:
+        store = Store(tmp_path / "s.db")
+        store.start(NOW)
+        try:
+            detector = Detector(store, Recorder(), lambda a: [], clock)
+            detector.checkpoint_restart = True
+            await detector.load_state()
+            for i in range(350):  # 100 rows a chunk: four chunks, the last short
+                await store.receive(delivery(make_event(f"c{i}")), NOW)
+            while await detector.unpack_once():
+                pass
+            copies: list[tuple[float, bool]] = []
+            real = store.checkpoint_inbox
+
+            async def watched(restart: bool = False, due: bool = True) -> bool:
+                assert restart  # as configured: whether it happens is for ``due`` and the WAL's length
+                copies.append((round(clock.monotonic(), 1), due))
+                return await real(restart, due)
+
+            store.checkpoint_inbox = watched  # type: ignore[method-assign]
+            for _ in range(8):
+                await detector.prune_once()
+                clock.advance(timedelta(seconds=0.1))
+            assert await store._read_inbox(lambda c: c.execute("SELECT count(*) FROM received").fetchone()[0]) == 0
+            return copies
+        finally:
+            store.close()
+
+    assert asyncio.run(scenario()) == [(0.0, True), (0.2, False), (0.4, True)]

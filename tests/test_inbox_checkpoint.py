@@ -6,6 +6,7 @@ RESTART after the PASSIVE copy (``inbox.checkpoint(restart=True)``) closes that 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -109,9 +110,17 @@ def test_a_restart_that_meets_a_reader_gives_the_lock_back_and_tries_again_often
     def done_reading() -> None:
         reader.execute("COMMIT")
 
+    # The reader lets go 50 ms after the first RESTART try (the PASSIVE copy and its sync come first).
     release = threading.Timer(0.05, done_reading)
-    release.start()
     recording = Recording(checker)
+    execute = recording.execute
+
+    def release_after_the_first_restart(sql: str, *args: Any) -> sqlite3.Cursor:
+        if "RESTART" in sql and not release.is_alive() and not release.finished.is_set():
+            release.start()
+        return execute(sql, *args)
+
+    recording.execute = release_after_the_first_restart  # type: ignore[method-assign]
     try:
         assert inbox.checkpoint(recording, restart=True) is True  # type: ignore[arg-type]
     finally:
@@ -120,3 +129,57 @@ def test_a_restart_that_meets_a_reader_gives_the_lock_back_and_tries_again_often
     assert len(restarts) >= 5  # tried again and again, the lock given back between tries
     assert checker.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
     assert frames_after_one_more_append(writer) < 10  # started over
+
+
+def test_a_passive_copy_that_stops_short_of_the_end_syncs_the_database_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite syncs the database file after a checkpoint only when the copy reached the WAL's last frame.
+    Short of it (a reader's snapshot, or intake's commit meanwhile), the copied pages stayed dirty until
+    the RESTART, whose own sync then wrote them all while holding intake off: the copy is synced here."""
+    path = tmp_path / "i.db"
+    writer, checker = setup(path)
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def watched(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", watched)
+    reader = connect(path, readonly=True)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM received").fetchone()  # a snapshot at the WAL's current end
+    writer.execute("BEGIN IMMEDIATE")
+    inbox.receive(writer, BODY, "2026-12-02T00:00:01Z")
+    writer.execute("COMMIT")
+    _, frames, copied = checker.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert 0 < copied < frames  # the case: a copy short of the end (SQLite leaves the file unsynced)
+    writer.execute("BEGIN IMMEDIATE")
+    inbox.receive(writer, BODY, "2026-12-02T00:00:02Z")
+    writer.execute("COMMIT")
+    assert inbox.checkpoint(checker, restart=False) is False
+    assert synced == [str(path)]
+    reader.execute("COMMIT")
+
+
+def test_syncing_an_in_memory_database_does_nothing() -> None:
+    inbox.sync_database_file(sqlite3.connect(":memory:"))
+
+
+
+def test_a_restart_not_due_waits_for_its_turn_unless_the_wal_is_long(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting the WAL over holds intake off, so the detector does it once a second (``due``), but at
+    intake's maximum rate the WAL grew past intake's own threshold between two turns, and intake copied
+    it on the request path: past ``RESTART_NOW_FRAMES``, the next copy starts it over."""
+    writer, checker = setup(tmp_path / "i.db")  # 2 pages a row: over 2 x RESTART_MIN_FRAMES frames
+    monkeypatch.setattr(inbox, "RESTART_NOW_FRAMES", 4 * inbox.RESTART_MIN_FRAMES)  # more than that
+    writer.execute("BEGIN IMMEDIATE")
+    inbox.receive(writer, BODY, "2026-12-02T00:00:01Z")  # intake's commit in flight during the copy
+    assert inbox.checkpoint(checker, restart=True, due=False) is False
+    writer.execute("COMMIT")
+    assert frames_after_one_more_append(writer) > 2 * inbox.RESTART_MIN_FRAMES  # not started over
+    monkeypatch.setattr(inbox, "RESTART_NOW_FRAMES", inbox.RESTART_MIN_FRAMES)  # less than that
+    assert inbox.checkpoint(checker, restart=True, due=False) is True
+    assert frames_after_one_more_append(writer) < 10  # started over
+    assert inbox.RESTART_NOW_FRAMES <= inbox.INTAKE_CHECKPOINT_FRAMES

@@ -40,6 +40,7 @@ FUSED = True  # evaluate deliveries as they are unpacked when nothing is pending
 PARSED_CACHE_LIMIT = 5_000
 IDLE_POLL_SECONDS = 1.0
 PRUNE_INTERVAL_SECONDS = 1.0
+INBOX_COPY_INTERVAL_SECONDS = 0.2  # while a backlog is pruned (see prune_once)
 RETRY_AFTER_FAILURE_SECONDS = 2.0
 INTAKE_BUSY_SECONDS = 0.1  # intake woke the detector this recently: it is receiving (for yield_seconds)
 # Retention sweeps: a hundredth of the retention apart (a short one in tests), at least once a second,
@@ -99,6 +100,7 @@ class Detector:
         self._pruned_upto = 0
         self._last_prune = float("-inf")
         self._last_checkpoint = float("-inf")
+        self._last_restart = float("-inf")
         self._rule_state_log = RuleStateLog(log)
         # Pacing ([detector] settings, issue 16): see inbox.checkpoint, and the pause in run().
         self.checkpoint_restart = False
@@ -243,11 +245,16 @@ class Detector:
         upto = self._unpacked_upto
         try:
             deleted = await self.store.prune_inbox(upto)
-            # Once a second while chunks remain, and once the last is deleted: a checkpoint after every
-            # chunk copied and synced the same freed pages again each time.
-            if deleted == 0 or now - self._last_checkpoint >= PRUNE_INTERVAL_SECONDS:
+            # A copy every INBOX_COPY_INTERVAL_SECONDS while chunks remain, and once the last is deleted
+            # (after every chunk, it copied and synced the same freed pages again each time). Each copy is
+            # synced: five small syncs a second held intake's own fsyncs back less than one large one.
+            # The WAL is started over (which holds intake off) once a second, or sooner when it is long.
+            if deleted == 0 or now - self._last_checkpoint >= INBOX_COPY_INTERVAL_SECONDS:
+                due = deleted == 0 or now - self._last_restart >= PRUNE_INTERVAL_SECONDS
                 self._last_checkpoint = now
-                await self.store.checkpoint_inbox(self.checkpoint_restart)
+                if due:
+                    self._last_restart = now
+                await self.store.checkpoint_inbox(self.checkpoint_restart, due)
         except (StoreError, RecordRejected) as e:  # housekeeping: try again later
             log.warning("inbox: pruning failed: %s", e)
             return 0

@@ -349,10 +349,10 @@ by SQLite's lock: see docs/architecture.md, "Store".
         """Drop (a chunk of) the inbox rows up to ``upto``, already unpacked into the main database."""
         return await self._inbox_pruner.run(lambda conn: inbox.prune(conn, upto), "pruning the inbox")
 
-    async def checkpoint_inbox(self, restart: bool = False) -> bool:
+    async def checkpoint_inbox(self, restart: bool = False, due: bool = True) -> bool:
         """Copy the inbox's WAL into its file without blocking intake; ``restart``: and start it over
-        (see inbox.checkpoint). Returns whether it was started over."""
-        return await self._inbox_reader.run(lambda c: inbox.checkpoint(c, restart), "checkpointing the inbox")
+        if ``due`` or the WAL is long (see inbox.checkpoint). Returns whether it was started over."""
+        return await self._inbox_reader.run(lambda c: inbox.checkpoint(c, restart, due), "checkpointing the inbox")
 
     async def _read_inbox(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._inbox_reader.run(fn, "reading the inbox")

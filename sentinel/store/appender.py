@@ -27,9 +27,7 @@ from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe, is_busy
 log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
 MAX_APPENDS_PER_ROUND = 1024
-# Past this many pages of WAL since it last started over, intake's commits checkpoint too (SQLite's own
-# automatic checkpoint): the detector is down, or its checkpoints do not catch up under sustained load.
-WAL_AUTOCHECKPOINT_PAGES = 16_384  # 64 MB
+WAL_AUTOCHECKPOINT_PAGES = inbox.INTAKE_CHECKPOINT_FRAMES  # the detector checkpoints; past this, intake too
 # A write that must commit with a body in the same transaction (the poller's cursor: store/poll_cursor.py).
 AlsoWrite: TypeAlias = Callable[[sqlite3.Connection, str], None]
 

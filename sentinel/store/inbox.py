@@ -14,6 +14,7 @@ after pruning, for the same reason.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 import uuid
@@ -39,6 +40,14 @@ RESTART_BUSY_MS = 50  # how long a RESTART waits for intake's commit in flight b
 # waiting, a RESTART that meets a reader copies what it can, gives the lock back and is tried again.
 RESTART_RETRY_SECONDS = 0.0005
 RESTART_MAX_LEFT_FRAMES = 256  # 1 MB: what a RESTART may have to copy itself while it holds intake off
+# Past this many pages of WAL since it last started over, intake's commits checkpoint too (SQLite's own
+# automatic checkpoint, sentinel/store/appender.py): the detector is down, or does not keep up.
+INTAKE_CHECKPOINT_FRAMES = 16_384  # 64 MB
+# Past this many, the detector starts the WAL over at its next copy, not at its once-a-second turn: at
+# intake's maximum rate the WAL grew past intake's threshold between turns, and intake then copied it on
+# the request path (stalls of 100-240 ms in the next second). At that rate a RESTART still often finds
+# intake's commits in its way for all of RESTART_BUSY_MS (measured): this makes it rarer, not impossible.
+RESTART_NOW_FRAMES = INTAKE_CHECKPOINT_FRAMES // 2
 
 
 def inbox_path(db_path: Path) -> Path:
@@ -111,11 +120,12 @@ def prune(conn: sqlite3.Connection, upto: int, chunk: int = PRUNE_CHUNK) -> int:
     return conn.execute("DELETE FROM received WHERE id <= ?", (min(upto, first + chunk - 1),)).rowcount
 
 
-def checkpoint(conn: sqlite3.Connection, restart: bool = False) -> bool:
+def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True) -> bool:
     """Copy the inbox's WAL into its file without blocking intake (PASSIVE). Intake leaves this to the
     detector (sentinel/store/appender.py); outside a transaction.
 
-    ``restart``: then, if the WAL holds ``RESTART_MIN_FRAMES`` or more and the PASSIVE copy left at most
+    ``restart``: then, if due (or the WAL holds ``RESTART_NOW_FRAMES`` or more), the WAL holds
+    ``RESTART_MIN_FRAMES`` or more and the PASSIVE copy left at most
     ``RESTART_MAX_LEFT_FRAMES``, a RESTART checkpoint (it holds intake off for the few frames appended
     since the PASSIVE copy and one fsync, tried for at most ``RESTART_BUSY_MS`` while intake's commit in
     flight or a reader is in the way), so that intake's next commit starts the WAL over.
@@ -123,7 +133,10 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False) -> bool:
     intake's own automatic checkpoint (store/appender.py) ends up copying it on the request path: the
     stalls behind intake's tail (issue 16). Returns whether the WAL was restarted."""
     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if not restart or frames < RESTART_MIN_FRAMES or frames - copied > RESTART_MAX_LEFT_FRAMES:
+    if copied > 0:
+        sync_database_file(conn)
+    if not restart or not (due or frames >= RESTART_NOW_FRAMES) or frames < RESTART_MIN_FRAMES \
+            or frames - copied > RESTART_MAX_LEFT_FRAMES:
         # Too much left to copy (a reader kept the PASSIVE copy back): the RESTART would copy it while
         # holding intake off (measured: 1.7 s stalls during a backlog). Next time.
         return False
@@ -142,6 +155,22 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False) -> bool:
             time.sleep(RESTART_RETRY_SECONDS)
     finally:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def sync_database_file(conn: sqlite3.Connection) -> None:
+    """fdatasync the connection's database file. SQLite syncs it after a checkpoint only when the copy
+    reached the WAL's last frame, which under intake's steady appends a PASSIVE copy never does: the
+    pages it copied stayed dirty until the RESTART, whose own sync then wrote a second's worth of them
+    while holding intake off (12-30 ms measured, once a second while draining a backlog). Synced here,
+    with intake not held, the RESTART's sync has only its own few frames left."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    if not path:  # an in-memory database: nothing to sync
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def unpacked_upto(main: sqlite3.Connection, inbox_generation: str) -> int:
