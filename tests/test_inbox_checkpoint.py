@@ -163,8 +163,7 @@ def test_a_passive_copy_that_stops_short_of_the_end_syncs_the_database_file(
 
 
 def test_syncing_an_in_memory_database_does_nothing() -> None:
-    inbox.sync_database_file(sqlite3.connect(":memory:"))
-
+    inbox.sync_database_file(sqlite3.connect(":memory:"))  # no file to open (os.open("") would raise)
 
 
 def test_a_restart_not_due_waits_for_its_turn_unless_the_wal_is_long(tmp_path: Path,
@@ -172,6 +171,7 @@ def test_a_restart_not_due_waits_for_its_turn_unless_the_wal_is_long(tmp_path: P
     """Starting the WAL over holds intake off, so the detector does it once a second (``due``), but at
     intake's maximum rate the WAL grew past intake's own threshold between two turns, and intake copied
     it on the request path: past ``RESTART_NOW_FRAMES``, the next copy starts it over."""
+    assert inbox.RESTART_MIN_FRAMES < inbox.RESTART_NOW_FRAMES < inbox.INTAKE_CHECKPOINT_FRAMES
     writer, checker = setup(tmp_path / "i.db")  # 2 pages a row: over 2 x RESTART_MIN_FRAMES frames
     monkeypatch.setattr(inbox, "RESTART_NOW_FRAMES", 4 * inbox.RESTART_MIN_FRAMES)  # more than that
     writer.execute("BEGIN IMMEDIATE")
@@ -182,4 +182,3 @@ def test_a_restart_not_due_waits_for_its_turn_unless_the_wal_is_long(tmp_path: P
     monkeypatch.setattr(inbox, "RESTART_NOW_FRAMES", inbox.RESTART_MIN_FRAMES)  # less than that
     assert inbox.checkpoint(checker, restart=True, due=False) is True
     assert frames_after_one_more_append(writer) < 10  # started over
-    assert inbox.RESTART_NOW_FRAMES <= inbox.INTAKE_CHECKPOINT_FRAMES

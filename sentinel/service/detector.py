@@ -236,8 +236,8 @@ class Detector:
         return result
 
     async def prune_once(self) -> int:
-        """Delete a chunk of unpacked deliveries from the inbox and checkpoint its WAL, at most once a
-        second. The detector does both, on its own core: intake only ever appends."""
+        """Delete a chunk of unpacked deliveries from the inbox (once a second, or chunk after chunk while
+        some remain) and checkpoint its WAL. The detector does both, on its own core: intake only appends."""
         now = self.clock.monotonic()
         if self._unpacked_upto <= self._pruned_upto or now - self._last_prune < PRUNE_INTERVAL_SECONDS:
             return 0

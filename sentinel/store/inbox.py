@@ -137,8 +137,8 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True
         sync_database_file(conn)
     if not restart or not (due or frames >= RESTART_NOW_FRAMES) or frames < RESTART_MIN_FRAMES \
             or frames - copied > RESTART_MAX_LEFT_FRAMES:
-        # Too much left to copy (a reader kept the PASSIVE copy back): the RESTART would copy it while
-        # holding intake off (measured: 1.7 s stalls during a backlog). Next time.
+        # Not its turn, a short WAL, or too much left to copy (a reader kept the PASSIVE copy back: the
+        # RESTART would copy it while holding intake off, 1.7 s stalls measured during a backlog). Next time.
         return False
     conn.execute("PRAGMA busy_timeout=0")
     try:
