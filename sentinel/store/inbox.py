@@ -133,6 +133,8 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True
     intake's own automatic checkpoint (store/appender.py) ends up copying it on the request path: the
     stalls behind intake's tail (issue 16). Returns whether the WAL was restarted."""
     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    # Synced whenever anything was copied: ``copied == frames`` does not say SQLite synced it, since the
+    # counts are the copy's own view of the WAL and SQLite compares with its end as it is after the copy.
     if copied > 0:
         sync_database_file(conn)
     if not restart or not (due or frames >= RESTART_NOW_FRAMES) or frames < RESTART_MIN_FRAMES \
