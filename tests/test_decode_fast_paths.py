@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -129,7 +131,7 @@ def test_bodies_only_json_loads_reads_parse_as_before(body: bytes) -> None:
 
 @pytest.mark.parametrize(("extra", "later"), [
     ("", True), (',"x":' + "[" * 120 + "]" * 120, True), (',"x":"' + "9" * 4300 + '"', True),
-    (',"x":' + "[" * 300 + "]" * 300, False),  # decoded later, deeper in the stack, it might meet the limit
+    (',"x":' + "[" * 300 + "]" * 300, True),  # read deeper in the stack, it is decoded on a fresh one (below)
     (',"x":"' + "9" * 4301 + '"', False),  # digits enough for an integer Python will not read: looked at now
     (',"x":1e999', True),  # msgspec's decode refuses it, so decode_json's json.loads reads it (inf), as before
 ])
@@ -137,6 +139,31 @@ def test_which_events_are_left_to_decode_later(extra: str, later: bool) -> None:
     (event,) = parse_delivery(('{"data":{"events":[{' + KEYS + extra + "}]}}").encode()).events
     assert (event.decode is not None) is later
     assert event.source is not None
+
+
+def _stack_depth() -> int:
+    frame: FrameType | None = sys._getframe(1)
+    depth = 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def test_a_body_nested_near_the_recursion_limit_is_read_deeper_in_the_stack(decodes: list[str]) -> None:
+    # Unpacked here with a little room to spare, read 200 frames deeper, where decoding it meets the limit.
+    nesting = sys.getrecursionlimit() - _stack_depth() - 50
+    body = '{"data":{"events":[{' + KEYS + ',"x":' + "[" * nesting + "]" * nesting + "}]}}"
+    (event,) = parse_delivery(body.encode()).events
+    assert event.decode is not None  # left for later, not decoded now
+
+    def read(frames: int) -> Any:
+        return read(frames - 1) if frames else event.data
+
+    value, levels = read(200)["x"], 1
+    while value:
+        value, levels = value[0], levels + 1
+    assert levels == nesting
+    assert len(decodes) > 1  # the read met the limit once, then decoded on a fresh stack
 
 
 @pytest.fixture
