@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from sentinel.errors import PayloadError
-from sentinel.model import Event, parse_timestamp
+from sentinel.model import Event, parse_timestamp, stored_okta_time
 
 VERIFICATION_HEADER = "x-okta-verification-challenge"
 MAX_CHALLENGE_LENGTH = 512
@@ -266,7 +266,7 @@ def _event_quickly(element: msgspec.Raw | bytes, source: str) -> Event | None:
     digits = sys.get_int_max_str_digits()
     if digits and len(source) > digits and re.search(f"[0-9]{{{digits + 1}}}", source):
         return None
-    return Event.later(uuid, event_type, moment, source, _decode_later)
+    return Event.later(uuid, event_type, moment, source, _decode_later, stored_okta_time(published))
 
 
 def _element_texts(body: bytes, count: int) -> list[str] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,14 @@ from test_okta_parse import MUTATION_BYTES
 from sentinel import okta
 from sentinel.clock import FixedClock
 from sentinel.errors import PayloadError
-from sentinel.model import Alert, Severity, _parse_timestamp_generally, parse_timestamp
+from sentinel.model import (
+    Alert,
+    Severity,
+    _parse_timestamp_generally,
+    format_timestamp,
+    parse_timestamp,
+    stored_okta_time,
+)
 from sentinel.okta import decode_json, event_quickly, parse_delivery, parse_delivery_with_json, parse_event
 from sentinel.rules import load_rules
 from sentinel.rules.evaluator import RuleEvaluator
@@ -76,6 +84,63 @@ def test_timestamp_fast_path_agrees_on_mutated_canonical_timestamps(canonical: s
         chars[at % len(chars)] = char
     text = "".join(chars)
     assert _timestamp_outcome(parse_timestamp, text) == _timestamp_outcome(_parse_timestamp_generally, text)
+
+
+def _stored_outcome(text: str) -> object:
+    """What the store writes for an event published at ``text`` (None: the text does not parse)."""
+    try:
+        return format_timestamp(parse_timestamp(text))
+    except ValueError:
+        return None
+
+
+def _agrees_when_parsed(text: str) -> None:
+    stored = _stored_outcome(text)
+    if stored is not None:  # stored_okta_time is asked only of a text that parsed
+        assert stored_okta_time(text) in (None, stored), text
+
+
+@pytest.mark.parametrize("text", ODD_TIMESTAMPS)
+def test_the_stored_time_sliced_from_okta_s_text_is_the_formatted_one(text: str) -> None:
+    _agrees_when_parsed(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+def test_every_okta_time_is_sliced_to_its_stored_text(moment: datetime) -> None:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.").rjust(20, "0") + f"{moment.microsecond // 1000:03d}Z"
+    assert stored_okta_time(text) == _stored_outcome(text) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=23),
+                          st.sampled_from([*"0123456789-:.TZ +tz\u0660\uff10W,", ""])), min_size=1, max_size=4))
+def test_the_stored_time_agrees_on_mutated_okta_times(changes: list[tuple[int, str]]) -> None:
+    chars = list("2024-05-01T10:00:00.000Z")
+    for at, char in changes:
+        chars[at] = char
+    _agrees_when_parsed("".join(chars))
+
+
+def test_an_unpacked_event_carries_its_stored_time_and_a_copy_with_another_time_does_not(tmp_path: Path) -> None:
+    body = json.dumps(envelope(make_event("t-1", published="2024-05-01T10:00:00.123Z"))).encode()
+    (event,) = parse_delivery(body).events
+    assert event.stored_published == "2024-05-01T10:00:00.123000Z" == format_timestamp(event.published)
+    later = replace(event, uuid="t-2", published=event.published + timedelta(hours=1))
+    assert later.stored_published is None
+
+    async def store_both() -> None:
+        store = Store(tmp_path / "sentinel.db")
+        store.start(datetime.now(UTC))
+        try:
+            await store.ingest([event, later], [], datetime.now(UTC))
+        finally:
+            store.close()
+
+    asyncio.run(store_both())
+    with sqlite3.connect(tmp_path / "sentinel.db") as db:
+        stored = dict(db.execute("SELECT uuid, published FROM events"))
+    assert stored == {"t-1": "2024-05-01T10:00:00.123000Z", "t-2": "2024-05-01T11:00:00.123000Z"}
 
 
 # --- events whose body is decoded on first read, against the json.loads path -----------------------------

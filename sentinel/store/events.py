@@ -43,7 +43,8 @@ def store_delivery(conn: sqlite3.Connection, events: Sequence[Event], quarantine
                    received: str, evaluated: str | None) -> IngestResult:
     """:func:`ingest` with the times as stored text already (the inbox keeps ``received_at`` so)."""
     before = conn.total_changes
-    conn.executemany(_INSERT_EVENT, [(e.uuid, e.event_type, format_timestamp(e.published), received, evaluated,
+    conn.executemany(_INSERT_EVENT, [(e.uuid, e.event_type, e.stored_published or format_timestamp(e.published),
+                                      received, evaluated,
                                       e.source if e.source is not None else
                                       json.dumps(e.data, ensure_ascii=False, separators=(",", ":")))
                                      for e in events])
