@@ -52,8 +52,9 @@ def durable_app(path: Path) -> Starlette:
     inbox.prepare(conn)
     conn.close()
     # One stamp a round, as Sentinel. No detector checkpoints this WAL: SQLite's default automatic
-    # checkpoint (every 1000 pages), on the endpoint's core.
-    appender = Appender(path, lambda: format_timestamp(datetime.now(UTC)), autocheckpoint_pages=1000)
+    # checkpoint (every 1000 pages, in the COMMIT that crosses them), on the endpoint's core.
+    appender = Appender(path, lambda: format_timestamp(datetime.now(UTC)), autocheckpoint_pages=1000,
+                        checkpoint_in_commit=True)
 
     async def durable_hook(request: Request) -> Response:
         body = await request.body()

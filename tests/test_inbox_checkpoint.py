@@ -1,7 +1,7 @@
 """The detector's checkpoint of the inbox lets the WAL start over while intake keeps appending (issue 16).
 
 Under steady appends a PASSIVE checkpoint never copies the frame committed while it ran, so SQLite never
-starts the WAL over: it grows until intake's own automatic checkpoint copies it on the request path. A
+starts the WAL over: it grows until intake's own checkpoint copies it (store/appender.py). A
 RESTART after the PASSIVE copy (``inbox.checkpoint(restart=True)``) closes that gap."""
 
 from __future__ import annotations

@@ -116,39 +116,6 @@ def test_an_event_is_stored_as_delivered_when_its_text_is_known(tmp_path: Path) 
     assert [e.data for e in pending_events(conn, 10) if e.uuid == "as-sent"] == [json.loads(delivered)]
 
 
-def test_intake_checkpoints_the_inbox_only_when_its_wal_is_not_kept_short(tmp_path: Path) -> None:
-    """The detector checkpoints the inbox; intake's commits do too, but only once the WAL holds more
-    than a limit of pages since it last started over."""
-    from sentinel.store import inbox
-    from sentinel.store.appender import Appender
-
-    path = tmp_path / "s.inbox.db"
-    setup = connect(path)
-    inbox.prepare(setup)
-    setup.close()
-    appender = Appender(path, lambda: "2026-01-01T00:00:00.000000Z", autocheckpoint_pages=16)
-    appender.start()
-    wal = Path(f"{path}-wal")
-
-    async def append(count: int) -> None:
-        for _ in range(count):
-            await appender.append(b"x" * 4000)
-
-    try:
-        asyncio.run(append(40))  # no detector: intake checkpoints, and the WAL starts over
-        assert wal.stat().st_size < 3 * 16 * 4096  # ~500 KB if it grew on
-        detector = connect(path)
-        detector.execute("PRAGMA wal_checkpoint(RESTART)")  # what the detector's checkpoints achieve
-        detector.close()
-        size = path.stat().st_size
-        asyncio.run(append(2))  # a few pages: in the WAL only, no checkpoint from intake
-        assert path.stat().st_size == size
-        asyncio.run(append(10))  # past the limit again: intake checkpoints into the file
-        assert path.stat().st_size > size
-    finally:
-        appender.close()
-
-
 def test_sqlite_errors_leave_the_store_as_sentinel_errors_saying_what_failed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No sqlite3 error reaches a caller: the store failing is a StoreError, one record refused is a

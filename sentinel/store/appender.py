@@ -8,6 +8,12 @@ retried a few milliseconds later, never blocking the loop), one ``executemany`` 
 that arrived meanwhile, then the COMMIT in a thread while new deliveries queue for the next round.
 An append returns only after its round's COMMIT is durable. One round at a time: the connection
 is used by the loop or by the thread, never both.
+
+The detector keeps the inbox's WAL short (inbox.checkpoint). Past ``WAL_AUTOCHECKPOINT_PAGES`` (it is
+down, or behind after a burst) intake copies the WAL into the file itself, but on a thread and
+connection of its own: a PASSIVE checkpoint never blocks a commit, whereas SQLite's automatic one runs
+inside the COMMIT that crosses the limit, and held every request of that round 100-240 ms at the end
+of a maximum-rate burst (issue 16, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -28,17 +35,37 @@ log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
 MAX_APPENDS_PER_ROUND = 1024
 WAL_AUTOCHECKPOINT_PAGES = inbox.INTAKE_CHECKPOINT_FRAMES  # the detector checkpoints; past this, intake too
+WAL_FRAME_HEADER = 24  # bytes before each page in the WAL file (sqlite.org/fileformat2.html#walformat)
+WAL_HEADER = 32
+# While a checkpoint cannot copy everything (a reader holds an old snapshot), the WAL grows on: intake
+# tries again each time it has grown by this part of the limit, not after every commit.
+RETRY_GROWTH_PART = 8
 # A write that must commit with a body in the same transaction (the poller's cursor: store/poll_cursor.py).
 AlsoWrite: TypeAlias = Callable[[sqlite3.Connection, str], None]
 
 
 class Appender:
-    def __init__(self, path: Path, now: Callable[[], str],
-                 autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES) -> None:
-        """``now``: the time as stored text, read once per round for the deliveries that came without one."""
+    def __init__(self, path: Path, now: Callable[[], str], autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES,
+                 *, checkpoint_in_commit: bool = False,
+                 checkpoint: Callable[[sqlite3.Connection], object] | None = None) -> None:
+        """``now``: the time as stored text, read once per round for the deliveries that came without one.
+        ``autocheckpoint_pages``: past this many pages of WAL, intake checkpoints it (``checkpoint``, on a
+        thread of its own), or with ``checkpoint_in_commit`` SQLite does in the COMMIT (its default way:
+        the benchmarks' durable baseline)."""
         self._path = path
         self._now = now
         self._autocheckpoint_pages = autocheckpoint_pages
+        self._checkpoint_in_commit = checkpoint_in_commit
+        self._checkpoint = checkpoint or copy_and_restart
+        self._wal_path = f"{path}-wal"
+        self._wal_limit = 0  # bytes of WAL file, set in start() from the page size
+        self._wal_seen = 0  # the WAL file's size after the last commit
+        self._checked_at = 0  # its size when intake last started a checkpoint (0: since it was cut back)
+        self._checkpointer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sentinel-inbox-checkpoint")
+        self._checkpointer_conn: sqlite3.Connection | None = None
+        self._checkpointing: concurrent.futures.Future[None] | None = None
+        self.checkpoints = 0
         self._conn: sqlite3.Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-inbox")
         self._appends: list[tuple[str | None, bytes | None, asyncio.Future[None]]] = []
@@ -56,9 +83,18 @@ class Appender:
         # BEGIN must never wait on the event loop: a busy file is retried by _round_start instead.
         self._conn.execute("PRAGMA busy_timeout=0")
         # Copying the WAL back into the file (a checkpoint) costs as much again as writing it: the
-        # detector does it, on its own core (Detector.prune_once). Intake's commits checkpoint only
-        # once the WAL holds WAL_AUTOCHECKPOINT_PAGES since it last started over.
-        self._conn.execute(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint_pages)}")
+        # detector does it, on its own core (Detector.prune_once). Intake only once the WAL holds
+        # WAL_AUTOCHECKPOINT_PAGES since it last started over: after the commit, see _check_wal.
+        pages = int(self._autocheckpoint_pages)
+        if self._checkpoint_in_commit:
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
+            return
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+        self._wal_limit = WAL_HEADER + pages * (page_size + WAL_FRAME_HEADER)
+        # A WAL that grew past the limit is cut back to it when a commit of ours starts it over, so
+        # that the file's size says how long the WAL is whenever it is past the limit (_check_wal).
+        self._conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
 
     async def append(self, body: bytes | None, received_at: str | None = None, also: AlsoWrite | None = None) -> None:
         """Store one delivery body; returns once it is durable. Without ``received_at``, the body is
@@ -139,10 +175,44 @@ class Appender:
     def _commit(self, conn: sqlite3.Connection) -> None:
         """In the thread: the COMMIT (the fsync)."""
         try:
-            conn.execute("COMMIT")  # and SQLite's automatic checkpoint, past WAL_AUTOCHECKPOINT_PAGES
+            conn.execute("COMMIT")  # with checkpoint_in_commit, SQLite's automatic checkpoint too
         except sqlite3.Error:
             _rollback(conn)
             raise
+        if not self._checkpoint_in_commit:
+            self._check_wal()
+
+    def _check_wal(self) -> None:
+        """In the commit thread, after a COMMIT: start a checkpoint on intake's own thread if the WAL
+        is past the limit and none is running. The WAL file's size is the WAL's length only while it
+        is past the limit: below it, a restarted WAL reuses the file from its start (journal_size_limit)."""
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            return  # no WAL file (yet): nothing to copy
+        if size < self._wal_seen:
+            self._checked_at = 0  # the WAL started over and was cut back: a new one to watch
+        self._wal_seen = size
+        if size <= self._wal_limit or size < self._checked_at + self._wal_limit // RETRY_GROWTH_PART:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._checked_at = size
+        self._checkpointing = self._checkpointer.submit(self._checkpoint_wal)
+
+    def _checkpoint_wal(self) -> None:
+        """On intake's checkpoint thread: copy the WAL into the file, then have the next commit start it over."""
+        try:
+            if self._checkpointer_conn is None:
+                self._checkpointer_conn = connect(self._path)
+            self._checkpoint(self._checkpointer_conn)
+            self.checkpoints += 1
+        except Exception as e:  # sqlite3.Error, OSError: the WAL grows on and the next check tries again
+            log.warning("intake could not checkpoint the inbox: %s", describe(e))
+
+    def checkpoint_running(self) -> concurrent.futures.Future[None] | None:
+        """The checkpoint intake started last, if any (done or not): for tests and for close()."""
+        return self._checkpointing
 
     def _round_end(self, done: asyncio.Future[None], waiting: list[asyncio.Future[None]], appended: int) -> None:
         """On the loop: the COMMIT is done (or failed): answer everyone in the round, start the next."""
@@ -184,10 +254,21 @@ class Appender:
         or are gone); nothing new is accepted."""
         self._closed = True
         self._thread.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)  # no new one once the commits have stopped
+        if self._checkpointer_conn is not None:
+            self._checkpointer_conn.close()
+            self._checkpointer_conn = None
         if self._conn is not None:
             _rollback(self._conn)  # a round whose COMMIT never ran: its callers got no answer
             self._conn.close()
             self._conn = None
+
+
+def copy_and_restart(conn: sqlite3.Connection) -> bool:
+    """The detector's checkpoint (inbox.checkpoint): a PASSIVE copy, which never holds intake off, but
+    which under steady appends never reaches the WAL's last frame (so SQLite would never start the WAL
+    over), then a RESTART that holds intake off while it copies the few frames appended meanwhile."""
+    return inbox.checkpoint(conn, restart=True)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -40,13 +40,13 @@ RESTART_BUSY_MS = 50  # how long a RESTART waits for intake's commit in flight b
 # waiting, a RESTART that meets a reader copies what it can, gives the lock back and is tried again.
 RESTART_RETRY_SECONDS = 0.0005
 RESTART_MAX_LEFT_FRAMES = 256  # 1 MB: what a RESTART may have to copy itself while it holds intake off
-# Past this many pages of WAL since it last started over, intake's commits checkpoint too (SQLite's own
-# automatic checkpoint, sentinel/store/appender.py): the detector is down, or does not keep up.
+# Past this many pages of WAL since it last started over, intake checkpoints too, on a thread of its own
+# (sentinel/store/appender.py): the detector is down, or does not keep up.
 INTAKE_CHECKPOINT_FRAMES = 16_384  # 64 MB
 # Past this many, the detector starts the WAL over at its next copy, not at its once-a-second turn: at
-# intake's maximum rate the WAL grew past intake's threshold between turns, and intake then copied it on
-# the request path (stalls of 100-240 ms in the next second). At that rate a RESTART still often finds
-# intake's commits in its way for all of RESTART_BUSY_MS (measured): this makes it rarer, not impossible.
+# intake's maximum rate the WAL grew past intake's threshold between turns, and intake then copied it (on
+# the request path then: stalls of 100-240 ms). At that rate a RESTART still often finds intake's commits
+# in its way for all of RESTART_BUSY_MS (measured): this makes it rarer, not impossible.
 RESTART_NOW_FRAMES = INTAKE_CHECKPOINT_FRAMES // 2
 
 
@@ -122,16 +122,15 @@ def prune(conn: sqlite3.Connection, upto: int, chunk: int = PRUNE_CHUNK) -> int:
 
 def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True) -> bool:
     """Copy the inbox's WAL into its file without blocking intake (PASSIVE). Intake leaves this to the
-    detector (sentinel/store/appender.py); outside a transaction.
+    detector unless the WAL grows long (sentinel/store/appender.py); outside a transaction.
 
     ``restart``: then, if due (or the WAL holds ``RESTART_NOW_FRAMES`` or more), the WAL holds
     ``RESTART_MIN_FRAMES`` or more and the PASSIVE copy left at most
     ``RESTART_MAX_LEFT_FRAMES``, a RESTART checkpoint (it holds intake off for the few frames appended
     since the PASSIVE copy and one fsync, tried for at most ``RESTART_BUSY_MS`` while intake's commit in
     flight or a reader is in the way), so that intake's next commit starts the WAL over.
-    Under steady appends a PASSIVE copy never catches up with the last frame, the WAL only grows, and
-    intake's own automatic checkpoint (store/appender.py) ends up copying it on the request path: the
-    stalls behind intake's tail (issue 16). Returns whether the WAL was restarted."""
+    Under steady appends a PASSIVE copy never catches up with the last frame, and the WAL only grows
+    till intake's own checkpoint (store/appender.py) copies it. Returns whether the WAL was restarted."""
     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     # Synced whenever anything was copied: ``copied == frames`` does not say SQLite synced it, since the
     # counts are the copy's own view of the WAL and SQLite compares with its end as it is after the copy.

@@ -1,0 +1,207 @@
+"""Intake's own checkpoint of the inbox, for when the detector does not keep the WAL short (issue 16).
+
+It runs on a thread and connection of its own: SQLite's automatic checkpoint ran inside the COMMIT that
+crossed the limit, and every request of that round waited for the copy (100-240 ms after a burst)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import statistics
+import threading
+from pathlib import Path
+
+import pytest
+
+from sentinel.store import inbox
+from sentinel.store.appender import Appender, copy_and_restart
+from sentinel.store.database import connect
+
+NOW = "2026-12-02T00:00:00.000Z"
+PAGES = 16
+LIMIT = 32 + PAGES * (4096 + 24)  # the WAL file's bytes at PAGES pages
+
+
+def new_inbox(path: Path) -> None:
+    conn = connect(path)
+    inbox.prepare(conn)
+    conn.close()
+
+
+def rows(path: Path) -> int:
+    conn = connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM received").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def wal_size(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.fixture(autouse=True)
+def small_wal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RESTART that ends intake's checkpoint waits for a WAL of RESTART_MIN_FRAMES (4 MB): here, PAGES."""
+    monkeypatch.setattr(inbox, "RESTART_MIN_FRAMES", PAGES)
+
+
+def settle(appender: Appender) -> None:
+    running = appender.checkpoint_running()
+    if running is not None:
+        running.result(timeout=10)
+
+
+def test_with_no_detector_intake_keeps_the_wal_near_its_limit(tmp_path: Path) -> None:
+    """Nothing else checkpoints: the WAL is copied and started over again and again, never creeping
+    upward (the file is cut back to the limit each time), and every body is kept."""
+    path = tmp_path / "s.inbox.db"
+    new_inbox(path)
+    appender = Appender(path, lambda: NOW, autocheckpoint_pages=PAGES)
+    appender.start()
+    sizes: list[int] = []
+
+    async def append(count: int) -> None:
+        for _ in range(count):
+            await appender.append(b"x" * 4000)
+            sizes.append(wal_size(path))
+
+    try:
+        asyncio.run(append(1200))  # ~14 MB of WAL had nothing copied it
+        settle(appender)
+    finally:
+        appender.close()
+    assert rows(path) == 1200
+    assert appender.checkpoints >= 10
+    # It grows on while a checkpoint runs (measured: peaks of 8-16 LIMITs, medians of 1.5-3), where with
+    # nothing copying it it would reach 300 LIMITs, and with the file never cut back it creeps upward
+    # (medians of 15, then 22-32, then 31-38 LIMITs in these thirds).
+    assert max(sizes) < 60 * LIMIT, f"WAL grew to {max(sizes):,} bytes (limit {LIMIT:,})"
+    for third in (sizes[:400], sizes[400:800], sizes[800:]):
+        assert statistics.median(third) < 6 * LIMIT, [statistics.median(t) // LIMIT for t in
+                                                        (sizes[:400], sizes[400:800], sizes[800:])]
+
+
+def test_a_commit_never_waits_for_intakes_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint that takes long (here: held until the test lets it go) holds no append up."""
+    path = tmp_path / "s.inbox.db"
+    new_inbox(path)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_checkpoint(conn: sqlite3.Connection) -> object:
+        started.set()
+        release.wait(30)
+        return copy_and_restart(conn)
+
+    appender = Appender(path, lambda: NOW, autocheckpoint_pages=PAGES, checkpoint=slow_checkpoint)
+    appender.start()
+
+    async def append_until_the_checkpoint_starts() -> int:
+        count = 0
+        while not started.is_set():
+            await appender.append(b"x" * 4000)
+            count += 1
+            assert count < 500, "intake never started a checkpoint"
+        return count
+
+    async def append_while_it_runs(count: int) -> None:
+        await asyncio.wait_for(asyncio.gather(*(appender.append(b"y" * 4000) for _ in range(count))), 10)
+        for _ in range(count):
+            await asyncio.wait_for(appender.append(b"z" * 4000), 10)
+
+    try:
+        before = asyncio.run(append_until_the_checkpoint_starts())
+        asyncio.run(append_while_it_runs(50))
+        assert not appender.checkpoint_running().done()  # type: ignore[union-attr]
+        assert wal_size(path) > LIMIT  # nothing copied it yet: these commits did not wait for a copy
+        release.set()
+        settle(appender)
+    finally:
+        release.set()
+        appender.close()
+    assert rows(path) == before + 100
+
+
+def test_a_checkpoint_that_fails_is_logged_and_intake_goes_on(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "s.inbox.db"
+    new_inbox(path)
+    calls: list[int] = []
+
+    def failing_checkpoint(conn: sqlite3.Connection) -> object:
+        calls.append(1)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    # 256 pages (~1 MB): tried again every 1/8 of that (~8 appends), not after each of the ~135 commits
+    # past the limit.
+    appender = Appender(path, lambda: NOW, autocheckpoint_pages=256, checkpoint=failing_checkpoint)
+    appender.start()
+
+    async def append(count: int) -> None:
+        for _ in range(count):
+            await appender.append(b"x" * 4000)
+
+    caplog.set_level(logging.WARNING, logger="sentinel.store")
+    try:
+        asyncio.run(append(200))
+        settle(appender)
+    finally:
+        appender.close()
+    assert rows(path) == 200
+    assert 2 <= len(calls) <= 30, len(calls)
+    assert "intake could not checkpoint the inbox: OperationalError: disk I/O error" in caplog.text
+
+
+def test_closing_waits_for_a_checkpoint_in_flight(tmp_path: Path) -> None:
+    path = tmp_path / "s.inbox.db"
+    new_inbox(path)
+    started, finished = threading.Event(), threading.Event()
+
+    def checkpoint(conn: sqlite3.Connection) -> object:
+        started.set()
+        result = copy_and_restart(conn)
+        threading.Event().wait(0.2)
+        finished.set()
+        return result
+
+    appender = Appender(path, lambda: NOW, autocheckpoint_pages=PAGES, checkpoint=checkpoint)
+    appender.start()
+
+    async def append_until_the_checkpoint_starts() -> None:
+        while not started.is_set():
+            await appender.append(b"x" * 4000)
+
+    asyncio.run(append_until_the_checkpoint_starts())
+    appender.close()
+    assert finished.is_set()
+
+
+def test_intake_checkpoints_only_once_the_wal_is_past_its_limit(tmp_path: Path) -> None:
+    """A WAL the detector keeps short is left to it: intake copies nothing into the file."""
+    path = tmp_path / "s.inbox.db"
+    new_inbox(path)
+    appender = Appender(path, lambda: NOW, autocheckpoint_pages=PAGES)
+    appender.start()
+
+    async def append(count: int) -> None:
+        for _ in range(count):
+            await appender.append(b"x" * 4000)
+
+    try:
+        asyncio.run(append(40))  # no detector: intake checkpoints
+        settle(appender)
+        assert appender.checkpoints >= 1
+        detector = connect(path)
+        detector.execute("PRAGMA wal_checkpoint(RESTART)")  # what the detector's checkpoints achieve
+        detector.close()
+        checkpoints, size = appender.checkpoints, path.stat().st_size
+        asyncio.run(append(2))  # a few pages: in the WAL only, no checkpoint from intake
+        settle(appender)
+        assert path.stat().st_size == size and appender.checkpoints == checkpoints
+        asyncio.run(append(30))  # past the limit again: intake checkpoints into the file
+        settle(appender)
+        assert path.stat().st_size > size and appender.checkpoints > checkpoints
+    finally:
+        appender.close()
