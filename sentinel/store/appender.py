@@ -11,9 +11,10 @@ is used by the loop or by the thread, never both.
 
 The detector keeps the inbox's WAL short (inbox.checkpoint). Past ``WAL_AUTOCHECKPOINT_PAGES`` (it is
 down, or behind after a burst) intake copies the WAL into the file itself, but on a thread and
-connection of its own: a PASSIVE checkpoint never blocks a commit, whereas SQLite's automatic one runs
-inside the COMMIT that crosses the limit, and held every request of that round 100-240 ms at the end
-of a maximum-rate burst (issue 16, docs/benchmarks.md).
+connection of its own, as the detector does: the copy (PASSIVE) never blocks a commit, and only the
+RESTART after it holds intake off, for the few frames appended meanwhile. SQLite's automatic checkpoint
+runs inside the COMMIT that crosses the limit, and held every request of that round 100-240 ms at the
+end of a maximum-rate burst (issue 16, docs/benchmarks.md).
 """
 
 from __future__ import annotations
