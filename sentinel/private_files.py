@@ -51,6 +51,6 @@ def create_file(path: Path) -> bool:
 
 
 def open_append(path: Path) -> int:
-    """A descriptor appending to ``path``, created 0600 (with its folders) if missing."""
+    """A descriptor appending to ``path`` (and reading it), created 0600 (with its folders) if missing."""
     create_file(path)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    return os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
