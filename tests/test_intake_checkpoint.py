@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import statistics
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -75,13 +75,15 @@ def test_with_no_detector_intake_keeps_the_wal_near_its_limit(tmp_path: Path) ->
         appender.close()
     assert rows(path) == 1200
     assert appender.checkpoints >= 10
-    # It grows on while a checkpoint runs (measured: peaks of 8-16 LIMITs, medians of 1.5-3), where with
-    # nothing copying it it would reach 300 LIMITs, and with the file never cut back it creeps upward
-    # (medians of 15, then 22-32, then 31-38 LIMITs in these thirds).
-    assert max(sizes) < 60 * LIMIT, f"WAL grew to {max(sizes):,} bytes (limit {LIMIT:,})"
-    for third in (sizes[:400], sizes[400:800], sizes[800:]):
-        assert statistics.median(third) < 6 * LIMIT, [statistics.median(t) // LIMIT for t in
-                                                        (sizes[:400], sizes[400:800], sizes[800:])]
+    # Each time a checkpoint let the WAL start over, the file was cut back to the limit: its size falls
+    # to it again and again. With nothing copying the WAL, or the file never cut back, it never falls
+    # (and with the file never cut back it creeps upward cycle after cycle: medians of 15, then 22-32,
+    # then 31-38 LIMITs in the thirds of this run, measured).
+    cut_back = [after for before, after in pairwise(sizes) if after < before]
+    assert len(cut_back) >= 5 and all(after <= LIMIT for after in cut_back), cut_back[:10]
+    # How far it grows while a checkpoint runs depends on the machine (peaks of 8-16 LIMITs measured
+    # here): bounded far below the ~300 LIMITs it reaches with nothing copying it.
+    assert max(sizes) < 100 * LIMIT, f"WAL grew to {max(sizes):,} bytes (limit {LIMIT:,})"
 
 
 def test_a_commit_never_waits_for_intakes_checkpoint(tmp_path: Path) -> None:
