@@ -48,6 +48,16 @@ def small_wal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inbox, "RESTART_MIN_FRAMES", PAGES)
 
 
+async def append_until(appender: Appender, started: threading.Event) -> int:
+    """Append until intake's checkpoint has started; returns how many were appended."""
+    count = 0
+    while not started.is_set():
+        await appender.append(b"x" * 4000)
+        count += 1
+        assert count < 500, "intake never started a checkpoint"
+    return count
+
+
 def settle(appender: Appender) -> None:
     running = appender.checkpoint_running()
     if running is not None:
@@ -100,21 +110,13 @@ def test_a_commit_never_waits_for_intakes_checkpoint(tmp_path: Path) -> None:
     appender = Appender(path, lambda: NOW, autocheckpoint_pages=PAGES, checkpoint=slow_checkpoint)
     appender.start()
 
-    async def append_until_the_checkpoint_starts() -> int:
-        count = 0
-        while not started.is_set():
-            await appender.append(b"x" * 4000)
-            count += 1
-            assert count < 500, "intake never started a checkpoint"
-        return count
-
     async def append_while_it_runs(count: int) -> None:
         await asyncio.wait_for(asyncio.gather(*(appender.append(b"y" * 4000) for _ in range(count))), 10)
         for _ in range(count):
             await asyncio.wait_for(appender.append(b"z" * 4000), 10)
 
     try:
-        before = asyncio.run(append_until_the_checkpoint_starts())
+        before = asyncio.run(append_until(appender, started))
         asyncio.run(append_while_it_runs(50))
         assert not appender.checkpoint_running().done()  # type: ignore[union-attr]
         assert wal_size(path) > LIMIT  # nothing copied it yet: these commits did not wait for a copy
@@ -171,11 +173,7 @@ def test_closing_waits_for_a_checkpoint_in_flight(tmp_path: Path) -> None:
     appender = Appender(path, lambda: NOW, autocheckpoint_pages=PAGES, checkpoint=checkpoint)
     appender.start()
 
-    async def append_until_the_checkpoint_starts() -> None:
-        while not started.is_set():
-            await appender.append(b"x" * 4000)
-
-    asyncio.run(append_until_the_checkpoint_starts())
+    asyncio.run(append_until(appender, started))
     appender.close()
     assert finished.is_set()
 
