@@ -182,3 +182,114 @@ def test_a_restart_not_due_waits_for_its_turn_unless_the_wal_is_long(tmp_path: P
     monkeypatch.setattr(inbox, "RESTART_NOW_FRAMES", inbox.RESTART_MIN_FRAMES)  # less than that
     assert inbox.checkpoint(checker, restart=True, due=False) is True
     assert frames_after_one_more_append(writer) < 10  # started over
+
+
+
+class IntakeDuringCopies:
+    """The detector's connection, with intake appending ``rows`` bodies (two frames each) right after
+    each of its first ``copies`` PASSIVE copies, as intake did while a copy and its sync ran (70-400 ms
+    at its maximum rate). Remembers every checkpoint's (kind, busy, frames, copied).
+
+    With ``hold_back``, a reader's snapshot keeps each copy one append short of the WAL's end, as intake's
+    commits during a copy do: a copy that reaches the end lets intake's next commit start the WAL over."""
+
+    def __init__(self, conn: sqlite3.Connection, writer: sqlite3.Connection, rows: int, copies: int,
+                 hold_back: bool = True) -> None:
+        self.conn, self.writer, self.rows, self.copies = conn, writer, rows, copies
+        self.checkpoints: list[tuple[str, int, int, int]] = []
+        self.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+        self.reader: sqlite3.Connection | None = None
+        if hold_back:
+            self._hold_back()
+
+    def _hold_back(self) -> None:
+        self.reader = connect(self.path, readonly=True)
+        self.reader.execute("BEGIN")
+        self.reader.execute("SELECT count(*) FROM received").fetchone()
+        self._append(1)
+
+    def _append(self, rows: int) -> None:
+        self.writer.execute("BEGIN IMMEDIATE")
+        for _ in range(rows):
+            inbox.receive(self.writer, BODY, "2026-12-02T00:00:01Z")
+        self.writer.execute("COMMIT")
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        cursor = self.conn.execute(sql, *args)
+        if "wal_checkpoint" not in sql:
+            return cursor
+        row = cursor.fetchone()
+        self.checkpoints.append(("RESTART" if "RESTART" in sql else "PASSIVE", *row))
+        if "PASSIVE" in sql:
+            if self.reader is not None:
+                self.reader.execute("COMMIT")
+                self.reader = None
+            if self.copies > 0:
+                self.copies -= 1
+                self._append(self.rows)
+                if self.copies > 0:
+                    self._hold_back()
+        return FetchedRow(row)
+
+    def passive(self) -> list[tuple[str, int, int, int]]:
+        return [c for c in self.checkpoints if c[0] == "PASSIVE"]
+
+
+class FetchedRow:
+    def __init__(self, row: tuple[int, int, int]) -> None:
+        self.row = row
+
+    def fetchone(self) -> tuple[int, int, int]:
+        return self.row
+
+
+def test_a_restart_copies_only_what_was_appended_since_the_last_copy(tmp_path: Path) -> None:
+    """At intake's maximum rate a copy and its sync took long enough for intake to append megabytes,
+    which the RESTART then copied and synced while holding intake off (33-210 ms, measured): copies
+    off the lock catch up with the WAL's end first."""
+    writer, checker = setup(tmp_path / "i.db")
+    detector = IntakeDuringCopies(checker, writer, rows=1000, copies=1)  # 2,000 frames, 8 MB
+    assert inbox.checkpoint(detector, restart=True) is True  # type: ignore[arg-type]
+    assert [kind for kind, *_ in detector.checkpoints][-1] == "RESTART"
+    passive = detector.passive()
+    assert passive[1][2] - passive[0][2] > 2000  # the case: the first copy missed 2,000 frames
+    _, _, restart_frames, _ = detector.checkpoints[-1]
+    assert restart_frames - passive[-1][3] <= inbox.CATCH_UP_FRAMES  # left for the RESTART to copy
+    assert frames_after_one_more_append(writer) < 10  # started over
+
+
+def test_catching_up_with_an_intake_that_keeps_appending_stops_and_restarts_anyway(tmp_path: Path) -> None:
+    """The WAL must still start over when every copy finds more appended behind it: a bounded number of
+    copies, then the RESTART, which copies the last copy's worth."""
+    writer, checker = setup(tmp_path / "i.db")
+    detector = IntakeDuringCopies(checker, writer, rows=100, copies=1 + inbox.CATCH_UP_COPIES)
+    assert inbox.checkpoint(detector, restart=True) is True  # type: ignore[arg-type]
+    kinds = [kind for kind, *_ in detector.checkpoints]
+    assert kinds == ["PASSIVE"] * (1 + inbox.CATCH_UP_COPIES) + ["RESTART"]
+    assert frames_after_one_more_append(writer) < 10  # started over
+
+
+def test_no_restart_while_intake_outpaces_the_copies_unless_the_wal_is_past_its_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When every copy finds megabytes more behind it (intake at its maximum rate, the detector's core
+    busy), a RESTART would copy as much holding intake off (109 ms measured): not this time. Unless the
+    WAL is past ``RESTART_ANYWAY_FRAMES``: it must not grow without a bound."""
+    writer, checker = setup(tmp_path / "i.db")
+    rows = inbox.CATCH_UP_MAX_LEFT_FRAMES // 2 + 10  # just over CATCH_UP_MAX_LEFT_FRAMES behind each copy
+    detector = IntakeDuringCopies(checker, writer, rows=rows, copies=1 + inbox.CATCH_UP_COPIES)
+    assert inbox.checkpoint(detector, restart=True) is False  # type: ignore[arg-type]
+    assert [kind for kind, *_ in detector.checkpoints] == ["PASSIVE"] * (1 + inbox.CATCH_UP_COPIES)
+    monkeypatch.setattr(inbox, "RESTART_ANYWAY_FRAMES", inbox.RESTART_MIN_FRAMES)  # now past its bound
+    detector = IntakeDuringCopies(checker, writer, rows=rows, copies=1 + inbox.CATCH_UP_COPIES)
+    assert inbox.checkpoint(detector, restart=True) is True  # type: ignore[arg-type]
+    assert [kind for kind, *_ in detector.checkpoints][-1] == "RESTART"
+    assert frames_after_one_more_append(writer) < 10  # started over
+
+
+def test_a_copy_that_reached_the_end_lets_intake_start_the_wal_over_with_no_restart(tmp_path: Path) -> None:
+    """Then nothing is left for a RESTART to do: SQLite started the WAL over in intake's next commit."""
+    writer, checker = setup(tmp_path / "i.db")
+    detector = IntakeDuringCopies(checker, writer, rows=10, copies=1, hold_back=False)
+    assert inbox.checkpoint(detector, restart=True) is True  # type: ignore[arg-type]
+    assert [kind for kind, *_ in detector.checkpoints] == ["PASSIVE", "PASSIVE"]
+    assert frames_after_one_more_append(writer) < 30  # started over: the 10 appends and one more

@@ -40,6 +40,17 @@ RESTART_BUSY_MS = 50  # how long a RESTART waits for intake's commit in flight b
 # waiting, a RESTART that meets a reader copies what it can, gives the lock back and is tried again.
 RESTART_RETRY_SECONDS = 0.0005
 RESTART_MAX_LEFT_FRAMES = 256  # 1 MB: what a RESTART may have to copy itself while it holds intake off
+# A copy and its sync took 70-400 ms at intake's maximum rate, long enough for intake to append 10 MB
+# meanwhile, which the RESTART then copied and synced while holding intake off (33-210 ms, measured). So
+# before a RESTART, more copies (each synced) catch up with the WAL's end, off the lock, until one finds
+# this few frames appended since the one before it, or after this many; the RESTART is left with what
+# was appended during the last one (a few ms, or one sync's worth while the disk is busy).
+CATCH_UP_FRAMES = 64
+CATCH_UP_COPIES = 4
+# A last copy that still found more than this appended behind the one before: intake outpaces the copies
+# (the detector's core busy too), and a RESTART now would copy as much holding intake off (9,309 frames:
+# 109 ms, measured). Not this time, unless the WAL is past RESTART_ANYWAY_FRAMES (its bound).
+CATCH_UP_MAX_LEFT_FRAMES = 2048  # 8 MB
 # Past this many pages of WAL since it last started over, intake checkpoints too, on a thread of its own
 # (sentinel/store/appender.py): the detector is down, or does not keep up.
 INTAKE_CHECKPOINT_FRAMES = 16_384  # 64 MB
@@ -48,6 +59,7 @@ INTAKE_CHECKPOINT_FRAMES = 16_384  # 64 MB
 # the request path then: stalls of 100-240 ms). At that rate a RESTART still often finds intake's commits
 # in its way for all of RESTART_BUSY_MS (measured): this makes it rarer, not impossible.
 RESTART_NOW_FRAMES = INTAKE_CHECKPOINT_FRAMES // 2
+RESTART_ANYWAY_FRAMES = 2 * INTAKE_CHECKPOINT_FRAMES  # 128 MB: see CATCH_UP_MAX_LEFT_FRAMES
 
 
 def inbox_path(db_path: Path) -> Path:
@@ -125,22 +137,34 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True
     detector unless the WAL grows long (sentinel/store/appender.py); outside a transaction.
 
     ``restart``: then, if due (or the WAL holds ``RESTART_NOW_FRAMES`` or more), the WAL holds
-    ``RESTART_MIN_FRAMES`` or more and the PASSIVE copy left at most
-    ``RESTART_MAX_LEFT_FRAMES``, a RESTART checkpoint (it holds intake off for the few frames appended
-    since the PASSIVE copy and one fsync, tried for at most ``RESTART_BUSY_MS`` while intake's commit in
-    flight or a reader is in the way), so that intake's next commit starts the WAL over.
-    Under steady appends a PASSIVE copy never catches up with the last frame, and the WAL only grows
-    till intake's own checkpoint (store/appender.py) copies it. Returns whether the WAL was restarted."""
-    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    # Synced whenever anything was copied: ``copied == frames`` does not say SQLite synced it, since the
-    # counts are the copy's own view of the WAL and SQLite compares with its end as it is after the copy.
-    if copied > 0:
-        sync_database_file(conn)
+    ``RESTART_MIN_FRAMES`` or more and the PASSIVE copy left at most ``RESTART_MAX_LEFT_FRAMES``, more
+    PASSIVE copies catch up with what intake appended meanwhile (``CATCH_UP_FRAMES``; no RESTART this
+    time if they cannot, ``CATCH_UP_MAX_LEFT_FRAMES``), then a RESTART checkpoint (it holds intake off
+    for the few frames appended since the last copy and one fsync, tried for at most ``RESTART_BUSY_MS``
+    while intake's commit in flight or a reader is in the way), so that intake's next commit starts the
+    WAL over. Under steady appends a PASSIVE copy never catches up with the last frame, and the WAL only
+    grows till intake's own checkpoint (store/appender.py) copies it. Returns whether the WAL was restarted
+    (or started over by itself meanwhile)."""
+    frames, copied = _copy(conn)
     if not restart or not (due or frames >= RESTART_NOW_FRAMES) or frames < RESTART_MIN_FRAMES \
             or frames - copied > RESTART_MAX_LEFT_FRAMES:
         # Not its turn, a short WAL, or too much left to copy (a reader kept the PASSIVE copy back: the
         # RESTART would copy it while holding intake off, 1.7 s stalls measured during a backlog). Next time.
         return False
+    for _ in range(CATCH_UP_COPIES):
+        seen = frames
+        frames, copied = _copy(conn, copied)
+        if frames < seen:
+            # Started over meanwhile: a copy reached the WAL's end and intake's next commit started it
+            # over (SQLite does when nothing is left to copy), or intake's own checkpoint did.
+            return True
+        if frames - copied > RESTART_MAX_LEFT_FRAMES:
+            return False  # a reader in the way now: as above
+        if frames - seen <= CATCH_UP_FRAMES:
+            break
+    else:
+        if frames - seen > CATCH_UP_MAX_LEFT_FRAMES and frames < RESTART_ANYWAY_FRAMES:
+            return False
     conn.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + RESTART_BUSY_MS / 1000
@@ -156,6 +180,17 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True
             time.sleep(RESTART_RETRY_SECONDS)
     finally:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _copy(conn: sqlite3.Connection, copied_before: int = 0) -> tuple[int, int]:
+    """A PASSIVE copy, synced if it copied more than ``copied_before`` frames in all: (frames in the WAL
+    as it began, frames copied in all)."""
+    _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    # Synced whenever anything was copied: ``copied == frames`` does not say SQLite synced it, since the
+    # counts are the copy's own view of the WAL and SQLite compares with its end as it is after the copy.
+    if copied > copied_before:
+        sync_database_file(conn)
+    return frames, copied
 
 
 def sync_database_file(conn: sqlite3.Connection) -> None:
