@@ -223,9 +223,9 @@ KEYS: tuple[ConfigKey, ...] = (
               "delays the inbox checkpoints intake relies on and lengthens intake's tail (docs/benchmarks.md)"),
     ConfigKey("detector", "inbox_checkpoint", str, "restart", _one_of("restart", "passive"),
               "how the detector empties the inbox's WAL: `restart` (passive copies, each synced, up to five a "
-              "second while it prunes a backlog, then once a second, or sooner when the WAL is long, a short "
-              "RESTART so intake's next commit starts the WAL over: intake copies it only past 64 MB, off its "
-              "request path) or `passive`"),
+              "second while it prunes a backlog, then once a second, or sooner when the WAL is long, more copies "
+              "to catch up with intake's appends and a short RESTART so intake's next commit starts the WAL "
+              "over: intake copies it only past 64 MB, off its request path) or `passive`"),
     ConfigKey("detector", "yield_ms", float, 0, _between(0, 100),
               "pause between the detector's batches while intake is receiving (0: none)"),
     ConfigKey("monitor", "feed_silence_minutes", int, 0, _non_negative,
