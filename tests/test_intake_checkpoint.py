@@ -205,3 +205,30 @@ def test_intake_checkpoints_only_once_the_wal_is_past_its_limit(tmp_path: Path) 
         assert path.stat().st_size > size and appender.checkpoints > checkpoints
     finally:
         appender.close()
+
+
+def test_the_detectors_prune_cuts_a_long_wal_back_when_its_commit_starts_it_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WAL starts over in whichever writer's commit comes first after a copy reached its end: when that
+    is the detector's prune, not intake's append, the file must be cut back too, or its size no longer
+    says how long the WAL is (intake's check above) and the disk keeps the burst's high-water mark."""
+    from datetime import UTC, datetime
+
+    from sentinel.store import Store
+
+    monkeypatch.setattr(inbox, "INTAKE_CHECKPOINT_FRAMES", PAGES)
+    store = Store(tmp_path / "s.db")
+    store.start(datetime(2026, 12, 2, tzinfo=UTC))
+    try:
+        intake = connect(store.inbox_path)
+        intake.execute("PRAGMA wal_autocheckpoint=0")
+        intake.execute("BEGIN IMMEDIATE")
+        for _ in range(100):  # 200 pages, far past the limit
+            inbox.receive(intake, b"x" * 8000, NOW)
+        intake.execute("COMMIT")
+        _, frames, copied = intake.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames == copied and wal_size(store.inbox_path) > 10 * LIMIT  # all copied: the WAL may start over
+        assert asyncio.run(store.prune_inbox(10)) > 0  # the first commit since: the detector's
+        assert wal_size(store.inbox_path) <= LIMIT
+    finally:
+        store.close()

@@ -75,8 +75,10 @@ by SQLite's lock: see docs/architecture.md, "Store".
         # secure_delete FAST, not the ON some builds default to (Debian's): zeroing each deleted body's
         # pages wrote it out again and made the checkpoint copy it (4.6 µs of CPU an event, more than the
         # rest of pruning). What is deleted is kept in the main database (events, quarantine) anyway, and
-        # intake reuses the freed pages at once.
-        self._inbox_pruner = Writer(self.inbox_path, durable=False, secure_delete="FAST")
+        # intake reuses the freed pages at once. When its commit, not intake's, is the one that starts a
+        # long WAL over, it cuts the file back as intake's would (store/appender.py says why that matters).
+        self._inbox_pruner = Writer(self.inbox_path, durable=False, secure_delete="FAST",
+                                    wal_limit_pages=inbox.INTAKE_CHECKPOINT_FRAMES)
         self.inbox_generation = ""
         self._started = False
 

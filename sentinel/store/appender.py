@@ -30,14 +30,12 @@ from typing import TypeAlias
 
 from sentinel.errors import StoreError
 from sentinel.store import inbox
-from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe, is_busy
+from sentinel.store.database import BUSY_TIMEOUT_MS, connect, describe, is_busy, wal_file_bytes
 
 log = logging.getLogger("sentinel.store")
 BUSY_RETRY_SECONDS = 0.002
 MAX_APPENDS_PER_ROUND = 1024
 WAL_AUTOCHECKPOINT_PAGES = inbox.INTAKE_CHECKPOINT_FRAMES  # the detector checkpoints; past this, intake too
-WAL_FRAME_HEADER = 24  # bytes before each page in the WAL file (sqlite.org/fileformat2.html#walformat)
-WAL_HEADER = 32
 # While a checkpoint cannot copy everything (a reader holds an old snapshot), the WAL grows on: intake
 # tries again each time it has grown by this part of the limit, not after every commit.
 RETRY_GROWTH_PART = 8
@@ -91,8 +89,7 @@ class Appender:
             self._conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
             return
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
-        page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
-        self._wal_limit = WAL_HEADER + pages * (page_size + WAL_FRAME_HEADER)
+        self._wal_limit = wal_file_bytes(self._conn, pages)
         # A WAL that grew past the limit is cut back to it when a commit of ours starts it over, so
         # that the file's size says how long the WAL is whenever it is past the limit (_check_wal).
         self._conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")

@@ -33,6 +33,8 @@ MAX_JOBS_PER_COMMIT = 256
 # 1, 2, 5, 10, 15, 20, 25 ... ms between tries, so a lock held 6 ms cost a waiter 8 ms and one held 35 ms
 # cost 53 ms (measured beside a back-fill: a dispatcher's record 9 ms at p99, 55 ms at most).
 BEGIN_RETRY_SECONDS = 0.0005
+WAL_FRAME_HEADER = 24  # bytes before each page in a WAL file
+WAL_HEADER = 32
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -48,6 +50,12 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     return conn
+
+
+def wal_file_bytes(conn: sqlite3.Connection, pages: int) -> int:
+    """How long a WAL file of ``pages`` frames is (sqlite.org/fileformat2.html#walformat: a 32-byte header,
+    then each page after a 24-byte frame header)."""
+    return WAL_HEADER + pages * (int(conn.execute("PRAGMA page_size").fetchone()[0]) + WAL_FRAME_HEADER)
 
 
 def describe(error: BaseException) -> str:
@@ -81,11 +89,15 @@ class _Job:
 class Writer:
     """The single thread that owns the write connection."""
 
-    def __init__(self, path: Path, *, durable: bool = True, secure_delete: str | None = None) -> None:
-        """``secure_delete``: this connection's ``PRAGMA secure_delete`` (None: the SQLite build's default)."""
+    def __init__(self, path: Path, *, durable: bool = True, secure_delete: str | None = None,
+                 wal_limit_pages: int | None = None) -> None:
+        """``secure_delete``: this connection's ``PRAGMA secure_delete`` (None: the SQLite build's default).
+        ``wal_limit_pages``: a WAL longer than this many pages is cut back to it when this connection's
+        commit starts it over (``PRAGMA journal_size_limit``; None: never cut back)."""
         self._path = path
         self._durable = durable
         self._secure_delete = secure_delete
+        self._wal_limit_pages = wal_limit_pages
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         # Jobs submitted during one turn of an event loop, handed to the thread together at its end:
         # one thread wake-up (and GIL hand-over) per turn instead of one per request.
@@ -102,6 +114,8 @@ class Writer:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
         if self._secure_delete is not None:
             self._conn.execute(f"PRAGMA secure_delete={self._secure_delete}")
+        if self._wal_limit_pages is not None:
+            self._conn.execute(f"PRAGMA journal_size_limit={wal_file_bytes(self._conn, self._wal_limit_pages)}")
         self._thread.start()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], what: str = "write") -> T:
