@@ -293,3 +293,25 @@ def test_a_copy_that_reached_the_end_lets_intake_start_the_wal_over_with_no_rest
     assert inbox.checkpoint(detector, restart=True) is True  # type: ignore[arg-type]
     assert [kind for kind, *_ in detector.checkpoints] == ["PASSIVE", "PASSIVE"]
     assert frames_after_one_more_append(writer) < 30  # started over: the 10 appends and one more
+
+
+def test_a_copy_that_meets_the_other_checkpoint_running_is_not_taken_for_a_wal_started_over(
+        tmp_path: Path) -> None:
+    """Intake's fallback checkpoint and the detector's can meet: SQLite then answers the second's PASSIVE
+    with (1, -1, -1) (seen in a diagnostic log). That is not a WAL started over, and no RESTART follows."""
+    writer, checker = setup(tmp_path / "i.db")
+    detector = IntakeDuringCopies(checker, writer, rows=100, copies=1)
+    real = detector.execute
+    passives = 0
+
+    def other_checkpoint_running_at_the_second_copy(sql: str, *args: Any) -> Any:
+        nonlocal passives
+        if "PASSIVE" in sql:
+            passives += 1
+            if passives == 2:
+                return FetchedRow((1, -1, -1))
+        return real(sql, *args)
+
+    detector.execute = other_checkpoint_running_at_the_second_copy  # type: ignore[method-assign]
+    assert inbox.checkpoint(detector, restart=True) is False  # type: ignore[arg-type]
+    assert "RESTART" not in [kind for kind, *_ in detector.checkpoints]

@@ -154,6 +154,8 @@ def checkpoint(conn: sqlite3.Connection, restart: bool = False, due: bool = True
     for _ in range(CATCH_UP_COPIES):
         seen = frames
         frames, copied = _copy(conn, copied)
+        if frames < 0:
+            return False  # the other checkpoint (intake's or the detector's) is running: (-1, -1) then
         if frames < seen:
             # Started over meanwhile: a copy reached the WAL's end and intake's next commit started it
             # over (SQLite does when nothing is left to copy), or intake's own checkpoint did.
