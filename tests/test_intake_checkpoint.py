@@ -9,12 +9,13 @@ import asyncio
 import logging
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from sentinel.store import inbox
+from sentinel.store import Store, inbox
 from sentinel.store.appender import Appender, copy_and_restart
 from sentinel.store.database import connect
 
@@ -212,10 +213,6 @@ def test_the_detectors_prune_cuts_a_long_wal_back_when_its_commit_starts_it_over
     """The WAL starts over in whichever writer's commit comes first after a copy reached its end: when that
     is the detector's prune, not intake's append, the file must be cut back too, or its size no longer
     says how long the WAL is (intake's check above) and the disk keeps the burst's high-water mark."""
-    from datetime import UTC, datetime
-
-    from sentinel.store import Store
-
     monkeypatch.setattr(inbox, "INTAKE_CHECKPOINT_FRAMES", PAGES)
     store = Store(tmp_path / "s.db")
     store.start(datetime(2026, 12, 2, tzinfo=UTC))
@@ -228,6 +225,7 @@ def test_the_detectors_prune_cuts_a_long_wal_back_when_its_commit_starts_it_over
         intake.execute("COMMIT")
         _, frames, copied = intake.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         assert frames == copied and wal_size(store.inbox_path) > 10 * LIMIT  # all copied: the WAL may start over
+        intake.close()
         assert asyncio.run(store.prune_inbox(10)) > 0  # the first commit since: the detector's
         assert wal_size(store.inbox_path) <= LIMIT
     finally:
